@@ -1,0 +1,134 @@
+"""Models: every architecture choice of the study, created through timm, and this project's checkpoints.
+
+create_model(arch, num_classes, init) gives a timm model initialised from random weights, from
+timm's ImageNet-1k weights (a pinned tag per architecture), or from a checkpoint of this project.
+Checkpoints are plain dicts (tensors, numbers, strings) saved atomically and loaded with
+weights_only=True, so a checkpoint explains itself and can never execute code.
+"""
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+import timm
+
+# The study's architectures (STUDY.md §2) and the pinned timm tag used for `--init in1k`.
+# All are ImageNet-1k-only weights. timm's *default* tags differ for two of them:
+# convnext_tiny defaults to `in12k_ft_in1k` (ImageNet-12k pretraining) and
+# vit_small_patch16_224 to `augreg_in21k_ft_in1k` (ImageNet-21k pretraining).
+PRETRAINED_TAGS = {
+    "resnet50": "a1_in1k",                     # teacher
+    "vit_small_patch16_224": "augreg_in1k",    # teacher
+    "convnext_tiny": "fb_in1k",                # teacher (origination study)
+    "regnety_064": "ra3_in1k",                 # teacher (origination study)
+    "resnet18": "a1_in1k",                     # student
+    "mobilenetv4_conv_medium": "e500_r224_in1k",  # student
+    "convnext_pico": "d1_in1k",                # student (initialization study)
+    "mobilevitv2_150": "cvnets_in1k",          # student (initialization study)
+    # small models for the built-in 32x32 data (resnet18's 7x7/2 stem + max-pool is too coarse there)
+    "resnet18d": "ra2_in1k",
+    "resnet10t": "c3_in1k",
+}
+CHECKPOINT_FORMAT = "kd-temperature-checkpoint/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, unreadable, or not one of this project's."""
+
+
+def is_known_arch(arch):
+    """True if timm can build `arch` (a bare model name, no pretrained tag)."""
+    return timm.is_model(arch)
+
+
+def create_model(arch, num_classes, init="random", pretrained_file=None, pretrained_tag=None):
+    """Return (model, origination). `init`: 'random', 'in1k', or a path to a checkpoint of this project.
+
+    A checkpoint trained on another label set keeps its backbone and gets a freshly initialised
+    head for `num_classes` (timm's reset_classifier), as timm does when fine-tuning.
+    """
+    if not is_known_arch(arch):
+        raise ValueError(f"--arch/--student: unknown timm architecture '{arch}' (e.g. {', '.join(list(PRETRAINED_TAGS)[:4])})")
+    if init == "random":
+        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        return model, {"init": "random", "pretrained": None, "from_scratch": True, "epochs_trained": 0}
+    if init == "in1k":
+        tag = pretrained_tag or PRETRAINED_TAGS.get(arch)
+        name = f"{arch}.{tag}" if tag else arch
+        overlay = {"file": str(pretrained_file)} if pretrained_file else None
+        if pretrained_file and not Path(pretrained_file).is_file():
+            raise CheckpointError(f"--pretrained-file: no such file '{pretrained_file}'")
+        model = timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
+        return model, {"init": "in1k", "pretrained": f"timm:{name}", "from_scratch": False, "epochs_trained": 0}
+    ckpt = load_checkpoint(init)
+    if ckpt["arch"] != arch:
+        raise CheckpointError(f"checkpoint '{init}' holds a '{ckpt['arch']}', not the requested '{arch}'")
+    model = timm.create_model(arch, pretrained=False, num_classes=ckpt["num_classes"])
+    model.load_state_dict(ckpt["state_dict"])
+    if ckpt["num_classes"] != num_classes:
+        model.reset_classifier(num_classes)
+    parent = ckpt["origination"]
+    origination = {
+        "init": str(init),
+        "pretrained": parent.get("pretrained"),
+        "from_scratch": parent.get("from_scratch", False),
+        "epochs_trained": parent.get("epochs_trained", 0),
+        "parent_dataset": ckpt["dataset"],
+        "head_reset": ckpt["num_classes"] != num_classes,
+    }
+    return model, origination
+
+
+def normalization(model):
+    """(mean, std) the model expects for [0, 1] RGB input, from timm's pretrained_cfg."""
+    cfg = model.pretrained_cfg
+    return tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))), tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+
+
+def atomic_save(obj, path):
+    """torch.save to a temp file in the same folder, then rename: readers never see a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path, model, *, arch, classes, dataset, origination, args, code_version):
+    """Write a self-describing model checkpoint (state_dict + metadata), atomically."""
+    mean, std = normalization(model)
+    atomic_save({
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "num_classes": len(classes),
+        "classes": list(classes),
+        "dataset": dataset,
+        "normalization": {"mean": list(mean), "std": list(std)},
+        "origination": origination,
+        "args": args,
+        "code_version": code_version,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }, path)
+
+
+def load_checkpoint(path):
+    """Load one of this project's checkpoints with weights_only=True; CheckpointError says what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated file, pickled code, not a torch file at all
+        reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint '{path}' cannot be loaded safely (weights_only=True): {reason}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"'{path}' is not a checkpoint of this project (expected format '{CHECKPOINT_FORMAT}'; "
+                              "use --pretrained-file for timm weights)")
+    return ckpt

@@ -1,0 +1,145 @@
+"""Train a teacher (or a student's initial weights) with label-smoothed cross-entropy.
+
+Fine-tunes from timm's ImageNet-1k weights (`--init in1k`), from any checkpoint of this project
+(e.g. one "generally pretrained" on synth-src), or trains from random weights, with the study's
+augmentation (RandAugment, flip, MixUp|CutMix). The same script makes the target-trained (TT)
+and fine-tuned (FT) student initialisations: pass a student architecture.
+
+    python train_teacher.py --dataset synth-src --arch resnet18d --epochs 4 --out teachers/src.pt
+    python train_teacher.py --dataset synth-fine --arch resnet18d --init teachers/src.pt --epochs 2 --out teachers/fine-ft2.pt
+
+Writes the model checkpoint to --out and its run folder (config.json, log.jsonl, result.json)
+next to it as <out without .pt>.run/. Re-running a finished command does nothing; re-running an
+interrupted one resumes it.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+import data
+import engine
+import models
+
+# Teacher fine-tuning epochs per dataset: Pets 20, CIFAR-100 40 (paper); the others are defaults.
+EPOCHS = {"pets": 20, "cifar100": 40, "cars": 20, "tiny-imagenet": 40, "imagefolder": 20,
+          "synth-src": 4, "synth-fine": 2, "synth-coarse": 2, "synth-novel": 2}
+
+
+def default_lr(arch):
+    """The paper's teacher recipe: CNN 5e-4, ViT 5e-5."""
+    return 5e-5 if arch.startswith(("vit", "deit", "eva")) else 5e-4
+
+
+def get_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    engine.add_data_args(p)
+    g = p.add_argument_group("model and training")
+    g.add_argument("--arch", default="resnet18d", help="timm architecture, e.g. resnet50, vit_small_patch16_224, resnet18")
+    g.add_argument("--init", default="random", help="random, in1k (timm weights, pinned tag), or a checkpoint of this project")
+    g.add_argument("--pretrained-file", default=None, help="local timm weights file for --init in1k (offline clusters)")
+    g.add_argument("--epochs", type=int, default=None, help="training epochs (default per dataset: Pets 20, CIFAR-100 40, synth-src 4, other synth 2)")
+    g.add_argument("--opt", default="adamw", choices=["adamw", "sgd"], help="optimizer")
+    g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: CNN 5e-4, ViT 5e-5)")
+    g.add_argument("--wd", type=float, default=0.05, help="weight decay (default; the paper's value was lost)")
+    g.add_argument("--bs", type=int, default=64, help="batch size (default)")
+    g.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy")
+    g.add_argument("--warmup-epochs", type=float, default=0, help="linear learning-rate warmup before the cosine decay")
+    g.add_argument("--clip", type=float, default=0.0, help="per-layer gradient-norm clip (0: off)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the augmentation stream")
+    g.add_argument("--out", required=True, help="output checkpoint path, e.g. teachers/pets-resnet50.pt")
+    engine.add_runtime_args(p)
+    return p.parse_args(argv)
+
+
+def validate(args):
+    """Check every input before any work starts; raise ValueError with a one-line message."""
+    if args.dataset not in data.DATASETS:
+        raise ValueError(f"--dataset: unknown dataset '{args.dataset}' (expected one of {', '.join(data.DATASETS)})")
+    if not models.is_known_arch(args.arch):
+        raise ValueError(f"--arch: unknown timm architecture '{args.arch}'")
+    args.epochs = EPOCHS.get(args.dataset, 20) if args.epochs is None else args.epochs
+    args.lr = default_lr(args.arch) if args.lr is None else args.lr
+    if args.epochs < 1:
+        raise ValueError(f"--epochs: must be >= 1, got {args.epochs}")
+    if not args.lr >= 0 or not args.wd >= 0 or not args.clip >= 0 or not args.warmup_epochs >= 0:
+        raise ValueError("--lr, --wd, --clip and --warmup-epochs must be >= 0")
+    if args.bs < 2:
+        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples within a batch), got {args.bs}")
+    if not 0 <= args.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing: must be in [0, 1), got {args.label_smoothing}")
+    if args.init not in ("random", "in1k"):
+        ckpt = models.load_checkpoint(args.init)   # raises CheckpointError with the reason
+        if ckpt["arch"] != args.arch:
+            raise ValueError(f"--init: checkpoint '{args.init}' holds a '{ckpt['arch']}', not --arch {args.arch}")
+    if not str(args.out).endswith(".pt"):
+        raise ValueError(f"--out: expected a checkpoint path ending in .pt, got '{args.out}'")
+    args.synth = engine.parse_key_values(args.synth, "--synth")
+    args.device = engine.resolve_device(args.device)
+    engine.check_writable(Path(args.out).parent)
+
+
+def main(argv=None):
+    args = get_args(argv)
+    prog = "train_teacher.py"
+    try:
+        validate(args)
+        train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
+                                      image_size=args.image_size, synth=args.synth)
+        test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
+                                     image_size=args.image_size, synth=args.synth)
+    except (ValueError, OSError) as e:
+        engine.fail(prog, e)
+    out = Path(args.out)
+    aug = data.aug_config_for(args.dataset, args.image_size)
+    identity = {"kind": "train", "dataset": args.dataset, "synth": args.synth, "aug": aug.to_dict(), "arch": args.arch,
+                "init": args.init if args.init in ("random", "in1k") else engine.file_sha1(args.init),
+                "epochs": args.epochs, "opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs,
+                "label_smoothing": args.label_smoothing, "warmup_epochs": args.warmup_epochs, "clip": args.clip,
+                "seed": args.seed, "amp": args.amp}
+    run = engine.RunDir(out.with_suffix(".run"), identity)
+    if run.done() and out.is_file():
+        print(f"{prog}: already done: {out}", file=sys.stderr)
+        return 0
+    try:
+        run.start(runtime={k: str(v) for k, v in vars(args).items()})
+    except ValueError as e:
+        engine.fail(prog, e)
+
+    torch.manual_seed(args.seed)
+    classes = train_split.classes
+    model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file)
+    origination["epochs_trained"] += args.epochs
+    origination["target_epochs"] = args.epochs
+    norm = models.normalization(model)
+    label_smoothing = args.label_smoothing
+
+    def objective(logits, batch, teacher_logits, epoch, step):
+        return engine.soft_cross_entropy(logits, batch["y_soft"], label_smoothing)
+
+    def save_model(member):
+        models.save_checkpoint(out, member.model, arch=args.arch, classes=classes, dataset=args.dataset,
+                               origination=origination, args=identity, code_version=engine.code_version())
+
+    member = engine.Member(name=out.stem, run=run, model=model, objective=objective, norm=norm)
+    stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, workers=args.workers)
+    test_images = data.eval_images(test_split, aug)
+    common = {"kind": "train", "checkpoint": str(out), "origination": origination, "num_classes": len(classes),
+              "device": engine.device_name(args.device), "code_version": engine.code_version(),
+              "versions": engine.library_versions(), "seed": args.seed}
+    print(f"{prog}: {args.arch} ({origination['init']}) on {args.dataset}: {len(train_split)} train / "
+          f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}", file=sys.stderr)
+    results = engine.train([member], stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
+                           lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
+                           device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                           eval_every=args.eval_every, keep_ckpt=args.keep_ckpt, common_result=common,
+                           on_finish=save_model, log=lambda s: print(s, file=sys.stderr))
+    if not results:
+        return engine.EXIT_FAILED
+    print(f"{prog}: {out}: test top-1 {results[0]['final']['top1']:.2f}%", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
