@@ -1,0 +1,246 @@
+"""The study's grid in one readable place: presets -> one manifest of commands per stage.
+
+run_all.sh calls this to write <out>/manifest/<stage>.txt (one shell command per line) and then
+runs the stages in order: pretrain -> teachers (and student initial weights) -> distill -> analysis.
+Every value below comes from STUDY.md; those marked (default) are the project's choices where
+the paper's text lost the number. Temperature sweeps are one lockstep command per configuration.
+
+    python grid.py paper --dry-run          # runs per stage and the first commands
+    python grid.py demo --out demo          # writes demo/manifest/*.txt
+"""
+import argparse
+import shlex
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+# ---------------------------------------------------------------------------------------------
+# The paper (STUDY.md §1-§4)
+
+T_GRID = [1, 2, 3, 4, 5, 10, 20, 30, 40]                  # spans 1..40 (paper); the values (default)
+SEEDS = [0, 1, 2]                                          # mean of 3 seeds (paper)
+TEACHERS = ["resnet50", "vit_small_patch16_224"]           # baseline teachers (paper)
+EXTRA_TEACHERS = ["convnext_tiny", "regnety_064"]          # origination study (paper)
+SCRATCH_TEACHERS = ["resnet50", "convnext_tiny", "regnety_064"]   # no ViT from scratch (paper)
+STUDENTS = ["resnet18", "mobilenetv4_conv_medium"]         # baseline students (paper)
+EXTRA_STUDENTS = ["convnext_pico", "mobilevitv2_150"]      # initialization study (paper)
+METHODS = ["dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]   # compared with kd (paper), own defaults
+CONTROLS = [("smooth-global", None), ("smooth-instance", None), ("bottomk", 1), ("bottomk", 2), ("bottomk", 5)]  # k values (default)
+OPTIMIZERS = ["adamw", "sgd"]                               # (paper)
+BATCH_SIZES = [64, 256]                                     # (paper); baseline 64 (default)
+INITS = ["random", "tt", "in1k", "ft"]                      # student initializations (paper)
+
+# Per dataset: teacher fine-tuning epochs (Pets 20, CIFAR-100 40: paper), the origination study's
+# fine-tuning durations, the five distillation budgets and the baseline budget (default), epochs from
+# scratch for teachers and target-trained students (default).
+DATASETS = {
+    "pets":           dict(dataset="pets", root="", ft=20, durations=[5, 10, 20, 40], budgets=[25, 50, 100, 200, 300], baseline=100, scratch=200),
+    "cifar100":       dict(dataset="cifar100", root="", ft=40, durations=[10, 20, 40, 80], budgets=[10, 20, 40, 80, 120], baseline=40, scratch=200),
+    "cars":           dict(dataset="cars", root="", ft=20, durations=[], budgets=[25, 50, 100, 200, 300], baseline=100, scratch=200),
+    "tiny-imagenet":  dict(dataset="tiny-imagenet", root="", ft=40, durations=[], budgets=[10, 20, 40, 80, 120], baseline=40, scratch=200),
+    "imagenet-birds": dict(dataset="imagefolder", root="imagenet-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200),
+    "finer-birds":    dict(dataset="imagefolder", root="finer-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200),
+}
+BASELINE_DATASETS = ["pets", "cifar100"]
+STUDIES = ["methods", "config", "origination", "init", "granularity"]
+
+# ---------------------------------------------------------------------------------------------
+# The built-in demo: the whole study on synth-* on a CPU (calibrated in the closing notes/README).
+# The "ImageNet-1k pretraining" of the paper is a pretraining on synth-src here.
+
+DEMO = dict(
+    synth=[],                                   # --synth KEY=VALUE overrides (dataset sizes)
+    teacher="resnet18d", student="resnet10t",
+    pretrain_epochs=4,                          # "general pretraining" on synth-src
+    brief=1, long=8, scratch=12,                # teacher fine-tuning durations and from-scratch epochs
+    T=[1, 3, 10, 30], seeds=[0, 1],
+    budgets=[3, 8], baseline=8,                 # distillation epochs: short and long
+    controls=[("smooth-global", None), ("smooth-instance", None), ("bottomk", 1)],
+)
+DEMO_TINY = dict(DEMO, synth=["groups=4", "classes_per_group=2", "src_train_per_class=8", "target_train_per_class=8",
+                              "test_per_class=4"],
+                 pretrain_epochs=1, brief=1, long=2, scratch=2, T=[1, 4], seeds=[0], budgets=[1, 2], baseline=2,
+                 controls=[("smooth-instance", None)])
+
+
+class Grid:
+    """Collects commands per stage, without duplicates, and counts the runs each command makes."""
+
+    def __init__(self, python, out, data_root, extra):
+        self.python, self.out, self.root, self.extra = python, Path(out), data_root, extra
+        self.stages = OrderedDict((s, OrderedDict()) for s in ("pretrain", "teachers", "distill"))
+        self.parts = OrderedDict()   # part of the study -> {command: runs}, for the dry-run breakdown
+        self.part = None
+
+    def add(self, stage, argv, runs=1):
+        cmd = " ".join(shlex.quote(str(a)) for a in [self.python] + argv + self.extra)
+        self.stages[stage][cmd] = runs
+        if stage == "distill" and self.part:
+            self.parts.setdefault(self.part, OrderedDict())[cmd] = runs
+
+    def data_args(self, name, synth=()):
+        d = DATASETS.get(name)
+        if d is None:   # a built-in synth-* view
+            return ["--dataset", name] + (["--synth", *synth] if synth else [])
+        root = str(Path(self.root) / d["root"]) if d["root"] else self.root
+        return ["--dataset", d["dataset"], "--data-root", root]
+
+    def train(self, stage, name, arch, init, epochs, out, synth=()):
+        """A teacher or student-initialisation checkpoint; returns its path."""
+        path = self.out / out
+        self.add(stage, ["train_teacher.py", *self.data_args(name, synth), "--arch", arch, "--init", init,
+                         "--epochs", epochs, "--out", path])
+        return path
+
+    def distill(self, name, teacher, student, temps, *, seed, opt="adamw", bs=64, epochs, init="random",
+                method="kd", signal="teacher", k=None, synth=()):
+        argv = ["distill.py", *self.data_args(name, synth), "--teacher", teacher, "--student", student,
+                "--student-init", init, "--method", method, "--opt", opt, "--bs", bs, "--epochs", epochs,
+                "--seed", seed, "--out", self.out / "runs", "--T", *temps]
+        if signal != "teacher":
+            argv[argv.index("--method") + 2:argv.index("--method") + 2] = ["--signal", signal] + (["--k", k] if k is not None else [])
+        self.add("distill", argv, runs=1 if method == "ctkd" else len(temps))
+
+
+# ---------------------------------------------------------------------------------------------
+# The paper's five studies
+
+def teacher_path(g, name, arch, epochs=None, scratch=False):
+    d = DATASETS[name]
+    if scratch:
+        return g.train("teachers", name, arch, "random", d["scratch"], f"teachers/{name}-{arch}-scratch.pt")
+    epochs = epochs or d["ft"]
+    return g.train("teachers", name, arch, "in1k", epochs, f"teachers/{name}-{arch}-ft{epochs}.pt")
+
+
+def study_methods(g, names=BASELINE_DATASETS):
+    g.part = "methods (Fig. 1)"
+    for name in names:
+        for t in TEACHERS:
+            teacher = teacher_path(g, name, t)
+            for s in STUDENTS:
+                for seed in SEEDS:
+                    for method in ["kd"] + METHODS:
+                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"], method=method)
+
+
+def study_config(g, names=BASELINE_DATASETS, controls=True, part="training configuration (Figs. 2-3)"):
+    for name in names:
+        for t in TEACHERS:
+            teacher = teacher_path(g, name, t)
+            for s in STUDENTS:
+                for seed in SEEDS:
+                    g.part = part
+                    for opt in OPTIMIZERS:
+                        for bs in BATCH_SIZES:
+                            for epochs in DATASETS[name]["budgets"]:
+                                g.distill(name, teacher, s, T_GRID, seed=seed, opt=opt, bs=bs, epochs=epochs)
+                    g.part = "controls (Fig. 5)"
+                    for signal, k in (CONTROLS if controls else []):
+                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"], signal=signal, k=k)
+
+
+def study_origination(g, names=BASELINE_DATASETS):
+    g.part = "teacher origination (Table 1)"
+    for name in names:
+        teachers = [teacher_path(g, name, t, epochs=e) for t in TEACHERS + EXTRA_TEACHERS for e in DATASETS[name]["durations"]]
+        teachers += [teacher_path(g, name, t, scratch=True) for t in SCRATCH_TEACHERS]
+        for teacher in teachers:
+            for s in STUDENTS:
+                for seed in SEEDS:
+                    g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"])
+
+
+def study_init(g, names=BASELINE_DATASETS):
+    g.part = "student initialization (Table 2)"
+    for name in names:
+        d = DATASETS[name]
+        for s in STUDENTS + EXTRA_STUDENTS:
+            inits = {"random": "random", "in1k": "in1k",
+                     "tt": g.train("teachers", name, s, "random", d["scratch"], f"students/{name}-{s}-tt.pt"),
+                     "ft": g.train("teachers", name, s, "in1k", d["ft"], f"students/{name}-{s}-ft.pt")}
+            for t in TEACHERS:
+                teacher = teacher_path(g, name, t)
+                for seed in SEEDS:
+                    for init in INITS:
+                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=d["baseline"], init=inits[init])
+
+
+def study_granularity(g):
+    study_config(g, names=["cars", "tiny-imagenet"], controls=False, part="granularity: Cars, Tiny ImageNet (Fig. 6)")
+    g.part = "granularity: ImageNet-Birds vs Finer-Grained Birds (Fig. 7)"
+    for name in ["imagenet-birds", "finer-birds"]:
+        for t in TEACHERS:
+            teacher = teacher_path(g, name, t)
+            for s in STUDENTS:
+                for seed in SEEDS:
+                    g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The demo on the built-in dataset: every stage of the study at toy scale
+
+def demo(g, c):
+    g.part = "demo"
+    syn = c["synth"]
+    src = g.train("pretrain", "synth-src", c["teacher"], "random", c["pretrain_epochs"], "pretrained/synth-src-teacher.pt", syn)
+    src_student = g.train("pretrain", "synth-src", c["student"], "random", c["pretrain_epochs"], "pretrained/synth-src-student.pt", syn)
+    t = lambda view, init, e, tag: g.train("teachers", view, c["teacher"], init, e, f"teachers/{view}-{tag}.pt", syn)
+    brief, long_ = t("synth-fine", src, c["brief"], f"ft{c['brief']}"), t("synth-fine", src, c["long"], f"ft{c['long']}")
+    scratch = t("synth-fine", "random", c["scratch"], "scratch")
+    novel = t("synth-novel", src, c["brief"], f"ft{c['brief']}")
+    ft_student = g.train("teachers", "synth-fine", c["student"], src_student, c["brief"], "students/synth-fine-ft.pt", syn)
+    for seed in c["seeds"]:
+        run = lambda view, teacher, **kw: g.distill(view, teacher, c["student"], c["T"], seed=seed, synth=syn, **kw)
+        for opt in OPTIMIZERS:                                   # Figs. 2-3: optimizer x budget x T
+            for epochs in c["budgets"]:
+                run("synth-fine", brief, opt=opt, epochs=epochs)
+        for signal, k in c["controls"]:                          # Fig. 5: controls
+            run("synth-fine", brief, epochs=c["baseline"], signal=signal, k=k)
+        for teacher in (long_, scratch):                         # Table 1: teacher origination
+            run("synth-fine", teacher, epochs=c["baseline"])
+        run("synth-novel", novel, epochs=c["baseline"])          # Fig. 7: novel fine classes
+        run("synth-fine", brief, epochs=c["baseline"], init=ft_student)   # Table 2: a fine-tuned student
+
+
+def build(preset, python, out, data_root, extra):
+    g = Grid(python, out, data_root, extra)
+    if preset in ("demo", "demo-tiny"):
+        demo(g, DEMO if preset == "demo" else DEMO_TINY)
+    else:
+        for study in (STUDIES if preset == "paper" else [preset]):
+            globals()[f"study_{study}"](g)
+    return g
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("preset", help="demo, demo-tiny (tests), paper, or one study: " + ", ".join(STUDIES))
+    p.add_argument("--out", default="results", help="results folder (manifests go to <out>/manifest/)")
+    p.add_argument("--data-root", default="data", help="folder holding the real datasets")
+    p.add_argument("--python", default="python", help="python interpreter written into the commands")
+    p.add_argument("--extra", default="", help="flags appended to every training command, e.g. '--amp --workers 8'")
+    p.add_argument("--dry-run", action="store_true", help="print runs per stage and the first commands; write nothing")
+    args = p.parse_args(argv)
+    if args.preset not in ["demo", "demo-tiny", "paper"] + STUDIES:
+        print(f"grid.py: error: unknown preset '{args.preset}' (expected demo, paper, or one of {', '.join(STUDIES)})", file=sys.stderr)
+        return 2
+    g = build(args.preset, args.python, args.out, args.data_root, shlex.split(args.extra))
+    for part, cmds in g.parts.items():
+        print(f"{part}: {sum(cmds.values())} distillation runs in {len(cmds)} commands")
+    for stage, cmds in g.stages.items():
+        print(f"{stage}: {len(cmds)} commands, {sum(cmds.values())} runs")
+        if args.dry_run:
+            for cmd in list(cmds)[:3]:
+                print(f"  {cmd}")
+            continue
+        folder = g.out / "manifest"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{stage}.txt.tmp"
+        tmp.write_text("".join(c + "\n" for c in cmds))
+        tmp.replace(folder / f"{stage}.txt")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

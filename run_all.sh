@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# The whole study as one resumable grid:  bash run_all.sh PRESET [options]
+#
+#   bash run_all.sh demo                       # the whole study on the built-in dataset, on a CPU
+#   bash run_all.sh paper --data-root /data --extra "--amp --channels-last --workers 8"
+#   bash run_all.sh config --slurm --partition gpu --time 04:00:00 --gpus 1 --max-concurrent 32
+#   bash run_all.sh paper --dry-run            # runs per stage and the first commands
+#
+# Presets: demo, paper (all five studies), methods, config, origination, init, granularity, and
+# demo-tiny (the demo at test size). grid.py holds every value of the grid; this script only runs
+# its manifests, stage after stage: pretrain -> teachers (and student initial weights) -> distill
+# -> analysis. Re-running finishes only what is missing: every command skips runs whose
+# result.json exists and resumes interrupted ones; a command that succeeded is marked done in
+# <out>/.done/. Each command holds a lock while it runs (flock: released by the kernel if its
+# holder is killed), so two run_all.sh on the same folder never run one command twice.
+set -uo pipefail
+cd "$(dirname "$0")"
+HERE=$(pwd)
+
+if [[ -n "${PYTHON:-}" ]]; then PY=$PYTHON
+elif [[ -x .venv/bin/python ]]; then PY=$HERE/.venv/bin/python
+else PY=python3; fi
+
+die() { echo "run_all.sh: error: $*" >&2; exit 2; }
+key() { printf '%s' "$1" | sha1sum | cut -c1-16; }
+
+# Internal: run line $3 of manifest $2 (stage $1) once, with a lock, a log and a done-marker.
+run_one() {
+  local out=$1 stage=$2 file=$3 n=$4 cmd k log rc
+  cmd=$(sed -n "${n}p" "$file")
+  k=$(key "$cmd")
+  log="$out/logs/$stage/$k.log"
+  mkdir -p "$out/logs/$stage" "$out/.done" "$out/.locks" "$out/.failed"
+  exec 9>"$out/.locks/$k.lock"
+  flock 9
+  if [[ -e "$out/.done/$k" ]]; then exit 0; fi
+  if [[ -n "${KD_SLOT:-}" && -n "${KD_GPUS:-}" ]]; then   # local pool: one GPU per worker slot
+    export CUDA_VISIBLE_DEVICES=$(echo "$KD_GPUS" | cut -d, -f$((KD_SLOT + 1)))
+  fi
+  echo "[$stage] $cmd" >&2
+  (cd "$HERE" && echo "$cmd" && bash -c "$cmd") >"$log" 2>&1
+  rc=$?
+  if [[ $rc == 0 ]]; then
+    touch "$out/.done/$k"; rm -f "$out/.failed/$k"
+  else
+    printf '%s\t%s\t%s\n' "$rc" "$log" "$cmd" >"$out/.failed/$k"
+    echo "[$stage] FAILED (exit $rc), log: $log" >&2
+  fi
+  exit $rc
+}
+if [[ "${1:-}" == __one ]]; then shift; run_one "$@"; fi
+
+usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; cat <<'EOF'
+
+Options:
+  --out DIR             results folder (default: results/<preset>)
+  --data-root DIR       folder holding the real datasets (default: data)
+  --jobs N              local workers (default: one per visible GPU, else one per CPU core)
+  --extra "FLAGS"       flags appended to every training command (e.g. "--amp --workers 8")
+  --dry-run             print runs per stage and the first commands, run nothing
+  --slurm               submit each stage as an sbatch --array job (stages depend on each other)
+  --wait                with --slurm: wait for the jobs, then list failures and run the analysis
+  --partition P, --time T, --account A, --gpus G, --cpus C, --mem M
+                        passed to sbatch; --max-concurrent N caps running array tasks (default 16)
+  --sbatch-args "..."   any other sbatch flags
+EOF
+}
+
+[[ $# -ge 1 ]] || { usage; exit 2; }
+PRESET=$1; shift
+case "$PRESET" in
+  -h|--help) usage; exit 0;;
+  demo|demo-tiny|paper|methods|config|origination|init|granularity) ;;
+  *) die "unknown preset '$PRESET' (expected demo, paper, methods, config, origination, init or granularity)";;
+esac
+OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --out) OUT=$2; shift;;
+    --data-root) DATA_ROOT=$2; shift;;
+    --jobs) JOBS=$2; shift;;
+    --extra) EXTRA=$2; shift;;
+    --dry-run) DRY=1;;
+    --slurm) SLURM=1;;
+    --wait) WAIT=1;;
+    --partition|--time|--account|--gpus|--cpus|--mem)
+      flag=${1#--}; [[ $flag == cpus ]] && flag=cpus-per-task; SB+=("--$flag=$2"); shift;;
+    --max-concurrent) MAXC=$2; shift;;
+    --sbatch-args) read -r -a more <<<"$2"; SB+=("${more[@]}"); shift;;
+    -h|--help) usage; exit 0;;
+    *) die "unknown option '$1' (see bash run_all.sh --help)";;
+  esac
+  shift || die "option needs a value"
+done
+[[ -z "$JOBS" || "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer, got '$JOBS'"
+
+if [[ $DRY == 1 ]]; then
+  exec "$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" --dry-run
+fi
+if [[ $SLURM == 1 ]] && ! command -v sbatch >/dev/null; then
+  die "--slurm: sbatch not found on PATH (run on a Slurm login node, or drop --slurm to run locally)"
+fi
+mkdir -p "$OUT" 2>/dev/null && [[ -w "$OUT" ]] || die "--out: folder '$OUT' is not writable"
+OUT=$(cd "$OUT" && pwd)
+"$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" >/dev/null || exit 2
+STAGES=(pretrain teachers distill)
+
+# Lines of a stage's manifest whose command has not succeeded yet.
+pending() {
+  local file="$OUT/manifest/$1.txt" n=0 cmd
+  while IFS= read -r cmd; do
+    n=$((n + 1))
+    [[ -e "$OUT/.done/$(key "$cmd")" ]] || echo "$n"
+  done <"$file"
+}
+
+list_failures() {
+  local f failed=0
+  shopt -s nullglob
+  for f in "$OUT"/.failed/*; do
+    if [[ $failed == 0 ]]; then echo "FAILED commands (exit code, log, command):" >&2; fi
+    failed=$((failed + 1)); cat "$f" >&2
+  done
+  if [[ $failed -gt 0 ]]; then echo "$failed command(s) failed; fix the cause and re-run the same command to finish the grid" >&2; return 1; fi
+  return 0
+}
+
+if [[ $SLURM == 0 ]]; then
+  if [[ -z "$JOBS" ]]; then
+    GPUS=$(command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | wc -l || echo 0)
+    if [[ $GPUS -gt 0 ]]; then
+      JOBS=$GPUS; export KD_GPUS=${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((GPUS - 1)))}
+    else
+      JOBS=$(nproc); export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one single-threaded worker per core
+    fi
+  fi
+  t0=$SECONDS
+  for stage in "${STAGES[@]}"; do
+    todo=$(pending "$stage" | wc -l)
+    total=$(wc -l <"$OUT/manifest/$stage.txt")
+    echo "== $stage: $todo of $total commands to run, $JOBS worker(s)" >&2
+    [[ $todo -gt 0 ]] || continue
+    pending "$stage" | xargs -P "$JOBS" --process-slot-var=KD_SLOT -I{} \
+      bash "$HERE/run_all.sh" __one "$OUT" "$stage" "$OUT/manifest/$stage.txt" {}
+  done
+  echo "== analysis" >&2
+  "$PY" analysis/report.py "$OUT" || echo "run_all.sh: analysis failed" >&2
+  echo "== done in $((SECONDS - t0)) s: $OUT/REPORT.md" >&2
+  list_failures
+  exit $?
+fi
+
+# Slurm: one array job per stage, each depending on the previous stage; the analysis last.
+mkdir -p "$OUT/logs/slurm"
+dep=()
+for stage in "${STAGES[@]}"; do
+  pending "$stage" >"$OUT/manifest/$stage.pending"
+  n=$(wc -l <"$OUT/manifest/$stage.pending")
+  [[ $n -gt 0 ]] || continue
+  # array task i runs line (line i of .pending) of the manifest
+  job=$(sbatch --parsable --job-name="kd-$stage" --array="1-$n%$MAXC" "${dep[@]}" "${SB[@]}" \
+        --output="$OUT/logs/slurm/$stage-%A_%a.out" --wrap \
+        "bash '$HERE/run_all.sh' __one '$OUT' '$stage' '$OUT/manifest/$stage.txt' \$(sed -n \"\${SLURM_ARRAY_TASK_ID}p\" '$OUT/manifest/$stage.pending')") \
+    || die "sbatch failed for stage $stage"
+  job=${job%%;*}
+  echo "submitted $stage: job $job ($n tasks)" >&2
+  dep=("--dependency=afterany:$job")
+done
+job=$(sbatch --parsable --job-name=kd-analysis "${dep[@]}" "${SB[@]}" --output="$OUT/logs/slurm/analysis-%j.out" \
+      --wrap "cd '$HERE' && '$PY' analysis/report.py '$OUT'") || die "sbatch failed for the analysis"
+job=${job%%;*}
+echo "submitted analysis: job $job" >&2
+if [[ $WAIT == 1 ]]; then
+  while squeue -h -j "$job" 2>/dev/null | grep -q .; do sleep 5; done
+  list_failures
+  exit $?
+fi
+echo "jobs submitted; re-run the same command after they finish to resubmit anything missing" >&2
