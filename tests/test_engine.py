@@ -1,0 +1,192 @@
+"""The training loop through its two scripts: end to end on tiny built-in data, lockstep sweeps,
+exact resume after SIGKILL/SIGTERM, self-describing results, and clear errors for bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import distill
+import models
+import train_teacher
+
+ROOT = Path(__file__).resolve().parent.parent
+# 2 coarse groups x 3 fine classes, a few images each: a whole run takes a couple of seconds.
+TINY = ["--synth", "groups=2", "classes_per_group=3", "src_train_per_class=12", "target_train_per_class=12",
+        "test_per_class=6", "--data-root", "unused"]
+FAST = ["--bs", "12", "--device", "cpu"]
+
+
+def run_script(script, *args, timeout=300):
+    """Run a script in a subprocess (as users do); returns CompletedProcess with text output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def results_in(folder):
+    return {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A teacher pretrained on synth-src for 2 epochs, then fine-tuned on synth-fine for 2."""
+    d = tmp_path_factory.mktemp("teachers")
+    src = d / "src.pt"
+    assert train_teacher.main(["--dataset", "synth-src", *TINY, "--arch", "test_resnet", "--epochs", "2",
+                               "--out", str(src), *FAST]) == 0
+    fine = d / "fine.pt"
+    assert train_teacher.main(["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", str(src),
+                               "--epochs", "2", "--out", str(fine), *FAST]) == 0
+    return fine
+
+
+def distill_args(teacher, out, *extra):
+    return ["--dataset", "synth-fine", *TINY, "--teacher", str(teacher), "--student", "test_resnet", "--epochs", "2",
+            "--out", str(out), "--allow-weak-teacher", *FAST, *extra]
+
+
+def test_teacher_checkpoint_describes_itself(teacher):
+    ckpt = models.load_checkpoint(teacher)
+    assert ckpt["arch"] == "test_resnet" and ckpt["dataset"] == "synth-fine"
+    assert ckpt["num_classes"] == len(ckpt["classes"]) == 6
+    assert ckpt["origination"]["from_scratch"] is False and ckpt["origination"]["head_reset"] is True
+    assert ckpt["origination"]["epochs_trained"] == 4 and ckpt["origination"]["target_epochs"] == 2
+    assert len(ckpt["normalization"]["mean"]) == 3 and ckpt["code_version"]
+    result = json.loads(teacher.with_suffix(".run").joinpath("result.json").read_text())
+    assert result["status"] == "ok" and len(result["curve"]) == 2 and 0 <= result["final"]["top1"] <= 100
+
+
+def test_lockstep_sweep_equals_single_runs(teacher, tmp_path):
+    """--T 1 4 in one process gives exactly what two separate runs give (same seed, CPU)."""
+    assert distill.main(distill_args(teacher, tmp_path / "lock", "--T", "1", "4")) == 0
+    assert distill.main(distill_args(teacher, tmp_path / "single", "--T", "1")) == 0
+    assert distill.main(distill_args(teacher, tmp_path / "single", "--T", "4")) == 0
+    lock, single = results_in(tmp_path / "lock"), results_in(tmp_path / "single")
+    assert sorted(lock) == sorted(single) and len(lock) == 2   # same deterministic run ids
+    for name in lock:
+        a, b = lock[name], single[name]
+        assert a["final"]["top1"] == b["final"]["top1"] and a["final"]["top5"] == b["final"]["top5"]
+        assert [r["train_loss"] for r in a["curve"]] == [r["train_loss"] for r in b["curve"]]
+    t1, t4 = (next(r for r in lock.values() if r["T"] == T) for T in (1.0, 4.0))
+    assert t1["curve"][-1]["train_loss"] != t4["curve"][-1]["train_loss"]
+
+
+def test_result_is_self_describing(teacher, tmp_path):
+    assert distill.main(distill_args(teacher, tmp_path, "--T", "2", "--eval-every", "1")) == 0
+    (run,) = Path(tmp_path).iterdir()
+    r = json.loads((run / "result.json").read_text())
+    assert r["config"]["T"] == 2.0 and r["config"]["method"] == "kd" and r["config"]["seed"] == 0
+    assert {"top1", "top5", "agreement"} <= set(r["final"]) and r["best"]["top1"] >= r["final"]["top1"]
+    assert all("top1" in e for e in r["curve"]) and len(r["curve"]) == 2   # --eval-every 1
+    assert r["teacher"]["statistics"]["T"] == 2.0 and 0 <= r["teacher"]["statistics"]["H_rel"] <= 1
+    assert len(r["teacher"]["statistics"]["mean_sorted_softmax"]) == 6
+    assert {"torch", "torchvision", "timm"} <= set(r["versions"]) and r["code_version"] and r["device"]
+    assert r["wall_time_s"] > 0 and r["img_per_s"] > 0
+    assert json.loads((run / "config.json").read_text())["identity"] == r["config"]
+    assert [json.loads(l)["epoch"] for l in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert not (run / "ckpt.pt").exists()   # removed once result.json is written (--keep-ckpt keeps it)
+    # a second identical command does nothing
+    assert distill.main(distill_args(teacher, tmp_path, "--T", "2", "--eval-every", "1")) == 0
+    assert json.loads((run / "result.json").read_text())["wall_time_s"] == r["wall_time_s"]
+
+
+def _kill_and_resume(teacher, out, sig, after_s):
+    args = distill_args(teacher, out, "--T", "3", "--epochs", "3", "--keep-ckpt")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *args], cwd=ROOT, env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(after_s)
+    p.send_signal(sig)
+    out_text = p.communicate(timeout=120)[0]
+    return p.returncode, out_text, run_script("distill.py", *args)
+
+
+@pytest.mark.slow
+def test_sigkill_and_sigterm_resume_bit_identical(teacher, tmp_path):
+    ref = run_script("distill.py", *distill_args(teacher, tmp_path / "ref", "--T", "3", "--epochs", "3", "--keep-ckpt"))
+    assert ref.returncode == 0, ref.stderr
+    (expected,) = results_in(tmp_path / "ref").values()
+    for i, (sig, after) in enumerate([(signal.SIGKILL, 5.0), (signal.SIGTERM, 5.5)]):
+        rc, text, resumed = _kill_and_resume(teacher, tmp_path / f"k{i}", sig, after)
+        if sig == signal.SIGTERM and rc != 0:
+            assert rc == 75 and "checkpoints saved" in text
+        assert resumed.returncode == 0, resumed.stderr
+        (got,) = results_in(tmp_path / f"k{i}").values()
+        assert got["final"]["top1"] == expected["final"]["top1"]
+        assert got["final"]["top5"] == expected["final"]["top5"]
+        assert got["final"]["agreement"] == expected["final"]["agreement"]
+        a = torch.load(next((tmp_path / f"k{i}").glob("*/ckpt.pt")), weights_only=True)["model"]
+        b = torch.load(next((tmp_path / "ref").glob("*/ckpt.pt")), weights_only=True)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a)   # the final weights, bit for bit
+
+
+@pytest.mark.parametrize("flags, needle", [
+    (["--T", "0"], "--T"), (["--T", "nan"], "--T"), (["--T", "inf"], "--T"), (["--T", "-1"], "--T"),
+    (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"), (["--wd", "-0.1"], "--wd"),
+    (["--method", "fancy"], "--method"), (["--signal", "noise"], "--signal"), (["--student", "resnet_nope"], "--student"),
+    (["--dataset", "imagenet22k"], "--dataset"), (["--signal", "bottomk"], "--k"), (["--signal", "bottomk", "--k", "6"], "--k"),
+    (["--method", "dist", "--bs", "1"], "--bs"), (["--hp", "nonsense=1"], "nonsense"), (["--opt", "lion"], "--opt"),
+    (["--device", "cuda"], "--device"),
+])
+def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, flags, needle):
+    if needle == "--device" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    out = tmp_path / "runs"
+    args = distill_args(teacher, out, *flags)
+    args.remove("cpu"), args.remove("--device") if "--device" in flags else None
+    r = run_script("distill.py", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("distill.py: error:") and needle in lines[0], r.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_bad_files_fail_clearly(teacher, tmp_path):
+    cases = {}
+    cases["missing"] = tmp_path / "nope.pt"
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(teacher.read_bytes()[:1000])
+    cases["truncated"] = truncated
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    cases["format"] = foreign
+    for what, path in cases.items():
+        r = run_script("distill.py", *distill_args(path, tmp_path / "runs", "--T", "1"))
+        assert r.returncode == 2 and str(path) in r.stderr and len(r.stderr.strip().splitlines()) == 1, (what, r.stderr)
+    # a teacher trained on another class count than the dataset
+    r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "1", "--dataset", "synth-coarse"))
+    assert r.returncode == 2 and "classes" in r.stderr
+    # a student initialisation of another architecture
+    r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "1", "--student", "resnet10t",
+                                               "--student-init", str(teacher)))
+    assert r.returncode == 2 and "--student-init" in r.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_changed_config_in_existing_run_folder_is_refused(tmp_path):
+    out = tmp_path / "t.pt"
+    base = ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--epochs", "1", "--out", str(out), *FAST]
+    assert train_teacher.main(base) == 0
+    out.unlink()                                  # pretend the model is missing: the run would restart...
+    r = run_script("train_teacher.py", *base[:-4], "--bs", "6", "--device", "cpu")   # ...with another batch size
+    assert r.returncode == 2 and "keys that differ: bs" in r.stderr
+
+
+def test_weak_teacher_is_refused_unless_allowed(tmp_path):
+    """A teacher whose head outputs constants predicts one class: chance accuracy, refused."""
+    weak = tmp_path / "weak.pt"
+    model, origination = models.create_model("test_resnet", 6, "random")
+    torch.nn.init.zeros_(model.get_classifier().weight), torch.nn.init.zeros_(model.get_classifier().bias)
+    models.save_checkpoint(weak, model, arch="test_resnet", classes=[str(i) for i in range(6)], dataset="synth-fine",
+                           origination=origination, args={}, code_version="test")
+    args = distill_args(weak, tmp_path / "runs", "--T", "1", "--epochs", "1")
+    r = run_script("distill.py", *[a for a in args if a != "--allow-weak-teacher"])
+    assert r.returncode == 2 and "near chance" in r.stderr and "--allow-weak-teacher" in r.stderr
+    assert not any((tmp_path / "runs").glob("*/result.json"))
+    assert distill.main(args) == 0   # allowed explicitly
