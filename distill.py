@@ -33,7 +33,7 @@ OPT_DEFAULTS = {"adamw": (1e-3, 0.05), "sgd": (0.05, 5e-4)}
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     engine.add_data_args(p)
     g = p.add_argument_group("teacher and student")
     g.add_argument("--teacher", default="teachers/synth-fine.pt", help="teacher checkpoint made by train_teacher.py")
@@ -49,7 +49,7 @@ def get_args(argv=None):
     g.add_argument("--smooth-entropy", default="dataset", choices=["dataset", "batch"],
                    help="smooth-global matches the teacher's mean entropy over the train set or over each batch")
     g.add_argument("--ce-weight", type=float, default=None, help="weight of cross-entropy to labels (default: the method's own; 0 for kd)")
-    g.add_argument("--hp", nargs="*", default=[], metavar="KEY=VALUE", help="other method hyperparameters, e.g. --hp beta=2 warmup=1")
+    g.add_argument("--hp", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="other method hyperparameters, e.g. --hp beta=2 warmup=1")
     g = p.add_argument_group("optimisation")
     g.add_argument("--opt", default="adamw", help="adamw or sgd (momentum 0.9)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: adamw 1e-3, sgd 0.05)")
@@ -150,7 +150,7 @@ def teacher_forward(model, norm, channels_last):
 
     def forward(batch, xs, epoch, step):
         with torch.inference_mode():
-            out = [model(engine.model_input(x, *norm, channels_last)).float() for x in xs]
+            out = [model(models.model_input(x, *norm, channels_last)).float() for x in xs]
         out = [o.clone() for o in out]   # leave inference mode: the loss saves them for backward
         return tuple(out) if len(out) > 1 else out[0]
     return forward
@@ -187,7 +187,7 @@ def main(argv=None):
 
     aug = data.aug_config_for(args.dataset, args.image_size)
     temperatures = args.T[:1] if args.method == "ctkd" else args.T
-    base = {"kind": "distill", "dataset": args.dataset, "synth": args.synth, "aug": aug.to_dict(),
+    base = {"kind": "distill", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(),
             "teacher_sha1": engine.file_sha1(args.teacher), "teacher_arch": teacher_ckpt["arch"],
             "student": args.student,
             "student_init": args.student_init if args.student_init in ("random", "in1k") else engine.file_sha1(args.student_init),
@@ -209,12 +209,13 @@ def main(argv=None):
 
     # The teacher: its test accuracy and its statistics over the train set (eval transform), once.
     device = args.device
-    teacher = models.create_model(teacher_ckpt["arch"], teacher_ckpt["num_classes"], args.teacher)[0].to(device)
+    teacher = models.create_model(teacher_ckpt["arch"], teacher_ckpt["num_classes"], args.teacher,
+                                  dataset=teacher_ckpt["dataset"])[0].to(device)
     if args.channels_last:
         teacher.to(memory_format=torch.channels_last)
     t_norm = (tuple(teacher_ckpt["normalization"]["mean"]), tuple(teacher_ckpt["normalization"]["std"]))
     test_images = data.eval_images(test_split, aug)
-    t_test = engine.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=args.channels_last)
+    t_test = models.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=args.channels_last)
     t_acc = engine.accuracy(t_test, test_split.labels)
     chance = 100.0 / teacher_ckpt["num_classes"]
     print(f"{prog}: teacher {args.teacher} ({teacher_ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% "
@@ -222,7 +223,7 @@ def main(argv=None):
     if t_acc["top1"] < 2 * chance and not args.allow_weak_teacher:
         engine.fail(prog, f"--teacher: '{args.teacher}' is near chance on {args.dataset} test "
                           f"({t_acc['top1']:.1f}% vs chance {chance:.1f}%); pass --allow-weak-teacher to distil anyway")
-    t_train = engine.predict(teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp,
+    t_train = models.predict(teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp,
                              channels_last=args.channels_last)
 
     members = []
@@ -233,7 +234,7 @@ def main(argv=None):
             engine.fail(prog, e)
         torch.manual_seed(args.seed)   # every temperature's student starts from the same weights
         student, origination = models.create_model(args.student, len(train_split.classes), args.student_init,
-                                                   args.pretrained_file)
+                                                   args.pretrained_file, dataset=args.dataset)
         loss_module = build_objective_module(args, T, len(train_split.classes))
         stats = teacher_statistics(t_train, T if args.method != "ctkd" else 1.0)
         objective = make_objective(args, loss_module, T, stats["mean_entropy_nats"])

@@ -9,6 +9,7 @@ Every member owns a run folder:  config.json (first) -> log.jsonl (a line per ep
 is done; one with a ckpt.pt resumes exactly where it stopped, because every random draw comes
 from (seed, epoch, step) and the checkpoint holds model, optimizer, objective and position.
 """
+import argparse
 import hashlib
 import json
 import math
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 import kd
-from models import atomic_save
+from models import atomic_save, model_input, predict
 
 EXIT_BAD_INPUT = 2   # bad flags or files: nothing was started
 EXIT_FAILED = 3      # a run diverged (NaN/inf loss); its result.json says why
@@ -168,29 +169,6 @@ def step_seed(seed, epoch, step):
     return (seed * 1_000_003 + epoch * 10_007 + step) % (2**63 - 1)
 
 
-def model_input(x, mean, std, channels_last=False):
-    """uint8 [0,255] or float [0,1] images (B,3,H,W) -> float32 normalised with the model's own mean/std."""
-    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
-    x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-@torch.inference_mode()
-def predict(model, images, norm, device, batch_size=256, amp=False, channels_last=False):
-    """Logits (N,K) float32 on the CPU of `model` in eval mode for uint8 images (N,3,H,W)."""
-    was_training = model.training
-    model.eval()
-    out = []
-    for i in range(0, len(images), batch_size):
-        x = model_input(images[i:i + batch_size].to(device, non_blocking=True), *norm, channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out.append(model(x).float().cpu())
-    model.train(was_training)
-    return torch.cat(out)
-
-
 def accuracy(logits, labels, reference_pred=None):
     """top-1, top-5 (%) and, given another model's predictions, top-1 agreement with it (%)."""
     k = min(5, logits.shape[1])
@@ -229,7 +207,8 @@ class Member:
 def _state(m):
     return {"model": m.model.state_dict(), "optimizer": m.optimizer.state_dict(),
             "objective": m.objective_module.state_dict() if m.objective_module is not None else {},
-            "position": m.position, "curve": m.curve, "epoch_loss": [float(m.loss_sum), m.loss_n]}
+            "position": m.position, "curve": m.curve, "epoch_loss": [float(m.loss_sum), m.loss_n],
+            "elapsed": time.time() - m.t0}
 
 
 def _fmt_time(s):
@@ -254,6 +233,7 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
         params = list(m.model.parameters()) + (list(m.objective_module.parameters()) if m.objective_module else [])
         m.optimizer = build_optimizer(params, opt, lr, wd)
         m.loss_sum, m.loss_n = 0.0, 0          # running mean of the training loss in the current epoch
+        m.t0 = time.time()                      # wall-clock start, moved back by the time of earlier sessions
         state = m.run.load_state()
         if state is not None:   # resume exactly where the checkpoint left off
             m.model.load_state_dict(state["model"])
@@ -262,6 +242,7 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                 m.objective_module.load_state_dict(state["objective"])
             m.position, m.curve = state["position"], list(state["curve"])
             m.loss_sum, m.loss_n = state["epoch_loss"]
+            m.t0 -= state["elapsed"]
             log(f"[{m.name}] resuming at epoch {m.position // spe + 1} step {m.position % spe} from {m.run.path}")
         m.run.rewrite_log(m.curve)
         m.loss_sum = torch.tensor(m.loss_sum, device=device)   # on device: no host sync per step
@@ -270,7 +251,7 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
 
     preempted = []
     old_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
-    t_start, images_seen = time.time(), 0
+    t_start = time.time()
     start = min(m.position for m in members)
     try:
         for epoch in range(start // spe, epochs):
@@ -306,7 +287,6 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                         m.run.save_state(_state(m))
                     log(f"SIGTERM: checkpoints saved at epoch {epoch + 1} step {step + 1}; run the same command again to resume")
                     sys.exit(EXIT_PREEMPTED)
-            images_seen += seen_epoch
             dt = time.time() - t_epoch
             for m in members:
                 if m.failed or m.position != (epoch + 1) * spe or (m.curve and m.curve[-1]["epoch"] >= epoch + 1):
@@ -321,7 +301,7 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                 if not math.isfinite(loss_total):
                     m.failed = f"non-finite training loss in epoch {epoch + 1}; the checkpoint of epoch {epoch} is kept"
                     log(f"[{m.name}] FAILED: {m.failed}")
-                    _finish(m, common_result, t_start=t_start, images=images_seen, keep_ckpt=True)
+                    _finish(m, common_result, keep_ckpt=True)
                     continue
                 if epoch + 1 == epochs or (eval_every and (epoch + 1) % eval_every == 0):
                     logits = predict(m.model, test_images, m.norm, device, amp=amp, channels_last=channels_last)
@@ -339,22 +319,23 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
             if not m.failed:
                 if on_finish is not None:
                     on_finish(m)
-                results.append(_finish(m, common_result, t_start=t_start, images=images_seen, keep_ckpt=keep_ckpt))
+                results.append(_finish(m, common_result, keep_ckpt=keep_ckpt))
         return results
     finally:
         signal.signal(signal.SIGTERM, old_handler)
 
 
-def _finish(m, common, *, t_start, images, keep_ckpt):
+def _finish(m, common, *, keep_ckpt):
     """Write result.json: the final epoch is the result; the best evaluated epoch is reported too."""
     evaluated = [r for r in m.curve if "top1" in r]
-    wall = time.time() - t_start
+    wall = time.time() - m.t0
     failed = m.failed is not None
     result = {"status": "failed" if failed else "ok", "reason": m.failed, "run_id": m.run.path.name,
               "config": m.run.identity,
               "final": evaluated[-1] if evaluated and not failed else None,
               "best": max(evaluated, key=lambda r: r["top1"]) if evaluated else None,
-              "curve": m.curve, "wall_time_s": wall, "img_per_s": images / max(wall, 1e-9)}
+              "curve": m.curve, "wall_time_s": wall,
+              "img_per_s": sum(r["img_per_s"] for r in m.curve) / max(1, len(m.curve))}
     result.update(common or {})
     result.update(m.result_extra)
     m.run.finish(result, keep_ckpt=keep_ckpt or failed)
@@ -368,6 +349,13 @@ def soft_cross_entropy(logits, soft_targets, label_smoothing=0.0):
 
 # ---------------------------------------------------------------------------------------------
 # Command-line pieces shared by train_teacher.py and distill.py
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message):
+        fail(self.prog, message)
+
 
 def fail(prog, message):
     """Bad input: one line naming the flag or file and what is expected, exit code 2, nothing written."""
@@ -400,7 +388,7 @@ def add_data_args(parser):
     g.add_argument("--data-root", default="data", help="folder holding the dataset (for imagefolder: the dataset folder itself)")
     g.add_argument("--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)")
     g.add_argument("--image-size", type=int, default=None, help="training resolution (default: 224 for real datasets, 32 for synth-*)")
-    g.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE", help="built-in dataset sizes, e.g. --synth target_train_per_class=50")
+    g.add_argument("--synth", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="built-in dataset sizes, e.g. --synth target_train_per_class=50")
     return g
 
 
@@ -433,3 +421,8 @@ def file_sha1(path, chunk=1 << 20):
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def data_id(args):
+    """Which image folder an `imagefolder` run used (e.g. 'imagenet-birds'); None for named datasets."""
+    return Path(args.data_root).resolve().name if args.dataset == "imagefolder" else None

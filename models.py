@@ -41,17 +41,19 @@ def is_known_arch(arch):
     return timm.is_model(arch)
 
 
-def create_model(arch, num_classes, init="random", pretrained_file=None, pretrained_tag=None):
+def create_model(arch, num_classes, init="random", pretrained_file=None, pretrained_tag=None, dataset=None):
     """Return (model, origination). `init`: 'random', 'in1k', or a path to a checkpoint of this project.
 
     A checkpoint trained on another label set keeps its backbone and gets a freshly initialised
-    head for `num_classes` (timm's reset_classifier), as timm does when fine-tuning.
+    head for `num_classes` (timm's reset_classifier), as timm does when fine-tuning. `dataset` is
+    the target the model will be trained on: a checkpoint from another dataset counts as general
+    pretraining ("pretrained"), one from the same dataset continues its origination.
     """
     if not is_known_arch(arch):
         raise ValueError(f"--arch/--student: unknown timm architecture '{arch}' (e.g. {', '.join(list(PRETRAINED_TAGS)[:4])})")
     if init == "random":
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
-        return model, {"init": "random", "pretrained": None, "from_scratch": True, "epochs_trained": 0}
+        return model, {"init": "random", "pretrained": None, "from_scratch": True, "epochs_trained": 0, "target_epochs": 0}
     if init == "in1k":
         tag = pretrained_tag or PRETRAINED_TAGS.get(arch)
         name = f"{arch}.{tag}" if tag else arch
@@ -59,7 +61,8 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
         if pretrained_file and not Path(pretrained_file).is_file():
             raise CheckpointError(f"--pretrained-file: no such file '{pretrained_file}'")
         model = timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
-        return model, {"init": "in1k", "pretrained": f"timm:{name}", "from_scratch": False, "epochs_trained": 0}
+        return model, {"init": "in1k", "pretrained": f"timm:{name}", "from_scratch": False, "epochs_trained": 0,
+                       "target_epochs": 0}
     ckpt = load_checkpoint(init)
     if ckpt["arch"] != arch:
         raise CheckpointError(f"checkpoint '{init}' holds a '{ckpt['arch']}', not the requested '{arch}'")
@@ -67,12 +70,14 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
     model.load_state_dict(ckpt["state_dict"])
     if ckpt["num_classes"] != num_classes:
         model.reset_classifier(num_classes)
-    parent = ckpt["origination"]
+    parent, same = ckpt["origination"], ckpt["dataset"] == dataset
+    chain = [p for p in (parent.get("pretrained"), ckpt["dataset"]) if p]
     origination = {
         "init": str(init),
-        "pretrained": parent.get("pretrained"),
-        "from_scratch": parent.get("from_scratch", False),
+        "pretrained": parent.get("pretrained") if same else " -> ".join(chain),
+        "from_scratch": parent.get("from_scratch", False) if same else False,
         "epochs_trained": parent.get("epochs_trained", 0),
+        "target_epochs": parent.get("target_epochs", 0) if same else 0,
         "parent_dataset": ckpt["dataset"],
         "head_reset": ckpt["num_classes"] != num_classes,
     }
@@ -132,3 +137,26 @@ def load_checkpoint(path):
         raise CheckpointError(f"'{path}' is not a checkpoint of this project (expected format '{CHECKPOINT_FORMAT}'; "
                               "use --pretrained-file for timm weights)")
     return ckpt
+
+
+def model_input(x, mean, std, channels_last=False):
+    """uint8 [0,255] or float [0,1] images (B,3,H,W) -> float32 normalised with the model's own mean/std."""
+    x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+@torch.inference_mode()
+def predict(model, images, norm, device, batch_size=256, amp=False, channels_last=False):
+    """Logits (N,K) float32 on the CPU of `model` in eval mode for uint8 images (N,3,H,W)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = model_input(images[i:i + batch_size].to(device, non_blocking=True), *norm, channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)

@@ -33,7 +33,7 @@ def default_lr(arch):
 
 
 def get_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     engine.add_data_args(p)
     g = p.add_argument_group("model and training")
     g.add_argument("--arch", default="resnet18d", help="timm architecture, e.g. resnet50, vit_small_patch16_224, resnet18")
@@ -93,7 +93,7 @@ def main(argv=None):
         engine.fail(prog, e)
     out = Path(args.out)
     aug = data.aug_config_for(args.dataset, args.image_size)
-    identity = {"kind": "train", "dataset": args.dataset, "synth": args.synth, "aug": aug.to_dict(), "arch": args.arch,
+    identity = {"kind": "train", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(), "arch": args.arch,
                 "init": args.init if args.init in ("random", "in1k") else engine.file_sha1(args.init),
                 "epochs": args.epochs, "opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs,
                 "label_smoothing": args.label_smoothing, "warmup_epochs": args.warmup_epochs, "clip": args.clip,
@@ -109,9 +109,9 @@ def main(argv=None):
 
     torch.manual_seed(args.seed)
     classes = train_split.classes
-    model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file)
+    model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file, dataset=args.dataset)
     origination["epochs_trained"] += args.epochs
-    origination["target_epochs"] = args.epochs
+    origination["target_epochs"] += args.epochs
     norm = models.normalization(model)
     label_smoothing = args.label_smoothing
 

@@ -16,8 +16,8 @@ import models
 import train_teacher
 
 ROOT = Path(__file__).resolve().parent.parent
-# 2 coarse groups x 3 fine classes, a few images each: a whole run takes a couple of seconds.
-TINY = ["--synth", "groups=2", "classes_per_group=3", "src_train_per_class=12", "target_train_per_class=12",
+# synth-src: 2 coarse groups x 3 fine classes; synth-fine: the 3 classes of group 0; a few images each: a whole run takes a couple of seconds.
+TINY = ["--synth", "groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3", "src_train_per_class=12", "target_train_per_class=12",
         "test_per_class=6", "--data-root", "unused"]
 FAST = ["--bs", "12", "--device", "cpu"]
 
@@ -54,7 +54,7 @@ def distill_args(teacher, out, *extra):
 def test_teacher_checkpoint_describes_itself(teacher):
     ckpt = models.load_checkpoint(teacher)
     assert ckpt["arch"] == "test_resnet" and ckpt["dataset"] == "synth-fine"
-    assert ckpt["num_classes"] == len(ckpt["classes"]) == 6
+    assert ckpt["num_classes"] == len(ckpt["classes"]) == 3
     assert ckpt["origination"]["from_scratch"] is False and ckpt["origination"]["head_reset"] is True
     assert ckpt["origination"]["epochs_trained"] == 4 and ckpt["origination"]["target_epochs"] == 2
     assert len(ckpt["normalization"]["mean"]) == 3 and ckpt["code_version"]
@@ -85,7 +85,7 @@ def test_result_is_self_describing(teacher, tmp_path):
     assert {"top1", "top5", "agreement"} <= set(r["final"]) and r["best"]["top1"] >= r["final"]["top1"]
     assert all("top1" in e for e in r["curve"]) and len(r["curve"]) == 2   # --eval-every 1
     assert r["teacher"]["statistics"]["T"] == 2.0 and 0 <= r["teacher"]["statistics"]["H_rel"] <= 1
-    assert len(r["teacher"]["statistics"]["mean_sorted_softmax"]) == 6
+    assert len(r["teacher"]["statistics"]["mean_sorted_softmax"]) == 3
     assert {"torch", "torchvision", "timm"} <= set(r["versions"]) and r["code_version"] and r["device"]
     assert r["wall_time_s"] > 0 and r["img_per_s"] > 0
     assert json.loads((run / "config.json").read_text())["identity"] == r["config"]
@@ -96,31 +96,42 @@ def test_result_is_self_describing(teacher, tmp_path):
     assert json.loads((run / "result.json").read_text())["wall_time_s"] == r["wall_time_s"]
 
 
-def _kill_and_resume(teacher, out, sig, after_s):
-    args = distill_args(teacher, out, "--T", "3", "--epochs", "3", "--keep-ckpt")
+def kill_during_training(args, sig, delay):
+    """Start distill.py, wait until its first epoch is logged, wait `delay` s more, send `sig`."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     p = subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *args], cwd=ROOT, env=env,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(after_s)
+    seen = []
+    for line in p.stdout:
+        seen.append(line)
+        if "epoch 1/" in line:
+            break
+    time.sleep(delay)
     p.send_signal(sig)
-    out_text = p.communicate(timeout=120)[0]
-    return p.returncode, out_text, run_script("distill.py", *args)
+    seen.append(p.communicate(timeout=120)[0])
+    return p.returncode, "".join(seen)
 
 
 @pytest.mark.slow
 def test_sigkill_and_sigterm_resume_bit_identical(teacher, tmp_path):
-    ref = run_script("distill.py", *distill_args(teacher, tmp_path / "ref", "--T", "3", "--epochs", "3", "--keep-ckpt"))
-    assert ref.returncode == 0, ref.stderr
+    """Killed mid-run (SIGKILL: no warning; SIGTERM: checkpoint + exit 75), the resumed run ends
+    with the same metrics and the same weights, bit for bit, as an uninterrupted one."""
+    def args(out):
+        return distill_args(teacher, out, "--T", "3", "--epochs", "3", "--keep-ckpt", "--synth", "target_train_per_class=60")
+    assert run_script("distill.py", *args(tmp_path / "ref")).returncode == 0   # same thread count as the others
     (expected,) = results_in(tmp_path / "ref").values()
-    for i, (sig, after) in enumerate([(signal.SIGKILL, 5.0), (signal.SIGTERM, 5.5)]):
-        rc, text, resumed = _kill_and_resume(teacher, tmp_path / f"k{i}", sig, after)
-        if sig == signal.SIGTERM and rc != 0:
-            assert rc == 75 and "checkpoints saved" in text
-        assert resumed.returncode == 0, resumed.stderr
+    for i, (sig, delay) in enumerate([(signal.SIGKILL, 0.3), (signal.SIGTERM, 0.3)]):
+        rc, text = kill_during_training(args(tmp_path / f"k{i}"), sig, delay)
+        assert rc == (-9 if sig == signal.SIGKILL else 75), text
+        if sig == signal.SIGTERM:
+            assert "checkpoints saved" in text and next((tmp_path / f"k{i}").glob("*/ckpt.pt")).is_file()
+        assert not any((tmp_path / f"k{i}").glob("*/result.json"))
+        resumed = run_script("distill.py", *args(tmp_path / f"k{i}"))
+        assert resumed.returncode == 0 and "resuming at epoch" in resumed.stderr, resumed.stderr
         (got,) = results_in(tmp_path / f"k{i}").values()
-        assert got["final"]["top1"] == expected["final"]["top1"]
-        assert got["final"]["top5"] == expected["final"]["top5"]
-        assert got["final"]["agreement"] == expected["final"]["agreement"]
+        for key in ("top1", "top5", "agreement"):
+            assert got["final"][key] == expected["final"][key]
+        assert [r["epoch"] for r in got["curve"]] == [1, 2, 3]
         a = torch.load(next((tmp_path / f"k{i}").glob("*/ckpt.pt")), weights_only=True)["model"]
         b = torch.load(next((tmp_path / "ref").glob("*/ckpt.pt")), weights_only=True)["model"]
         assert all(torch.equal(a[k], b[k]) for k in a)   # the final weights, bit for bit
@@ -130,24 +141,39 @@ def test_sigkill_and_sigterm_resume_bit_identical(teacher, tmp_path):
     (["--T", "0"], "--T"), (["--T", "nan"], "--T"), (["--T", "inf"], "--T"), (["--T", "-1"], "--T"),
     (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"), (["--wd", "-0.1"], "--wd"),
     (["--method", "fancy"], "--method"), (["--signal", "noise"], "--signal"), (["--student", "resnet_nope"], "--student"),
-    (["--dataset", "imagenet22k"], "--dataset"), (["--signal", "bottomk"], "--k"), (["--signal", "bottomk", "--k", "6"], "--k"),
+    (["--dataset", "imagenet22k"], "--dataset"), (["--signal", "bottomk"], "--k"), (["--signal", "bottomk", "--k", "3"], "--k"),
     (["--method", "dist", "--bs", "1"], "--bs"), (["--hp", "nonsense=1"], "nonsense"), (["--opt", "lion"], "--opt"),
-    (["--device", "cuda"], "--device"),
+    (["--device", "cuda"], "--device"), (["--T", "warm"], "--T"), (["--bs", "many"], "--bs"),
 ])
-def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, flags, needle):
+def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, capsys, flags, needle):
     if needle == "--device" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     out = tmp_path / "runs"
     args = distill_args(teacher, out, *flags)
-    args.remove("cpu"), args.remove("--device") if "--device" in flags else None
-    r = run_script("distill.py", *args)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("distill.py: error:") and needle in lines[0], r.stderr
+    if "--device" in flags:   # drop the default "--device cpu" of FAST
+        del args[args.index("--device"):args.index("--device") + 2]
+    err = main_error(distill.main, args, capsys)
+    assert needle in err
     assert not out.exists() or not any(out.iterdir())
 
 
-def test_bad_files_fail_clearly(teacher, tmp_path):
+def main_error(main, args, capsys):
+    """Run a script's main() in-process; it must end with one error line and exit code 2. Returns the line."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].split(":")[1] == " error" and not any("error" in l for l in lines[:-1]), lines
+    return lines[-1]
+
+
+def test_bad_input_exit_code_from_the_shell(teacher, tmp_path):
+    r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "-4"))
+    assert r.returncode == 2 and r.stderr.strip() == "distill.py: error: --T: temperatures must be finite and > 0, got -4.0"
+
+
+def test_bad_files_fail_clearly(teacher, tmp_path, capsys):
     cases = {}
     cases["missing"] = tmp_path / "nope.pt"
     truncated = tmp_path / "truncated.pt"
@@ -157,36 +183,35 @@ def test_bad_files_fail_clearly(teacher, tmp_path):
     torch.save({"state_dict": {}}, foreign)
     cases["format"] = foreign
     for what, path in cases.items():
-        r = run_script("distill.py", *distill_args(path, tmp_path / "runs", "--T", "1"))
-        assert r.returncode == 2 and str(path) in r.stderr and len(r.stderr.strip().splitlines()) == 1, (what, r.stderr)
+        assert str(path) in main_error(distill.main, distill_args(path, tmp_path / "runs", "--T", "1"), capsys), what
     # a teacher trained on another class count than the dataset
-    r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "1", "--dataset", "synth-coarse"))
-    assert r.returncode == 2 and "classes" in r.stderr
+    err = main_error(distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--dataset", "synth-coarse"), capsys)
+    assert "3 classes" in err and "synth-coarse has 2" in err
     # a student initialisation of another architecture
-    r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "1", "--student", "resnet10t",
-                                               "--student-init", str(teacher)))
-    assert r.returncode == 2 and "--student-init" in r.stderr
+    err = main_error(distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--student", "resnet10t",
+                                                "--student-init", str(teacher)), capsys)
+    assert "--student-init" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 
-def test_changed_config_in_existing_run_folder_is_refused(tmp_path):
+def test_changed_config_in_existing_run_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "t.pt"
     base = ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--epochs", "1", "--out", str(out), *FAST]
     assert train_teacher.main(base) == 0
     out.unlink()                                  # pretend the model is missing: the run would restart...
-    r = run_script("train_teacher.py", *base[:-4], "--bs", "6", "--device", "cpu")   # ...with another batch size
-    assert r.returncode == 2 and "keys that differ: bs" in r.stderr
+    err = main_error(train_teacher.main, base + ["--bs", "6"], capsys)   # ...with another batch size
+    assert "keys that differ: bs" in err
 
 
-def test_weak_teacher_is_refused_unless_allowed(tmp_path):
+def test_weak_teacher_is_refused_unless_allowed(tmp_path, capsys):
     """A teacher whose head outputs constants predicts one class: chance accuracy, refused."""
     weak = tmp_path / "weak.pt"
-    model, origination = models.create_model("test_resnet", 6, "random")
+    model, origination = models.create_model("test_resnet", 3, "random")
     torch.nn.init.zeros_(model.get_classifier().weight), torch.nn.init.zeros_(model.get_classifier().bias)
-    models.save_checkpoint(weak, model, arch="test_resnet", classes=[str(i) for i in range(6)], dataset="synth-fine",
+    models.save_checkpoint(weak, model, arch="test_resnet", classes=[str(i) for i in range(3)], dataset="synth-fine",
                            origination=origination, args={}, code_version="test")
     args = distill_args(weak, tmp_path / "runs", "--T", "1", "--epochs", "1")
-    r = run_script("distill.py", *[a for a in args if a != "--allow-weak-teacher"])
-    assert r.returncode == 2 and "near chance" in r.stderr and "--allow-weak-teacher" in r.stderr
+    err = main_error(distill.main, [a for a in args if a != "--allow-weak-teacher"], capsys)
+    assert "near chance" in err and "--allow-weak-teacher" in err
     assert not any((tmp_path / "runs").glob("*/result.json"))
     assert distill.main(args) == 0   # allowed explicitly
