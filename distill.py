@@ -97,7 +97,7 @@ def validate(args):
         raise ValueError(f"--ce-weight: must be >= 0, got {args.ce_weight}")
     args.hp = engine.parse_key_values(args.hp, "--hp")
     args.synth = engine.parse_key_values(args.synth, "--synth")
-    probe = build_objective_module(args, args.T[0], num_classes=None)   # unknown hyperparameters fail here
+    probe = build_objective_module(args, args.T[0])   # unknown hyperparameters fail here
     if args.bs < 2:
         raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples{', and ' + args.method + ' is batch-coupled' if getattr(probe, 'batch_coupled', False) else ''}), got {args.bs}")
     teacher = models.load_checkpoint(args.teacher)   # CheckpointError names the file and the reason
@@ -115,7 +115,7 @@ def validate(args):
     return teacher
 
 
-def build_objective_module(args, T, num_classes):
+def build_objective_module(args, T):
     """kd.build_loss for one temperature with the method's own defaults and the user's overrides."""
     hp = dict(args.hp)
     if args.ce_weight is not None:
@@ -235,7 +235,7 @@ def main(argv=None):
         torch.manual_seed(args.seed)   # every temperature's student starts from the same weights
         student, origination = models.create_model(args.student, len(train_split.classes), args.student_init,
                                                    args.pretrained_file, dataset=args.dataset)
-        loss_module = build_objective_module(args, T, len(train_split.classes))
+        loss_module = build_objective_module(args, T)
         stats = teacher_statistics(t_train, T if args.method != "ctkd" else 1.0)
         objective = make_objective(args, loss_module, T, stats["mean_entropy_nats"])
         members.append(engine.Member(
@@ -246,7 +246,7 @@ def main(argv=None):
                                       "dataset": teacher_ckpt["dataset"], "origination": teacher_ckpt["origination"],
                                       "statistics": stats}}))
 
-    views = 2 if getattr(members[0].objective_module or kd.build_loss(args.method), "needs_two_views", False) else 1
+    views = 2 if getattr(build_objective_module(args, args.T[0]), "needs_two_views", False) else 1   # MLKD
     stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers)
     forward = teacher_forward(teacher, t_norm, args.channels_last)
     if args.teacher_tape:

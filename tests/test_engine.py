@@ -1,6 +1,7 @@
 """The training loop through its two scripts: end to end on tiny built-in data, lockstep sweeps,
 exact resume after SIGKILL/SIGTERM, self-describing results, and clear errors for bad input."""
 import json
+import math
 import os
 import signal
 import subprocess
@@ -215,3 +216,76 @@ def test_weak_teacher_is_refused_unless_allowed(tmp_path, capsys):
     assert "near chance" in err and "--allow-weak-teacher" in err
     assert not any((tmp_path / "runs").glob("*/result.json"))
     assert distill.main(args) == 0   # allowed explicitly
+
+
+@pytest.mark.parametrize("method", ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"])
+def test_every_method_trains_and_records_its_setup(teacher, tmp_path, method):
+    """Each KD method runs through the same loop with its couplings (labels, epoch, CTKD's learned T in
+    the optimizer and checkpoint, MLKD's second view)."""
+    args = distill_args(teacher, tmp_path, "--T", "2", "4", "--method", method, "--epochs", "2", "--keep-ckpt")
+    assert distill.main(args) == 0
+    results = results_in(tmp_path)
+    assert len(results) == (1 if method == "ctkd" else 2)
+    for r in results.values():
+        assert r["status"] == "ok" and r["config"]["method"] == method and math.isfinite(r["curve"][-1]["train_loss"])
+    if method == "ctkd":
+        (r,) = results.values()
+        assert r["T"] is None and 1 < r["curve"][-1]["T_learned"] < 21
+        state = torch.load(next(tmp_path.glob("*/ckpt.pt")), weights_only=True)
+        assert "theta" in state["objective"] and len(state["optimizer"]["param_groups"][0]["params"]) == \
+            len(list(models.create_model("test_resnet", 3)[0].parameters())) + 1
+
+
+@pytest.mark.parametrize("signal, extra", [("smooth-global", []), ("smooth-global", ["--smooth-entropy", "batch"]),
+                                           ("smooth-instance", []), ("bottomk", ["--k", "1"])])
+def test_control_signals(teacher, tmp_path, signal, extra):
+    assert distill.main(distill_args(teacher, tmp_path, "--T", "1", "10", "--signal", signal, *extra)) == 0
+    results = results_in(tmp_path)
+    assert len(results) == 2 and all(r["config"]["signal"] == signal for r in results.values())
+
+
+def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
+    args = distill_args(teacher, tmp_path, "--T", "4", "--opt", "sgd", "--lr", "0.02", "--wd", "0.001",
+                        "--warmup-epochs", "1", "--clip", "0", "--ce-weight", "0.5", "--hp", "t2=false", "--seed", "3")
+    assert distill.main(args) == 0
+    (r,) = results_in(tmp_path).values()
+    c = r["config"]
+    assert (c["opt"], c["lr"], c["wd"], c["warmup_epochs"], c["clip"], c["ce_weight"], c["hp"], c["seed"]) == \
+        ("sgd", 0.02, 0.001, 1, 0.0, 0.5, {"t2": False}, 3)
+    assert r["curve"][0]["lr"] == pytest.approx(0.02)   # end of the warmup epoch: the peak
+    assert r["curve"][1]["lr"] < 0.02
+
+
+def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
+    """--workers and --channels-last change how, not what (bit-identical on CPU); --amp runs bf16 autocast."""
+    base = distill_args(teacher, tmp_path / "a", "--T", "4")
+    assert distill.main(base) == 0
+    assert distill.main(distill_args(teacher, tmp_path / "b", "--T", "4", "--workers", "2", "--channels-last")) == 0
+    (a,), (b,) = results_in(tmp_path / "a").values(), results_in(tmp_path / "b").values()
+    assert a["final"]["top1"] == b["final"]["top1"] and a["curve"][-1]["train_loss"] == pytest.approx(b["curve"][-1]["train_loss"], rel=1e-5)
+    assert distill.main(distill_args(teacher, tmp_path / "c", "--T", "4", "--amp")) == 0
+    (c,) = results_in(tmp_path / "c").values()
+    assert c["config"]["amp"] is True and math.isfinite(c["curve"][-1]["train_loss"])
+
+
+@pytest.mark.slow
+def test_compile_flag(teacher, tmp_path):
+    assert distill.main(distill_args(teacher, tmp_path, "--T", "4", "--epochs", "1", "--compile")) == 0
+    (r,) = results_in(tmp_path).values()
+    assert r["status"] == "ok"
+
+
+def test_student_init_from_checkpoint_and_from_local_timm_weights(teacher, tmp_path):
+    """TT/FT students start from a checkpoint; --init in1k reads timm weights from a local file offline."""
+    weights = tmp_path / "timm-weights.pth"
+    torch.manual_seed(1)
+    torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
+    ft = tmp_path / "ft.pt"
+    assert train_teacher.main(["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", "in1k",
+                               "--pretrained-file", str(weights), "--epochs", "1", "--out", str(ft), *FAST,
+                               "--opt", "sgd", "--label-smoothing", "0.2"]) == 0
+    origination = models.load_checkpoint(ft)["origination"]
+    assert origination["pretrained"].startswith("timm:test_resnet") and origination["from_scratch"] is False
+    assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--student-init", str(ft))) == 0
+    (r,) = results_in(tmp_path / "runs").values()
+    assert r["student_origination"]["init"] == str(ft) and r["student_origination"]["from_scratch"] is False
