@@ -22,6 +22,7 @@ import data
 import engine
 import kd
 import models
+import tape
 
 METHODS = ("kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist")
 SIGNALS = ("teacher", "smooth-global", "smooth-instance", "bottomk")
@@ -226,6 +227,15 @@ def main(argv=None):
     t_train = models.predict(teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp,
                              channels_last=args.channels_last)
 
+    views = 2 if getattr(build_objective_module(args, args.T[0]), "needs_two_views", False) else 1   # MLKD
+    stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers)
+    forward = teacher_forward(teacher, t_norm, args.channels_last)
+    if args.teacher_tape:
+        try:
+            forward = tape.TeacherTape(args.teacher_tape, forward, key=tape.tape_key(base, stream, views))
+        except ValueError as e:
+            engine.fail(prog, e)
+
     members = []
     for T, run in runs.items():
         try:
@@ -246,12 +256,6 @@ def main(argv=None):
                                       "dataset": teacher_ckpt["dataset"], "origination": teacher_ckpt["origination"],
                                       "statistics": stats}}))
 
-    views = 2 if getattr(build_objective_module(args, args.T[0]), "needs_two_views", False) else 1   # MLKD
-    stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers)
-    forward = teacher_forward(teacher, t_norm, args.channels_last)
-    if args.teacher_tape:
-        import tape
-        forward = tape.TeacherTape(args.teacher_tape, forward, key=tape.tape_key(base, stream, views))
     common = {"kind": "distill", "device": engine.device_name(device), "code_version": engine.code_version(),
               "versions": engine.library_versions(), "seed": args.seed, "num_classes": len(train_split.classes)}
     print(f"{prog}: {len(members)} student(s) {args.student} ({args.method}, T={', '.join(f'{t:g}' for t in runs)}) on "
@@ -262,6 +266,9 @@ def main(argv=None):
                            device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                            eval_every=args.eval_every, teacher=forward, teacher_test_pred=t_test.argmax(1),
                            keep_ckpt=args.keep_ckpt, common_result=common, log=lambda s: print(s, file=sys.stderr))
+    if args.teacher_tape:
+        print(f"{prog}: teacher tape {args.teacher_tape}: {forward.replayed_steps} steps replayed, "
+              f"{forward.recorded_steps} computed", file=sys.stderr)
     for r in results:
         print(f"{prog}: {r['run_id']}: final top-1 {r['final']['top1']:.2f}% (best {r['best']['top1']:.2f}%)", file=sys.stderr)
     return 0 if len(results) == len(members) else engine.EXIT_FAILED

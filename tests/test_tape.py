@@ -1,0 +1,36 @@
+"""The teacher-logit tape: recorded once, replayed by any later run with the same data stream,
+bit-identical to running the teacher; refused for another setup."""
+import json
+from pathlib import Path
+
+import pytest
+
+import distill
+from test_engine import distill_args, main_error, results_in, teacher  # noqa: F401  (fixture)
+
+
+def test_replayed_runs_equal_runs_that_ran_the_teacher(teacher, tmp_path, capsys):
+    tape = tmp_path / "tape"
+    assert distill.main(distill_args(teacher, tmp_path / "rec", "--T", "2", "--teacher-tape", str(tape))) == 0
+    assert "0 steps replayed" in capsys.readouterr().err
+    assert sorted(p.name for p in tape.iterdir()) == ["epoch-0001.pt", "epoch-0002.pt", "key.json"]
+    # another temperature and optimizer, and a shorter budget (a prefix of the tape): all replayed
+    for extra in (["--T", "4", "1"], ["--T", "4", "--opt", "sgd"], ["--T", "4", "--epochs", "1"]):
+        assert distill.main(distill_args(teacher, tmp_path / "replay", *extra, "--teacher-tape", str(tape))) == 0
+        assert " 0 computed" in capsys.readouterr().err
+        assert distill.main(distill_args(teacher, tmp_path / "plain", *extra)) == 0
+    replay, plain = results_in(tmp_path / "replay"), results_in(tmp_path / "plain")
+    assert sorted(replay) == sorted(plain) and len(plain) == 4
+    for name in plain:
+        assert replay[name]["final"] == {**plain[name]["final"], "img_per_s": replay[name]["final"]["img_per_s"]}
+        assert [r["train_loss"] for r in replay[name]["curve"]] == [r["train_loss"] for r in plain[name]["curve"]]
+
+
+def test_a_tape_of_another_setup_is_refused(teacher, tmp_path, capsys):
+    tape = tmp_path / "tape"
+    assert distill.main(distill_args(teacher, tmp_path / "a", "--T", "2", "--epochs", "1", "--teacher-tape", str(tape))) == 0
+    err = main_error(distill.main, distill_args(teacher, tmp_path / "b", "--T", "2", "--epochs", "1", "--seed", "1",
+                                                "--bs", "6", "--teacher-tape", str(tape)), capsys)
+    assert "--teacher-tape" in err and "bs" in err and "seed" in err
+    assert json.loads((tape / "key.json").read_text())["seed"] == 0
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())   # nothing started
