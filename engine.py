@@ -263,11 +263,13 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                     continue
                 xs = [batch["x"].to(device, non_blocking=True)] + \
                      ([batch["x2"].to(device, non_blocking=True)] if views == 2 else [])
-                batch = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in ("x", "x2")}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     t_logits = teacher(batch, xs, epoch, step) if teacher is not None else None
                 for m in active:
                     torch.random.default_generator.manual_seed(step_seed(seed, epoch, step))
+                    if device.type == "cuda":
+                        torch.cuda.manual_seed(step_seed(seed, epoch, step))
                     for group in m.optimizer.param_groups:
                         group["lr"] = lr_at(g, total, lr, warmup_epochs * spe)
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):

@@ -356,19 +356,19 @@ def per_layer_clip_(parameters, max_norm):
     """Clip each parameter tensor's gradient to L2 norm <= max_norm separately (not one global norm).
 
     Scale = min(1, max_norm / (||g|| + 1e-6)), as torch.nn.utils.clip_grad_norm_ per tensor; grads
-    below the threshold are multiplied by exactly 1. Returns the pre-clip norms, (P,) float32."""
+    below the threshold are multiplied by exactly 1. Returns the pre-clip norms, a list of P 0-dim tensors."""
     if isinstance(parameters, torch.Tensor):
         parameters = [parameters]
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
-        return torch.zeros(0)
+        return []
     norms = torch._foreach_norm(grads)  # one fused kernel per (device, dtype) group
     scales = torch._foreach_add(norms, 1e-6)
     torch._foreach_reciprocal_(scales)
     torch._foreach_mul_(scales, float(max_norm))
     torch._foreach_clamp_max_(scales, 1.0)
     torch._foreach_mul_(grads, scales)
-    return torch.stack([n.to(norms[0].device, torch.float32) for n in norms])
+    return norms
 
 
 # ----------------------------------------------------------------------------------------------

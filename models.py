@@ -5,6 +5,7 @@ timm's ImageNet-1k weights (a pinned tag per architecture), or from a checkpoint
 Checkpoints are plain dicts (tensors, numbers, strings) saved atomically and loaded with
 weights_only=True, so a checkpoint explains itself and can never execute code.
 """
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -139,11 +140,15 @@ def load_checkpoint(path):
     return ckpt
 
 
+@functools.lru_cache(maxsize=32)
+def _stats(mean, std, device):
+    return torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1)
+
+
 def model_input(x, mean, std, channels_last=False):
     """uint8 [0,255] or float [0,1] images (B,3,H,W) -> float32 normalised with the model's own mean/std."""
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-    mean = torch.tensor(mean, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(std, device=x.device).view(1, 3, 1, 1)
+    mean, std = _stats(tuple(mean), tuple(std), x.device)
     x = (x - mean) / std
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 

@@ -1,0 +1,235 @@
+"""Run folders -> one flat row per run -> mean, std and n over seeds (results.csv).
+
+    python analysis/aggregate.py RESULTS [--out RESULTS/results.csv]
+
+Every result.json below RESULTS is read; files that are empty, truncated, not JSON objects or not
+run results are reported (path + reason) and skipped. Standard library only.
+"""
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# One row per distillation run (the CSV written by --runs-out).
+RUN_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
+               "teacher_top1", "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs", "T",
+               "seed", "status", "top1", "top5", "agreement", "best_top1", "H_rel", "H_rel_without_max", "run_dir"]
+# What makes two runs the same experiment (seeds of one configuration are averaged).
+CONFIG_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
+                  "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs", "T"]
+# Properties of the teacher (the same for every seed); averaged, not grouped on.
+TEACHER_COLUMNS = ["teacher_top1", "H_rel", "H_rel_without_max"]
+METRICS = ["top1", "top5", "agreement", "best_top1"]
+AGGREGATE_COLUMNS = (CONFIG_COLUMNS + TEACHER_COLUMNS
+                     + [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n")] + ["n_failed"])
+REQUIRED_KEYS = {"train": ("status", "kind", "config"), "distill": ("status", "kind", "config", "teacher")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+def read_result(path):
+    """(result dict, None) for a usable result.json, else (None, one-line reason)."""
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        return None, f"unreadable ({e.__class__.__name__}: {e})"
+    if not text.strip():
+        return None, "empty file"
+    try:
+        result = json.loads(text)
+    except json.JSONDecodeError as e:
+        return None, f"not valid JSON, truncated? ({e.msg}: line {e.lineno}, column {e.colno})"
+    if not isinstance(result, dict):
+        return None, f"not a run result (a JSON {type(result).__name__}, expected an object)"
+    required = REQUIRED_KEYS.get(result.get("kind"), REQUIRED_KEYS["distill"])
+    missing = [k for k in required if k not in result]
+    if missing:
+        return None, f"not a run result (missing keys: {', '.join(missing)})"
+    if result["kind"] == "distill":
+        try:
+            flatten(result)
+        except (AttributeError, KeyError, TypeError, ValueError) as e:
+            return None, f"malformed distillation result ({e.__class__.__name__}: {e})"
+    return result, None
+
+
+def load_results(root):
+    """Every result.json below `root` -> (records, problems).
+
+    A record is the parsed result plus "run_dir" (its folder, relative to root); a problem is
+    (path, reason) for a file that was skipped. Symbolic links to folders are not followed."""
+    root = Path(root)
+    if not root.is_dir():
+        return [], [(str(root), "not a folder")]
+    records, problems = [], []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        if "result.json" not in files:
+            continue
+        path = Path(folder) / "result.json"
+        result, reason = read_result(path)
+        if reason:
+            problems.append((str(path), reason))
+            continue
+        result["run_dir"] = Path(folder).relative_to(root).as_posix()
+        records.append(result)
+    return records, problems
+
+
+# ---------------------------------------------------------------------------------------------
+# One flat row per run
+
+def teacher_name(path):
+    """'teachers/synth-fine-ft2.pt' -> 'synth-fine-ft2' (the teacher's identity in tables)."""
+    return Path(str(path)).stem if path else None
+
+
+def student_init_kind(result):
+    """'random', 'in1k', 'TT' (checkpoint trained from random) or 'FT' (pretrained, then fine-tuned)."""
+    origination = result.get("student_origination") or {}
+    init = origination.get("init", result["config"].get("student_init"))
+    if init in (None, "random", "in1k"):
+        return init
+    return "TT" if origination.get("from_scratch") else "FT"
+
+
+def _number(value, kind=float):
+    return None if value is None else kind(value)
+
+
+def flatten(result):
+    """One distillation result.json -> one flat row (RUN_COLUMNS, plus the teacher's sorted softmax).
+
+    The extra keys "stats_T" and "sorted_softmax" (teacher statistics, Fig. 4) are not CSV columns."""
+    cfg = result["config"]
+    teacher = result.get("teacher") or {}
+    t_origin = teacher.get("origination") or {}
+    stats = teacher.get("statistics") or {}
+    ok = result["status"] == "ok"
+    final = (result.get("final") or {}) if ok else {}
+    best = (result.get("best") or {}) if ok else {}
+    return {
+        "dataset": cfg.get("dataset"), "data_id": cfg.get("data_id"),
+        "teacher": teacher_name(teacher.get("path")),
+        "teacher_arch": cfg.get("teacher_arch") or teacher.get("arch"),
+        "teacher_from_scratch": t_origin.get("from_scratch"),
+        "teacher_target_epochs": _number(t_origin.get("target_epochs"), int),
+        "teacher_top1": _number(teacher.get("top1")),
+        "student": cfg.get("student"), "student_init": student_init_kind(result),
+        "method": cfg.get("method"), "signal": cfg.get("signal"), "k": _number(cfg.get("k"), int),
+        "opt": cfg.get("opt"), "bs": _number(cfg.get("bs"), int), "epochs": _number(cfg.get("epochs"), int),
+        "T": _number(result.get("T", cfg.get("T"))),
+        "seed": _number(cfg.get("seed", result.get("seed")), int),
+        "status": result["status"],
+        "top1": _number(final.get("top1")), "top5": _number(final.get("top5")),
+        "agreement": _number(final.get("agreement")), "best_top1": _number(best.get("top1")),
+        "H_rel": _number(stats.get("H_rel")), "H_rel_without_max": _number(stats.get("H_rel_without_max")),
+        "run_dir": result.get("run_dir", ""),
+        "stats_T": _number(stats.get("T")), "sorted_softmax": stats.get("mean_sorted_softmax"),
+    }
+
+
+def distill_rows(records):
+    """Flat rows of the distillation runs among `records` (teacher-training runs are left out)."""
+    return [flatten(r) for r in records if r.get("kind") == "distill"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Mean over seeds
+
+def mean_std_n(values):
+    """(mean, sample std, n) of the finite values; std is 0 for n = 1, and (None, None, 0) for none."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return None, None, 0
+    mean = sum(xs) / len(xs)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return mean, std, len(xs)
+
+
+def sort_key(values):
+    """Orders tuples that mix numbers, strings and None (numbers first, None last)."""
+    def one(v):
+        if v is None:
+            return (2, 0, "")
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return (0, v, "")
+        return (1, 0, str(v))
+    return tuple(one(v) for v in values)
+
+
+def aggregate(rows):
+    """Flat run rows -> one row per configuration (CONFIG_COLUMNS): mean/std/n of each metric over
+    the runs that finished, the teacher's properties, and n_failed (runs whose status is not ok)."""
+    groups = {}
+    for row in rows:
+        groups.setdefault(tuple(row.get(c) for c in CONFIG_COLUMNS), []).append(row)
+    out = []
+    for key in sorted(groups, key=sort_key):
+        members = groups[key]
+        ok = [r for r in members if r.get("status") == "ok"]
+        agg = dict(zip(CONFIG_COLUMNS, key))
+        for column in TEACHER_COLUMNS:
+            agg[column] = mean_std_n([r.get(column) for r in members])[0]
+        for metric in METRICS:
+            agg[f"{metric}_mean"], agg[f"{metric}_std"], agg[f"{metric}_n"] = mean_std_n([r.get(metric) for r in ok])
+        agg["n_failed"] = len(members) - len(ok)
+        out.append(agg)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+def write_csv(rows, path, columns):
+    """Write `rows` (dicts) as CSV with `columns`, atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def print_problems(problems, prog):
+    for path, reason in problems:
+        print(f"{prog}: skipped {path}: {reason}", file=sys.stderr)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="Aggregate result.json files (mean/std/n over seeds) into a CSV.")
+    p.add_argument("results", help="folder holding run folders (at any depth)")
+    p.add_argument("--out", default=None, help="CSV of configurations (default: RESULTS/results.csv)")
+    p.add_argument("--runs-out", default=None, help="also write one CSV row per run here")
+    args = p.parse_args(argv)
+    prog = "aggregate.py"
+    if not Path(args.results).is_dir():
+        print(f"{prog}: error: RESULTS '{args.results}' is not a folder", file=sys.stderr)
+        return 2
+    records, problems = load_results(args.results)
+    print_problems(problems, prog)
+    rows = distill_rows(records)
+    table = aggregate(rows)
+    out = write_csv(table, args.out or Path(args.results) / "results.csv", AGGREGATE_COLUMNS)
+    if args.runs_out:
+        write_csv(rows, args.runs_out, RUN_COLUMNS)
+    n_failed = sum(r["status"] != "ok" for r in rows)
+    print(f"{prog}: {len(rows)} distillation runs ({n_failed} failed) -> {len(table)} configurations -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Benchmarks: this project's performance claims, measured side by side in one run on one machine.
+
+    python bench.py --quick          # 2 CPU cores: built-in 32 px data, small timm models (< 2 minutes)
+    python bench.py                  # on a GPU: adds ResNet50->ResNet18 and ViT-S->MNv4 at 224 px
+
+sweep  K temperatures as K separate runs of a plain single-run loop vs one lockstep run of this
+       project replaying a teacher-logit tape (same data, same epochs) -> wall-time ratio
+step   distillation img/s of this project's loop (teacher live, and teacher replayed from the tape)
+       vs a plain loop written here in the style of common KD repos: fp32, images decoded from
+       files with PIL and transformed per sample in a DataLoader, teacher under no_grad,
+       per-parameter clipping in a Python loop -> ratio
+data   img/s of the augmentation pipeline alone vs the training step rate -> ratio
+cuda   absolute distillation img/s at 224 px with data included (CUDA only)
+
+Prints a table and one JSON line with every figure, the device, models, resolution and batch size.
+"""
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+import data
+import engine
+import kd
+import models
+from distill import teacher_forward
+from tape import TeacherTape
+
+
+# ---------------------------------------------------------------------------------------------
+# The plain reference loop (what a typical KD repo does)
+
+def write_image_folder(split, folder):
+    """Save a Split as PNG files in an ImageFolder layout (what the plain loop decodes)."""
+    for i, (img, label) in enumerate(zip(split.images, split.labels.tolist())):
+        d = Path(folder) / f"{label:03d}"
+        d.mkdir(parents=True, exist_ok=True)
+        torchvision.io.write_png(img, str(d / f"{i:05d}.png"))
+
+
+def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, device, workers):
+    """One distillation run, the common way. Returns images/s of its training steps."""
+    torch.manual_seed(0)
+    student = models.create_model(student_arch, num_classes)[0].to(device)
+    mean, std = models.normalization(student)
+    tf = v2.Compose([v2.PILToTensor(), v2.Resize(size), v2.CenterCrop(size), v2.RandAugment(2, 9),
+                     v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
+    loader = DataLoader(torchvision.datasets.ImageFolder(folder, transform=tf), batch_size=bs, shuffle=True,
+                        drop_last=True, num_workers=workers)
+    mix = v2.RandomChoice([v2.MixUp(alpha=1.0, num_classes=num_classes), v2.CutMix(alpha=1.0, num_classes=num_classes)])
+    opt = torch.optim.AdamW(student.parameters(), lr=1e-3, weight_decay=0.05)
+    teacher.eval()
+    seen, t0 = 0, time.time()
+    for _ in range(epochs):
+        for x, y in loader:
+            x, _ = mix(x, y)
+            x = x.to(device)
+            with torch.no_grad():
+                t = teacher(x)
+            s = student(x)
+            loss = F.kl_div(F.log_softmax(s / T, 1), F.softmax(t / T, 1), reduction="batchmean") * T * T
+            opt.zero_grad()
+            loss.backward()
+            for p in student.parameters():
+                torch.nn.utils.clip_grad_norm_(p, 1.0)
+            opt.step()
+            seen += len(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return seen / (time.time() - t0)
+
+
+# ---------------------------------------------------------------------------------------------
+# This project's loop
+
+def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, bs, seed, device, workers,
+                tape_dir=None, amp=False, channels_last=False):
+    """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape)."""
+    aug = data.aug_config_for("synth-fine", train.images.shape[-1])
+    stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers)
+    forward = teacher_forward(teacher, t_norm, channels_last)
+    if tape_dir is not None:
+        key = {"bench": True, "seed": seed, "bs": bs, "steps_per_epoch": stream.steps_per_epoch, "amp": amp}
+        forward = TeacherTape(tape_dir, forward, key)
+    members = []
+    for T in temps:
+        torch.manual_seed(seed)
+        student = models.create_model(student_arch, len(train.classes))[0]
+        loss = kd.build_loss("kd", T=T)
+        run = engine.RunDir(Path(out) / f"T{T}", {"T": T})
+        run.start({})
+        members.append(engine.Member(name=f"T={T}", run=run, model=student, norm=models.normalization(student),
+                                     objective=lambda s, b, t, e, i, loss=loss: loss(s, t)))
+    test_images = data.eval_images(test, aug)[:bs]
+    t0 = time.time()
+    results = engine.train(members, stream, test_images, test.labels[:bs], epochs=epochs, opt="adamw", lr=1e-3,
+                           wd=0.05, clip=1.0, seed=seed, device=device, amp=amp, channels_last=channels_last,
+                           teacher=forward, log=lambda s: None)
+    wall = time.time() - t0
+    return wall, sum(r["img_per_s"] for r in results) / len(results), forward
+
+
+def data_rate(train, bs, seed, workers, steps):
+    """img/s of the deterministic augmentation stream alone."""
+    stream = data.TrainStream(train, data.aug_config_for("synth-fine", train.images.shape[-1]), batch_size=bs,
+                              seed=seed, workers=workers)
+    t0, seen = time.time(), 0
+    for step, batch in stream.epoch(0):
+        seen += len(batch["x"])
+        if step + 1 >= steps:
+            break
+    return seen / (time.time() - t0)
+
+
+def train_teacher_quickly(arch, train, test, epochs, device):
+    """A briefly trained teacher (the benchmark needs realistic logits, not a good model)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        model = models.create_model(arch, len(train.classes))[0]
+        aug = data.aug_config_for("synth-fine", train.images.shape[-1])
+        run = engine.RunDir(Path(tmp) / "t", {})
+        run.start({})
+        m = engine.Member(name="teacher", run=run, model=model, norm=models.normalization(model),
+                          objective=lambda s, b, t, e, i: engine.soft_cross_entropy(s, b["y_soft"], 0.1))
+        engine.train([m], data.TrainStream(train, aug, batch_size=64, seed=0), data.eval_images(test, aug)[:64],
+                     test.labels[:64], epochs=epochs, opt="adamw", lr=5e-4, wd=0.05, clip=0, device=device, log=lambda s: None)
+    return model.to(device).eval()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="CPU-sized: 32 px built-in data, small models, < 2 minutes on 2 cores")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--teacher", default="resnet18d", help="teacher architecture for the 32 px sections")
+    p.add_argument("--student", default="resnet10t", help="student architecture for the 32 px sections")
+    p.add_argument("--K", type=int, default=9, help="temperatures in the sweep")
+    p.add_argument("--bs", type=int, default=64, help="batch size")
+    p.add_argument("--images", type=int, default=640, help="training images of the 32 px data (per epoch)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per run in the sweep and step sections")
+    p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
+    p.add_argument("--skip-cuda", action="store_true", help="skip the 224 px CUDA section")
+    args = p.parse_args()
+    device = engine.resolve_device(args.device)
+    torch.manual_seed(0)
+    per_class = max(1, args.images // 24)
+    synth = dict(target_train_per_class=per_class, test_per_class=4)
+    train = data.load_split("synth-fine", "train", "unused", synth=synth)
+    test = data.load_split("synth-fine", "test", "unused", synth=synth)
+    K, size = len(train.classes), train.images.shape[-1]
+    teacher = train_teacher_quickly(args.teacher, train, test, 1, device)
+    t_norm = models.normalization(teacher)
+    temps = [1, 2, 3, 4, 5, 10, 20, 30, 40][:args.K] if args.K <= 9 else list(range(1, args.K + 1))
+    row = {"device": engine.device_name(device), "host": platform.node(), "torch": torch.__version__,
+           "teacher": args.teacher, "student": args.student, "resolution": size, "batch_size": args.bs,
+           "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "png"
+        write_image_folder(train, folder)
+        # step: one run each
+        plain = plain_run(folder, teacher, args.student, K, 4.0, args.epochs, args.bs, size, device, args.workers)
+        _, live, _ = project_run(Path(tmp) / "live", train, test, teacher, t_norm, args.student, [4.0], args.epochs,
+                                 args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
+        _, replay, tape = project_run(Path(tmp) / "replay", train, test, teacher, t_norm, args.student, [4.0],
+                                      args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
+        assert tape.recorded_steps == 0, "the tape should have been replayed"
+        row.update(step_plain_img_s=plain, step_live_img_s=live, step_replay_img_s=replay,
+                   step_ratio_live=live / plain, step_ratio_replay=replay / plain)
+        # data: the augmentation stream alone vs the step rate
+        row["data_img_s"] = data_rate(train, args.bs, 0, args.workers, steps=len(train) // args.bs)
+        row["data_ratio"] = row["data_img_s"] / live
+        # sweep: K plain runs vs one lockstep run replaying the tape
+        t0 = time.time()
+        for T in temps:
+            plain_run(folder, teacher, args.student, K, T, args.epochs, args.bs, size, device, args.workers)
+        plain_wall = time.time() - t0
+        lock_wall, _, tape = project_run(Path(tmp) / "sweep", train, test, teacher, t_norm, args.student, temps,
+                                         args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
+        row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
+    if device.type == "cuda" and not args.skip_cuda and not args.quick:
+        row.update(cuda_224(device, args.workers or 16))
+    print_table(row)
+    print(json.dumps(row))
+
+
+def cuda_224(device, workers):
+    """Absolute img/s at 224 px, data included (uint8 in memory, per-sample augmentation in workers)."""
+    out = {}
+    n = 4096
+    imgs = torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8)
+    split = data.Split(images=imgs, labels=torch.arange(n) % 100, classes=[str(i) for i in range(100)])
+    aug = data.aug_config_for("pets", 224)
+    for t_arch, s_arch in [("resnet50", "resnet18"), ("vit_small_patch16_224", "mobilenetv4_conv_medium")]:
+        torch.manual_seed(0)
+        teacher = models.create_model(t_arch, 100)[0].to(device).eval().to(memory_format=torch.channels_last)
+        forward = teacher_forward(teacher, models.normalization(teacher), True)
+        for bs in (256,):
+            stream = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
+            with tempfile.TemporaryDirectory() as tmp:
+                student = models.create_model(s_arch, 100)[0]
+                run = engine.RunDir(Path(tmp) / "s", {})
+                run.start({})
+                loss = kd.build_loss("kd", T=4.0)
+                m = engine.Member(name="s", run=run, model=student, norm=models.normalization(student),
+                                  objective=lambda s, b, t, e, i: loss(s, t))
+                r = engine.train([m], stream, data.eval_images(split, aug)[:bs], split.labels[:bs], epochs=2,
+                                 opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True, channels_last=True,
+                                 teacher=forward, log=lambda s: None)[0]
+            out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_img_s"] = r["curve"][-1]["img_per_s"]   # second epoch: warm
+    return out
+
+
+def print_table(r):
+    print(f"device: {r['device']}  teacher {r['teacher']} -> student {r['student']}  {r['resolution']} px  "
+          f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}")
+    rows = [("step: plain KD loop", f"{r['step_plain_img_s']:.0f} img/s", ""),
+            ("step: this loop, teacher live", f"{r['step_live_img_s']:.0f} img/s", f"{r['step_ratio_live']:.2f}x plain"),
+            ("step: this loop, teacher tape", f"{r['step_replay_img_s']:.0f} img/s", f"{r['step_ratio_replay']:.2f}x plain"),
+            ("data: augmentation stream alone", f"{r['data_img_s']:.0f} img/s", f"{r['data_ratio']:.2f}x step rate"),
+            (f"sweep: {r['K']} plain runs", f"{r['sweep_plain_s']:.1f} s", ""),
+            (f"sweep: 1 lockstep run of {r['K']}, tape", f"{r['sweep_lockstep_tape_s']:.1f} s", f"ratio {r['sweep_ratio']:.2f}")]
+    rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]
+    w = max(len(a) for a, _, _ in rows)
+    for a, b, c in rows:
+        print(f"  {a:<{w}}  {b:>12}  {c}")
+
+
+if __name__ == "__main__":
+    main()

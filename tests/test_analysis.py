@@ -1,0 +1,252 @@
+"""analysis/: result.json files -> results.csv, figures, tables and REPORT.md.
+
+The fixture fabricates a small results folder with known numbers (no training): a briefly fine-tuned
+teacher whose students peak at T=20, a from-scratch teacher peaking at T=1, a long fine-tuned one
+that is flat, SGD with a cross-over, controls, initializations and three datasets; plus broken files.
+"""
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis import aggregate, figures, findings, tables
+
+REPO = Path(__file__).resolve().parent.parent
+TEMPS = (1.0, 4.0, 20.0)
+SQRT2 = math.sqrt(2.0)
+
+
+def sorted_softmax(T, logits=(8.0, 4.0, 3.0, 2.0, 1.0, 0.0)):
+    exps = [math.exp(l / T) for l in logits]
+    return [e / sum(exps) for e in exps]
+
+
+def write_run(root, top1, *, T=4.0, seed=0, dataset="synth-fine", data_id=None, teacher="synth-fine-ft1",
+              teacher_epochs=1, scratch=False, h_rel=(0.5, 0.8), student_init="random", method="kd",
+              signal="teacher", k=None, opt="adamw", bs=64, epochs=10, status="ok"):
+    """Write one distillation result.json the way distill.py does (only the keys analysis reads)."""
+    config = {"kind": "distill", "dataset": dataset, "data_id": data_id, "teacher_arch": "resnet18d",
+              "student": "resnet10t", "student_init": student_init, "method": method, "signal": signal, "k": k,
+              "opt": opt, "bs": bs, "epochs": epochs, "seed": seed, "T": T}
+    final = {"epoch": epochs, "top1": top1, "top5": 99.0, "agreement": top1 + 5} if status == "ok" else None
+    student = ({"init": student_init, "from_scratch": student_init == "random"} if student_init in ("random", "in1k")
+               else {"init": f"students/resnet10t-{student_init}.pt", "from_scratch": student_init == "TT"})
+    stats_T = 1.0 if T is None else T
+    result = {"status": status, "reason": None if status == "ok" else "loss is nan at epoch 3",
+              "run_id": f"run-{seed}", "kind": "distill", "config": config, "final": final, "best": final,
+              "code_version": "abc123", "device": "cpu (x86_64, 2 threads)", "versions": {"torch": "2.5.1"},
+              "seed": seed, "num_classes": 6, "T": T, "student_origination": student,
+              "teacher": {"path": f"teachers/{teacher}.pt", "arch": "resnet18d", "top1": 90.0, "dataset": dataset,
+                          "origination": {"init": "random" if scratch else "teachers/synth-src.pt",
+                                          "from_scratch": scratch, "target_epochs": teacher_epochs},
+                          "statistics": {"T": stats_T, "H_rel": h_rel[0], "H_rel_without_max": h_rel[1],
+                                         "mean_sorted_softmax": sorted_softmax(stats_T)}}}
+    name = f"{dataset}-{teacher}-{method}-{signal}{k or ''}-{student_init}-{opt}-bs{bs}-e{epochs}-T{T}-s{seed}"
+    folder = Path(root) / dataset / name
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def write_curve(root, accuracy_by_T, seeds=1, **setting):
+    """Runs at each T; with two seeds the accuracies are a-1 and a+1 (mean a, std sqrt(2))."""
+    for T, acc in accuracy_by_T.items():
+        offsets = [0.0] if seeds == 1 else [-1.0, 1.0]
+        for seed, offset in enumerate(offsets):
+            write_run(root, acc + offset, T=T, seed=seed, **setting)
+
+
+def curve(*values):
+    return dict(zip(TEMPS, values))
+
+
+def fabricate(root):
+    """The synthetic study; every number below is what the checks should find."""
+    write_curve(root, curve(70, 75, 80), seeds=2)                                  # baseline: peaks at T=20
+    write_run(root, None, T=4.0, seed=2, status="failed")                          # one failed seed
+    write_curve(root, curve(84, 85, 83), method="dkd")                             # DKD beats KD
+    write_run(root, 78.0, T=None, method="ctkd")                                   # learned T
+    write_curve(root, curve(74, 75, 76), epochs=5)                                 # AdamW: flat
+    write_curve(root, curve(70, 65, 60), opt="sgd", epochs=5)                      # SGD short: small T wins
+    write_curve(root, curve(65, 72, 78), opt="sgd", epochs=10)                     # SGD long: large T wins
+    write_curve(root, curve(72, 70, 66), signal="smooth-global")
+    write_curve(root, curve(70, 73, 77), signal="bottomk", k=2)
+    write_curve(root, curve(74, 74.5, 74), teacher="synth-fine-ft8", teacher_epochs=8, h_rel=(0.2, 0.95))
+    write_curve(root, curve(72, 68, 65), teacher="synth-fine-scratch", teacher_epochs=10, scratch=True,
+                h_rel=(0.3, 0.9))
+    write_curve(root, curve(85, 86, 86.5), student_init="FT")
+    write_curve(root, curve(80, 82, 82), dataset="synth-coarse", teacher="synth-coarse-ft1")
+    write_curve(root, curve(78, 74, 70), dataset="synth-novel", teacher="synth-novel-ft1")
+    teacher_run = Path(root) / "teachers" / "synth-fine-ft1.run"
+    teacher_run.mkdir(parents=True)
+    (teacher_run / "result.json").write_text(json.dumps(
+        {"status": "ok", "kind": "train", "checkpoint": "teachers/synth-fine-ft1.pt", "config": {"arch": "resnet18d"},
+         "final": {"top1": 90.0}, "origination": {"init": "teachers/synth-src.pt"}}))
+
+
+def write_broken_files(root):
+    bad = {"truncated": '{"status": "ok", "kind": "dis', "empty": "", "foreign": '{"hello": "world"}',
+           "list": "[1, 2, 3]"}
+    for name, text in bad.items():
+        (Path(root) / "broken" / name).mkdir(parents=True)
+        (Path(root) / "broken" / name / "result.json").write_text(text)
+    (Path(root) / "broken" / "binary").mkdir()
+    (Path(root) / "broken" / "binary" / "result.json").write_bytes(b"\xff\xfe\x00garbage")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    root = tmp_path_factory.mktemp("results")
+    fabricate(root)
+    write_broken_files(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def rows(results):
+    records, _ = aggregate.load_results(results)
+    return aggregate.distill_rows(records)
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+# ---------------------------------------------------------------------------------------------
+# aggregate
+
+def test_loader_reports_bad_files_and_keeps_good_ones(results):
+    records, problems = aggregate.load_results(results)
+    reasons = {Path(path).parent.name: reason for path, reason in problems}
+    assert set(reasons) == {"truncated", "empty", "foreign", "list", "binary"}
+    assert "truncated" in reasons["truncated"] and reasons["empty"] == "empty file"
+    assert "missing keys" in reasons["foreign"] and "list" in reasons["list"]
+    assert sum(r["kind"] == "train" for r in records) == 1
+    assert len(aggregate.distill_rows(records)) == 41
+
+
+def test_flatten_names_teacher_and_student_init(rows):
+    ft = next(r for r in rows if r["student_init"] == "FT")
+    assert ft["teacher"] == "synth-fine-ft1" and ft["teacher_target_epochs"] == 1 and ft["teacher_from_scratch"] is False
+    scratch = next(r for r in rows if r["teacher"] == "synth-fine-scratch")
+    assert scratch["teacher_from_scratch"] is True and scratch["H_rel"] == 0.3
+    assert next(r for r in rows if r["method"] == "ctkd")["T"] is None
+
+
+def test_aggregate_csv_has_exact_means_and_counts_failures(results, tmp_path):
+    out = tmp_path / "results.csv"
+    assert aggregate.main([str(results), "--out", str(out)]) == 0
+    table = read_csv(out)
+    assert list(table[0]) == aggregate.AGGREGATE_COLUMNS
+
+    def baseline(T):
+        return next(r for r in table if r["teacher"] == "synth-fine-ft1" and r["method"] == "kd"
+                    and r["signal"] == "teacher" and r["student_init"] == "random" and r["opt"] == "adamw"
+                    and r["epochs"] == "10" and r["dataset"] == "synth-fine" and float(r["T"]) == T)
+    at20 = baseline(20.0)
+    assert float(at20["top1_mean"]) == 80.0 and math.isclose(float(at20["top1_std"]), SQRT2)
+    assert at20["top1_n"] == "2" and at20["n_failed"] == "0" and float(at20["agreement_mean"]) == 85.0
+    at4 = baseline(4.0)
+    assert at4["top1_n"] == "2" and at4["n_failed"] == "1" and float(at4["top1_mean"]) == 75.0
+    one_seed = next(r for r in table if r["method"] == "dkd" and float(r["T"]) == 4.0)
+    assert float(one_seed["top1_std"]) == 0.0 and one_seed["top1_n"] == "1"
+
+
+def test_aggregate_of_nothing_is_empty():
+    assert aggregate.aggregate([]) == []
+    assert aggregate.mean_std_n([]) == (None, None, 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# figures and tables
+
+@pytest.fixture(scope="module")
+def made(rows, tmp_path_factory):
+    return figures.make_all(rows, tmp_path_factory.mktemp("figures"))
+
+
+def test_every_artifact_writes_non_empty_files(made):
+    for name, result in made.items():
+        assert result["files"], f"{name}: {result['missing']}"
+        for path in result["files"]:
+            assert Path(path).stat().st_size > 0
+    assert made["Fig. 4 (teachers' sorted softmax)"]["key_numbers"]
+
+
+def test_artifacts_name_what_is_missing(made):
+    assert "smooth-instance" in made["Fig. 5 (controls vs T)"]["missing"]
+    assert "TT" in made["Table 2 (student initialization)"]["missing"]
+    assert "cars" in made["Fig. 6 (dataset granularity)"]["missing"]
+    assert "Birds" in made["Fig. 7 (overlapping vs novel classes)"]["missing"]
+    assert made["Table 1 (teacher origination)"]["missing"] == ""
+
+
+def test_every_artifact_survives_empty_and_partial_input(rows, tmp_path):
+    for name, make in figures.ARTIFACTS.items():
+        result = make([], tmp_path)
+        assert result["files"] == [] and result["missing"], name
+    only_kd = [r for r in rows if r["method"] == "kd" and r["signal"] == "teacher"]
+    assert figures.fig1_methods(only_kd, tmp_path)["files"] == []
+    assert figures.fig5_controls(only_kd, tmp_path)["files"] == []
+
+
+def test_table1_marks_best_T_per_teacher(made):
+    md = Path(made["Table 1 (teacher origination)"]["files"][0]).read_text()
+    lines = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| synth-fine")}
+    assert "**80.00 ± 1.41**" in lines["synth-fine-ft1"] and lines["synth-fine-ft1"].endswith("| 20 |")
+    assert "**74.50**" in lines["synth-fine-ft8"] and lines["synth-fine-ft8"].endswith("| 4 |")
+    assert "**72.00**" in lines["synth-fine-scratch"] and "| scratch |" in lines["synth-fine-scratch"]
+    assert "| 0.300 | 0.900 | T=1 |" in lines["synth-fine-scratch"]
+
+
+def test_table2_marks_best_T_per_initialization(rows, tmp_path):
+    result = tables.table2_student_init(rows, tmp_path)
+    md = Path(result["files"][0]).read_text()
+    assert "| FT | 85.00 | 86.00 | **86.50** | 20 |" in md
+    assert "| random | 70.00 ± 1.41 | 75.00 ± 1.41 | **80.00 ± 1.41** | 20 |" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# findings and the report
+
+def test_findings_verdicts(rows):
+    checked = findings.check_all(rows)
+
+    def verdict(start):
+        return next(f["verdict"] for f in checked if f["claim"].startswith(start))
+    assert verdict("No single KD method") == findings.NOT_REPRODUCED        # DKD beats KD in its one setting
+    assert verdict("AdamW is more robust") == findings.REPRODUCED
+    assert verdict("With SGD, small T wins") == findings.REPRODUCED
+    assert verdict("Larger batches") == findings.NOT_ENOUGH                 # only batch size 64 was run
+    assert verdict("Unexpectedly large T") == findings.REPRODUCED
+    assert verdict("Class relationships matter") == findings.REPRODUCED
+    assert verdict("Longer teacher fine-tuning: H_rel") == findings.REPRODUCED
+    assert verdict("Longer teacher fine-tuning lowers") == findings.REPRODUCED
+    assert verdict("With longer teacher fine-tuning") == findings.REPRODUCED
+    assert verdict("Teachers trained from scratch") == findings.REPRODUCED
+    assert verdict("Fine-grained targets whose classes overlap") == findings.REPRODUCED
+    assert verdict("Fine-grained targets absent") == findings.REPRODUCED
+
+
+def test_within_seed_spread_is_no_clear_difference():
+    assert findings.compare(80.0, 79.5, 1.0) == "unclear"
+    assert findings.compare(80.0, 78.0, 1.0) == "yes" and findings.compare(78.0, 80.0, 1.0) == "no"
+
+
+def test_report_cli_writes_csv_figures_and_findings(results):
+    run = subprocess.run([sys.executable, "analysis/report.py", str(results)], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    report = (results / "REPORT.md").read_text()
+    assert (results / "results.csv").is_file()
+    assert "![Fig. 1 (KD methods vs T)](figures/fig1_methods.png)" in report
+    assert (results / "figures" / "fig1_methods.png").stat().st_size > 0
+    assert "| **80.00 ± 1.41** |" in report                                        # Table 1 inlined
+    assert "**not reproduced** — No single KD method" in report
+    assert "**reproduced** — AdamW is more robust" in report
+    assert "**not enough results** — Larger batches" in report
+    assert "loss is nan at epoch 3" in report and "broken/truncated/result.json" in report
+    assert "torch: 2.5.1 (41 runs)" in report
