@@ -11,7 +11,6 @@ per batch; each temperature writes its own run folder under --out, exactly as a 
 everything that changes the result, so re-running a command skips finished runs and resumes
 interrupted ones.
 """
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ OPT_DEFAULTS = {"adamw": (1e-3, 0.05), "sgd": (0.05, 5e-4)}
 
 
 def get_args(argv=None):
-    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0])
     engine.add_data_args(p)
     g = p.add_argument_group("teacher and student")
     g.add_argument("--teacher", default="teachers/synth-fine.pt", help="teacher checkpoint made by train_teacher.py")
@@ -176,6 +175,7 @@ def main(argv=None):
     prog = "distill.py"
     try:
         teacher_ckpt = validate(args)
+        aug = engine.aug_config(args)
         train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
                                       image_size=args.image_size, synth=args.synth)
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
@@ -186,7 +186,6 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         engine.fail(prog, e)
 
-    aug = data.aug_config_for(args.dataset, args.image_size)
     temperatures = args.T[:1] if args.method == "ctkd" else args.T
     base = {"kind": "distill", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(),
             "teacher_sha1": engine.file_sha1(args.teacher), "teacher_arch": teacher_ckpt["arch"],
@@ -261,11 +260,14 @@ def main(argv=None):
     print(f"{prog}: {len(members)} student(s) {args.student} ({args.method}, T={', '.join(f'{t:g}' for t in runs)}) on "
           f"{args.dataset}: {len(train_split)} train images, {args.epochs} epochs, {stream.steps_per_epoch} steps/epoch, "
           f"{device}", file=sys.stderr)
-    results = engine.train(members, stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
-                           lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
-                           device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                           eval_every=args.eval_every, teacher=forward, teacher_test_pred=t_test.argmax(1),
-                           keep_ckpt=args.keep_ckpt, common_result=common, log=lambda s: print(s, file=sys.stderr))
+    try:
+        results = engine.train(members, stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
+                               lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
+                               device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                               eval_every=args.eval_every, teacher=forward, teacher_test_pred=t_test.argmax(1),
+                               keep_ckpt=args.keep_ckpt, common_result=common, log=lambda s: print(s, file=sys.stderr))
+    except engine.RunError as e:   # a run folder that cannot be resumed
+        engine.fail(prog, e)
     if args.teacher_tape:
         print(f"{prog}: teacher tape {args.teacher_tape}: {forward.replayed_steps} steps replayed, "
               f"{forward.recorded_steps} computed", file=sys.stderr)

@@ -97,6 +97,10 @@ def write_json_atomic(obj, path):
         raise
 
 
+class RunError(ValueError):
+    """A run folder that cannot be used as asked (another run's config, an unreadable checkpoint)."""
+
+
 class RunDir:
     """A run folder: config.json, log.jsonl, ckpt.pt, result.json."""
 
@@ -116,14 +120,20 @@ class RunDir:
             old = json.loads(cfg.read_text()).get("identity", {})
             differ = sorted(k for k in set(old) | set(self.identity) if old.get(k) != self.identity.get(k))
             if differ:
-                raise ValueError(f"run folder '{self.path}' holds a different run (keys that differ: {', '.join(differ)}); "
+                raise RunError(f"run folder '{self.path}' holds a different run (keys that differ: {', '.join(differ)}); "
                                  "use another --out or delete the folder")
             return
         write_json_atomic({"identity": self.identity, "runtime": runtime}, cfg)
 
     def load_state(self):
         ckpt = self.file("ckpt.pt")
-        return torch.load(ckpt, map_location="cpu", weights_only=True) if ckpt.is_file() else None
+        if not ckpt.is_file():
+            return None
+        try:
+            return torch.load(ckpt, map_location="cpu", weights_only=True)
+        except Exception as e:   # truncated by a full disk, or not ours: never unpickle code
+            raise RunError(f"run folder '{self.path}': ckpt.pt cannot be loaded safely ({str(e).splitlines()[0][:120]}); "
+                             "delete it to restart this run from scratch") from None
 
     def save_state(self, state):
         atomic_save(state, self.file("ckpt.pt"))
@@ -352,8 +362,22 @@ def soft_cross_entropy(logits, soft_targets, label_smoothing=0.0):
 # ---------------------------------------------------------------------------------------------
 # Command-line pieces shared by train_teacher.py and distill.py
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' to a flag's help unless the help already names its default or X is empty."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        empty = action.default is None or action.default is False or action.default == [] or action.default == argparse.SUPPRESS
+        if "default" not in text and not empty:
+            text += " (default: %(default)s)"
+        return text
+
+
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage dump) and exit code 2."""
+    """argparse with one-line errors (no usage dump), exit code 2, and defaults shown in --help."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
 
     def error(self, message):
         fail(self.prog, message)
@@ -391,7 +415,23 @@ def add_data_args(parser):
     g.add_argument("--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)")
     g.add_argument("--image-size", type=int, default=None, help="training resolution (default: 224 for real datasets, 32 for synth-*)")
     g.add_argument("--synth", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="built-in dataset sizes, e.g. --synth target_train_per_class=50")
+    g = parser.add_argument_group("augmentation (defaults: the study's; see STUDY.md §1)")
+    g.add_argument("--randaug-n", type=int, default=None, help="RandAugment operations per image (default 2; 0: off)")
+    g.add_argument("--randaug-m", type=int, default=None, help="RandAugment magnitude (default 9)")
+    g.add_argument("--mixup-alpha", type=float, default=None, help="MixUp alpha (default 1.0; 0: only CutMix)")
+    g.add_argument("--cutmix-alpha", type=float, default=None, help="CutMix alpha (default 1.0; 0: only MixUp)")
     return g
+
+
+def aug_config(args):
+    """The study's augmentation for args.dataset with the user's --randaug-*/--*-alpha overrides."""
+    import data
+    overrides = {k: getattr(args, k) for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha")
+                 if getattr(args, k) is not None}
+    for k, v in overrides.items():
+        if not v >= 0:
+            raise ValueError(f"--{k.replace('_', '-')}: must be >= 0, got {v}")
+    return data.aug_config_for(args.dataset, args.image_size, **overrides)
 
 
 def add_runtime_args(parser):

@@ -49,18 +49,23 @@ STUDIES = ["methods", "config", "origination", "init", "granularity"]
 # The "ImageNet-1k pretraining" of the paper is a pretraining on synth-src here.
 
 DEMO = dict(
-    synth=[],                                   # --synth KEY=VALUE overrides (dataset sizes)
-    teacher="resnet18d", student="resnet10t",
-    pretrain_epochs=4,                          # "general pretraining" on synth-src
-    brief=1, long=8, scratch=12,                # teacher fine-tuning durations and from-scratch epochs
-    T=[1, 3, 10, 30], seeds=[0, 1],
-    budgets=[3, 8], baseline=8,                 # distillation epochs: short and long
-    controls=[("smooth-global", None), ("smooth-instance", None), ("bottomk", 1)],
+    # 48 source classes x 100 images; targets 24 classes x 30 train / 30 test images (synth.py defaults otherwise)
+    synth=["src_train_per_class=100", "target_train_per_class=30", "test_per_class=30"],
+    teacher="resnet18d", student="resnet10t",   # deep stem: resnet18's 7x7/2 stem is too coarse at 32 px
+    # "general pretraining" on synth-src: plain recipe (no RandAugment/MixUp/CutMix), as ImageNet weights have their own
+    pretrain_epochs=4, pretrain_args=["--lr", "2e-3", "--randaug-n", "0", "--mixup-alpha", "0", "--cutmix-alpha", "0"],
+    brief=4, long=16, ft_args=["--lr", "1e-3"],           # teacher fine-tuning: brief and long
+    scratch=20, scratch_args=["--lr", "2e-3"],            # a teacher trained from random weights
+    T=[1, 4, 20], seeds=[0, 1],
+    budgets=[2, 6], baseline=6,                 # distillation epochs: short and long
+    controls=[("smooth-instance", None), ("bottomk", 1)],
+    student_init=False,                         # Table 2 (a fine-tuned student) is left out to fit 10 minutes
 )
-DEMO_TINY = dict(DEMO, synth=["groups=4", "classes_per_group=2", "src_train_per_class=8", "target_train_per_class=8",
+DEMO_TINY = dict(DEMO, synth=["groups=4", "classes_per_group=2", "fine_groups=2", "novel_groups=2",
+                              "novel_classes_per_group=2", "src_train_per_class=8", "target_train_per_class=8",
                               "test_per_class=4"],
                  pretrain_epochs=1, brief=1, long=2, scratch=2, T=[1, 4], seeds=[0], budgets=[1, 2], baseline=2,
-                 controls=[("smooth-instance", None)])
+                 controls=[("smooth-instance", None)], student_init=True)
 
 
 class Grid:
@@ -85,18 +90,20 @@ class Grid:
         root = str(Path(self.root) / d["root"]) if d["root"] else self.root
         return ["--dataset", d["dataset"], "--data-root", root]
 
-    def train(self, stage, name, arch, init, epochs, out, synth=()):
+    def train(self, stage, name, arch, init, epochs, out, synth=(), extra=()):
         """A teacher or student-initialisation checkpoint; returns its path."""
         path = self.out / out
         self.add(stage, ["train_teacher.py", *self.data_args(name, synth), "--arch", arch, "--init", init,
-                         "--epochs", epochs, "--out", path])
+                         "--epochs", epochs, *extra, "--out", path])
         return path
 
     def distill(self, name, teacher, student, temps, *, seed, opt="adamw", bs=64, epochs, init="random",
-                method="kd", signal="teacher", k=None, synth=()):
+                method="kd", signal="teacher", k=None, synth=(), tape=None):
         argv = ["distill.py", *self.data_args(name, synth), "--teacher", teacher, "--student", student,
                 "--student-init", init, "--method", method, "--opt", opt, "--bs", bs, "--epochs", epochs,
                 "--seed", seed, "--out", self.out / "runs", "--T", *temps]
+        if tape is not None:
+            argv[-len(temps) - 1:-len(temps) - 1] = ["--teacher-tape", tape]
         if signal != "teacher":
             argv[argv.index("--method") + 2:argv.index("--method") + 2] = ["--signal", signal] + (["--k", k] if k is not None else [])
         self.add("distill", argv, runs=1 if method == "ctkd" else len(temps))
@@ -183,15 +190,22 @@ def study_granularity(g):
 def demo(g, c):
     g.part = "demo"
     syn = c["synth"]
-    src = g.train("pretrain", "synth-src", c["teacher"], "random", c["pretrain_epochs"], "pretrained/synth-src-teacher.pt", syn)
-    src_student = g.train("pretrain", "synth-src", c["student"], "random", c["pretrain_epochs"], "pretrained/synth-src-student.pt", syn)
-    t = lambda view, init, e, tag: g.train("teachers", view, c["teacher"], init, e, f"teachers/{view}-{tag}.pt", syn)
-    brief, long_ = t("synth-fine", src, c["brief"], f"ft{c['brief']}"), t("synth-fine", src, c["long"], f"ft{c['long']}")
-    scratch = t("synth-fine", "random", c["scratch"], "scratch")
-    novel = t("synth-novel", src, c["brief"], f"ft{c['brief']}")
-    ft_student = g.train("teachers", "synth-fine", c["student"], src_student, c["brief"], "students/synth-fine-ft.pt", syn)
+    src = g.train("pretrain", "synth-src", c["teacher"], "random", c["pretrain_epochs"], "pretrained/synth-src-teacher.pt",
+                  syn, c["pretrain_args"])
+    t = lambda view, init, e, tag, extra: g.train("teachers", view, c["teacher"], init, e, f"teachers/{view}-{tag}.pt", syn, extra)
+    brief = t("synth-fine", src, c["brief"], f"ft{c['brief']}", c["ft_args"])
+    long_ = t("synth-fine", src, c["long"], f"ft{c['long']}", c["ft_args"])
+    scratch = t("synth-fine", "random", c["scratch"], "scratch", c["scratch_args"])
+    novel = t("synth-novel", src, c["brief"], f"ft{c['brief']}", c["ft_args"])
+    if c["student_init"]:
+        src_student = g.train("pretrain", "synth-src", c["student"], "random", c["pretrain_epochs"],
+                              "pretrained/synth-src-student.pt", syn, c["pretrain_args"])
+        ft_student = g.train("teachers", "synth-fine", c["student"], src_student, c["brief"], "students/synth-fine-ft.pt",
+                             syn, c["ft_args"])
     for seed in c["seeds"]:
-        run = lambda view, teacher, **kw: g.distill(view, teacher, c["student"], c["T"], seed=seed, synth=syn, **kw)
+        def run(view, teacher, **kw):   # one lockstep sweep; runs with the same teacher and seed share a tape
+            tape = g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs64"
+            g.distill(view, teacher, c["student"], c["T"], seed=seed, synth=syn, tape=tape, **kw)
         for opt in OPTIMIZERS:                                   # Figs. 2-3: optimizer x budget x T
             for epochs in c["budgets"]:
                 run("synth-fine", brief, opt=opt, epochs=epochs)
@@ -200,7 +214,8 @@ def demo(g, c):
         for teacher in (long_, scratch):                         # Table 1: teacher origination
             run("synth-fine", teacher, epochs=c["baseline"])
         run("synth-novel", novel, epochs=c["baseline"])          # Fig. 7: novel fine classes
-        run("synth-fine", brief, epochs=c["baseline"], init=ft_student)   # Table 2: a fine-tuned student
+        if c["student_init"]:
+            run("synth-fine", brief, epochs=c["baseline"], init=ft_student)   # Table 2: a fine-tuned student
 
 
 def build(preset, python, out, data_root, extra):

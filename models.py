@@ -61,7 +61,12 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
         overlay = {"file": str(pretrained_file)} if pretrained_file else None
         if pretrained_file and not Path(pretrained_file).is_file():
             raise CheckpointError(f"--pretrained-file: no such file '{pretrained_file}'")
-        model = timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
+        try:
+            model = timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
+        except (OSError, RuntimeError, ValueError) as e:   # offline, hub errors, a file of another model
+            where = f"from '{pretrained_file}'" if pretrained_file else "from the Hugging Face hub"
+            raise CheckpointError(f"in1k: cannot load timm weights '{name}' {where} ({str(e).splitlines()[0][:120]}); "
+                                  "offline, download them elsewhere and pass --pretrained-file") from None
         return model, {"init": "in1k", "pretrained": f"timm:{name}", "from_scratch": False, "epochs_trained": 0,
                        "target_epochs": 0}
     ckpt = load_checkpoint(init)

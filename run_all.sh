@@ -38,7 +38,8 @@ run_one() {
     export CUDA_VISIBLE_DEVICES=$(echo "$KD_GPUS" | cut -d, -f$((KD_SLOT + 1)))
   fi
   echo "[$stage] $cmd" >&2
-  (cd "$HERE" && echo "$cmd" && bash -c "$cmd") >"$log" 2>&1
+  echo "== $(date '+%F %T') on $(hostname): $cmd" >>"$log"   # one header per execution (logs append)
+  (cd "$HERE" && bash -c "$cmd") >>"$log" 2>&1
   rc=$?
   if [[ $rc == 0 ]]; then
     touch "$out/.done/$k"; rm -f "$out/.failed/$k"
@@ -126,12 +127,14 @@ list_failures() {
 }
 
 if [[ $SLURM == 0 ]]; then
+  [[ -n "${OMP_NUM_THREADS:-}" ]] && KD_THREADS_FIXED=1
+  CORES=$(env -u OMP_NUM_THREADS nproc)   # nproc itself obeys OMP_NUM_THREADS
   if [[ -z "$JOBS" ]]; then
     GPUS=$(command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | wc -l || echo 0)
     if [[ $GPUS -gt 0 ]]; then
       JOBS=$GPUS; export KD_GPUS=${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((GPUS - 1)))}
     else
-      JOBS=$(nproc); export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one single-threaded worker per core
+      JOBS=$CORES; CPU_POOL=1   # one worker per core; threads per worker set per stage below
     fi
   fi
   t0=$SECONDS
@@ -140,6 +143,9 @@ if [[ $SLURM == 0 ]]; then
     total=$(wc -l <"$OUT/manifest/$stage.txt")
     echo "== $stage: $todo of $total commands to run, $JOBS worker(s)" >&2
     [[ $todo -gt 0 ]] || continue
+    if [[ -n "${CPU_POOL:-}" && -z "${KD_THREADS_FIXED:-}" ]]; then   # spread the cores over the running commands
+      export OMP_NUM_THREADS=$(( CORES / (todo < JOBS ? todo : JOBS) > 0 ? CORES / (todo < JOBS ? todo : JOBS) : 1 ))
+    fi
     pending "$stage" | xargs -P "$JOBS" --process-slot-var=KD_SLOT -I{} \
       bash "$HERE/run_all.sh" __one "$OUT" "$stage" "$OUT/manifest/$stage.txt" {}
   done

@@ -12,7 +12,6 @@ Writes the model checkpoint to --out and its run folder (config.json, log.jsonl,
 next to it as <out without .pt>.run/. Re-running a finished command does nothing; re-running an
 interrupted one resumes it.
 """
-import argparse
 import sys
 from pathlib import Path
 
@@ -33,7 +32,7 @@ def default_lr(arch):
 
 
 def get_args(argv=None):
-    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0])
     engine.add_data_args(p)
     g = p.add_argument_group("model and training")
     g.add_argument("--arch", default="resnet18d", help="timm architecture, e.g. resnet50, vit_small_patch16_224, resnet18")
@@ -42,8 +41,8 @@ def get_args(argv=None):
     g.add_argument("--epochs", type=int, default=None, help="training epochs (default per dataset: Pets 20, CIFAR-100 40, synth-src 4, other synth 2)")
     g.add_argument("--opt", default="adamw", choices=["adamw", "sgd"], help="optimizer")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: CNN 5e-4, ViT 5e-5)")
-    g.add_argument("--wd", type=float, default=0.05, help="weight decay (default; the paper's value was lost)")
-    g.add_argument("--bs", type=int, default=64, help="batch size (default)")
+    g.add_argument("--wd", type=float, default=0.05, help="weight decay (the paper's value was lost: a project choice)")
+    g.add_argument("--bs", type=int, default=64, help="batch size (the paper's value was lost: a project choice)")
     g.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the cross-entropy")
     g.add_argument("--warmup-epochs", type=float, default=0, help="linear learning-rate warmup before the cosine decay")
     g.add_argument("--clip", type=float, default=0.0, help="per-layer gradient-norm clip (0: off)")
@@ -85,6 +84,7 @@ def main(argv=None):
     prog = "train_teacher.py"
     try:
         validate(args)
+        aug = engine.aug_config(args)
         train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
                                       image_size=args.image_size, synth=args.synth)
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
@@ -92,7 +92,6 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         engine.fail(prog, e)
     out = Path(args.out)
-    aug = data.aug_config_for(args.dataset, args.image_size)
     identity = {"kind": "train", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(), "arch": args.arch,
                 "init": args.init if args.init in ("random", "in1k") else engine.file_sha1(args.init),
                 "epochs": args.epochs, "opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs,
@@ -130,11 +129,14 @@ def main(argv=None):
               "versions": engine.library_versions(), "seed": args.seed}
     print(f"{prog}: {args.arch} ({origination['init']}) on {args.dataset}: {len(train_split)} train / "
           f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}", file=sys.stderr)
-    results = engine.train([member], stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
-                           lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
-                           device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                           eval_every=args.eval_every, keep_ckpt=args.keep_ckpt, common_result=common,
-                           on_finish=save_model, log=lambda s: print(s, file=sys.stderr))
+    try:
+        results = engine.train([member], stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
+                               lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
+                               device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                               eval_every=args.eval_every, keep_ckpt=args.keep_ckpt, common_result=common,
+                               on_finish=save_model, log=lambda s: print(s, file=sys.stderr))
+    except engine.RunError as e:   # a run folder that cannot be resumed
+        engine.fail(prog, e)
     if not results:
         return engine.EXIT_FAILED
     print(f"{prog}: {out}: test top-1 {results[0]['final']['top1']:.2f}%", file=sys.stderr)

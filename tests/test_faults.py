@@ -1,0 +1,168 @@
+"""What happens when things go wrong (README table): bad input, untrusted files, kills, failing
+writes, divergence and the network. Rows already covered elsewhere are named in the README."""
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import distill
+import engine
+import models
+import train_teacher
+from test_engine import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script, teacher  # noqa: F401
+
+
+class Exploit:
+    """Pickles to a call of os.system: loading it without weights_only=True would run the command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoints_with_pickled_code_are_refused_and_never_run(teacher, tmp_path, capsys):
+    marker = tmp_path / "EXECUTED"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": models.CHECKPOINT_FORMAT, "arch": "test_resnet", "payload": Exploit(marker)}, evil)
+    err = main_error(distill.main, distill_args(evil, tmp_path / "a", "--T", "1"), capsys)
+    assert "weights_only" in err and str(evil) in err
+    err = main_error(distill.main, distill_args(teacher, tmp_path / "b", "--T", "1", "--student-init", str(evil)), capsys)
+    assert "weights_only" in err
+    err = main_error(train_teacher.main, ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", str(evil),
+                                          "--out", str(tmp_path / "t.pt"), *FAST], capsys)
+    assert "weights_only" in err
+    # a run folder's ckpt.pt replaced by the exploit: the resume is refused, nothing runs
+    args = distill_args(teacher, tmp_path / "c", "--T", "1", "--epochs", "1")
+    assert distill.main(args) == 0
+    (run,) = (tmp_path / "c").iterdir()
+    (run / "result.json").unlink()
+    shutil.copy(evil, run / "ckpt.pt")
+    err = main_error(distill.main, args, capsys)
+    assert "ckpt.pt cannot be loaded safely" in err and "delete it" in err
+    assert not marker.exists()
+
+
+def test_missing_dataset_and_unwritable_out(teacher, tmp_path, capsys):
+    err = main_error(distill.main, distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
+                                                "--data-root", str(tmp_path / "nowhere")), capsys)
+    assert "cifar100" in err and "nowhere" in err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    err = main_error(distill.main, distill_args(teacher, blocker / "runs", "--T", "1"), capsys)
+    assert err.startswith("distill.py: error: --out:") and "not writable" in err
+
+
+def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    run = engine.RunDir(tmp_path / "run", {"x": 1})
+    run.start({})
+    run.save_state({"position": 1, "weights": torch.ones(3)})
+
+    def full_disk(obj, f, *a, **k):
+        f.write(b"PK\x03\x04 half a checkpoint")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError):
+        run.save_state({"position": 2, "weights": torch.zeros(3)})
+    monkeypatch.undo()
+    state = run.load_state()
+    assert state["position"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")] == []   # no temp files left behind
+    with pytest.raises(OSError):
+        monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
+        engine.write_json_atomic({"status": "ok"}, run.file("result.json"))
+    assert not run.file("result.json").exists()
+
+
+class Diverging:
+    """An objective that turns NaN in epoch 2 (1-indexed), after a good first epoch."""
+
+    def __call__(self, logits, batch, teacher_logits, epoch, step):
+        loss = engine.soft_cross_entropy(logits, batch["y_soft"])
+        return loss * float("nan") if epoch == 2 else loss
+
+
+def test_divergence_stops_the_run_keeps_the_last_good_checkpoint_and_says_why(tmp_path):
+    import data
+    split = data.load_split("synth-fine", "train", "unused", synth=engine.parse_key_values(TINY[1:TINY.index("--data-root")], "--synth"))
+    aug = data.aug_config_for("synth-fine")
+    model = models.create_model("test_resnet", len(split.classes))[0]
+    run = engine.RunDir(tmp_path / "run", {"what": "diverges"})
+    run.start({})
+    m = engine.Member(name="nan", run=run, model=model, objective=Diverging(), norm=models.normalization(model))
+    results = engine.train([m], data.TrainStream(split, aug, batch_size=12, seed=0), data.eval_images(split, aug),
+                           split.labels, epochs=3, opt="adamw", lr=1e-3, wd=0.0, log=lambda s: None)
+    assert results == []
+    r = json.loads(run.file("result.json").read_text())
+    assert r["status"] == "failed" and "non-finite training loss in epoch 2" in r["reason"] and r["final"] is None
+    state = run.load_state()   # the checkpoint of epoch 1, still loadable
+    assert state["position"] == 3 and len(state["curve"]) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_a_diverging_cli_run_exits_3_with_a_failed_result(teacher, tmp_path):
+    r = run_script("distill.py", *distill_args(teacher, tmp_path, "--T", "1", "--lr", "1e30", "--clip", "0", "--epochs", "1"))
+    assert r.returncode == engine.EXIT_FAILED and "FAILED: non-finite training loss" in r.stderr
+    (res,) = results_in(tmp_path).values()
+    assert res["status"] == "failed"
+
+
+@pytest.mark.slow
+def test_sigkill_at_ten_random_moments_resumes_bit_identically(teacher, tmp_path):
+    """One run killed with SIGKILL at 10 random moments (startup, training, eval, saving), resumed each
+    time: its final metrics and weights equal those of an uninterrupted run."""
+    args = distill_args(teacher, tmp_path / "run", "--T", "3", "--epochs", "3", "--keep-ckpt",
+                        "--synth", "target_train_per_class=40")
+    ref = run_script("distill.py", *[a if a != str(tmp_path / "run") else str(tmp_path / "ref") for a in args])
+    assert ref.returncode == 0
+    (expected,) = results_in(tmp_path / "ref").values()
+    rng = random.Random(7)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    kills = 0
+    for trial in range(10):
+        p = subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *args], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 7.0))
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            kills += 1
+        p.wait()
+    final = run_script("distill.py", *args)
+    assert final.returncode == 0
+    (got,) = results_in(tmp_path / "run").values()
+    assert kills >= 5 and got["final"]["top1"] == expected["final"]["top1"]
+    assert got["final"]["agreement"] == expected["final"]["agreement"]
+    assert [r["epoch"] for r in got["curve"]] == [1, 2, 3]
+    a = torch.load(next((tmp_path / "run").glob("*/ckpt.pt")), weights_only=True)["model"]
+    b = torch.load(next((tmp_path / "ref").glob("*/ckpt.pt")), weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_network_is_never_needed(tmp_path, capsys):
+    """Sockets are blocked for the whole suite (conftest.py); in1k weights are the one thing that
+    tries to go online, and without --pretrained-file the error says what to do."""
+    import socket
+    with pytest.raises(OSError, match="blocked"):
+        socket.create_connection(("huggingface.co", 443), timeout=1)
+    err = main_error(train_teacher.main, ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", "in1k",
+                                          "--out", str(tmp_path / "t.pt"), *FAST], capsys)
+    assert "--pretrained-file" in err
+
+
+def test_run_all_slurm_without_sbatch(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname",):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    r = subprocess.run(["/bin/bash", str(ROOT / "run_all.sh"), "demo", "--slurm", "--out", str(tmp_path / "o")],
+                       env={"PATH": str(bin_dir)}, capture_output=True, text=True)
+    assert r.returncode == 2 and "--slurm: sbatch not found" in r.stderr

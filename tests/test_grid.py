@@ -1,0 +1,112 @@
+"""run_all.sh and grid.py: the grid's arithmetic, the local pool end to end on the built-in data,
+idempotent re-runs, kills at random moments, concurrent invocations and failures."""
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import grid
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_all(*args, timeout=900, **kw):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run(["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def run_ids(out):
+    return sorted(p.parent.name for p in Path(out).glob("runs/*/result.json"))
+
+
+def executions(out):
+    """How many times each command ran: one header line per execution in its (appended) log."""
+    return {p.name: p.read_text().count("\n== ") + p.read_text().startswith("== ")
+            for p in Path(out).glob("logs/*/*.log")}
+
+
+def test_paper_grid_arithmetic():
+    """Run counts are the products of STUDY.md §4's factors (3 seeds, 9 temperatures)."""
+    g = grid.build("paper", "python", "out", "data", [])
+    runs = {part: sum(cmds.values()) for part, cmds in g.parts.items()}
+    # 2 teachers x 2 students x 2 datasets x 2 optimizers x 2 batch sizes x 5 budgets x 9 T x 3 seeds
+    assert runs["training configuration (Figs. 2-3)"] == 2 * 2 * 2 * 2 * 2 * 5 * 9 * 3 == 4320
+    # kd + 7 methods at 9 T each, except CTKD which learns T (one run)
+    assert runs["methods (Fig. 1)"] == 2 * 2 * 2 * (7 * 9 + 1) * 3
+    assert runs["controls (Fig. 5)"] == 2 * 2 * 2 * 5 * 9 * 3
+    # 4 teachers x 4 fine-tuning durations + 3 CNN teachers from scratch
+    assert runs["teacher origination (Table 1)"] == (4 * 4 + 3) * 2 * 2 * 9 * 3
+    assert runs["student initialization (Table 2)"] == 2 * 4 * 4 * 2 * 9 * 3
+    assert runs["granularity: Cars, Tiny ImageNet (Fig. 6)"] == 4320
+    # the whole paper: shared runs (e.g. KD at the baseline config) are counted once
+    assert sum(g.stages["distill"].values()) < sum(runs.values())
+    assert all(cmd.count(" --T ") == 1 for cmd in g.stages["distill"])   # sweeps are lockstep commands
+
+
+def test_dry_run_prints_counts_and_commands():
+    r = run_all("paper", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "training configuration (Figs. 2-3): 4320 distillation runs" in r.stdout
+    assert "distill: " in r.stdout and "python" in r.stdout and "distill.py" in r.stdout
+
+
+def test_bad_preset_and_options():
+    for args, needle in [(["nonsense"], "unknown preset"), (["demo", "--jobs", "zero"], "--jobs"),
+                         (["demo", "--frobnicate"], "unknown option")]:
+        r = run_all(*args)
+        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+@pytest.mark.slow
+def test_demo_tiny_end_to_end_is_idempotent_and_survives_kills(tmp_path):
+    ref = tmp_path / "ref"
+    r = run_all("demo-tiny", "--out", ref)
+    assert r.returncode == 0, r.stderr[-3000:]
+    expected = run_ids(ref)
+    n_cmds = sum(len(Path(ref, "manifest", f"{s}.txt").read_text().splitlines()) for s in ("pretrain", "teachers", "distill"))
+    assert len(expected) == 18 and (ref / "REPORT.md").is_file() and (ref / "results.csv").is_file()
+    assert all(v == 1 for v in executions(ref).values()) and len(executions(ref)) == n_cmds
+    # a second run finds everything done and runs nothing
+    r = run_all("demo-tiny", "--out", ref)
+    assert r.returncode == 0 and "0 of" in r.stderr and all(v == 1 for v in executions(ref).values())
+    # killed at a random moment, then re-run: the same results, none duplicated
+    rng = random.Random(0)
+    out = tmp_path / "killed"
+    for trial in range(2):
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        p = subprocess.Popen(["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--out", str(out)], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        time.sleep(rng.uniform(5, 40))
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    r = run_all("demo-tiny", "--out", out)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert run_ids(out) == expected
+
+
+@pytest.mark.slow
+def test_two_concurrent_run_all_execute_each_command_once(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen(["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--out", str(tmp_path), "--jobs", "1"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    errs = [p.communicate(timeout=900)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errs
+    assert len(run_ids(tmp_path)) == 18
+    counts = executions(tmp_path)
+    assert counts and all(v == 1 for v in counts.values()), counts
+
+
+def test_failures_are_listed_with_logs_and_a_nonzero_exit(tmp_path):
+    r = run_all("demo-tiny", "--out", tmp_path, "--extra", "--epochs 0")   # every training command refuses this
+    assert r.returncode != 0
+    assert "FAILED commands" in r.stderr and "logs/pretrain/" in r.stderr
+    failed = list((tmp_path / ".failed").iterdir())
+    assert failed and all("--epochs 0" in f.read_text() for f in failed)
+    assert not list(tmp_path.glob("runs/*/result.json"))
