@@ -180,6 +180,8 @@ def main(argv=None):
                                       image_size=args.image_size, synth=args.synth)
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
                                      image_size=args.image_size, synth=args.synth)
+        views = 2 if getattr(build_objective_module(args, args.T[0]), "needs_two_views", False) else 1   # MLKD
+        stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers)
         if teacher_ckpt["num_classes"] != len(train_split.classes):
             raise ValueError(f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
                              f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}")
@@ -188,9 +190,10 @@ def main(argv=None):
 
     temperatures = args.T[:1] if args.method == "ctkd" else args.T
     base = {"kind": "distill", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(),
-            "teacher_sha1": engine.file_sha1(args.teacher), "teacher_arch": teacher_ckpt["arch"],
+            "teacher_weights_sha1": models.weights_fingerprint(teacher_ckpt), "teacher_arch": teacher_ckpt["arch"],
             "student": args.student,
-            "student_init": args.student_init if args.student_init in ("random", "in1k") else engine.file_sha1(args.student_init),
+            "student_init": args.student_init if args.student_init in ("random", "in1k") else
+            models.weights_fingerprint(models.load_checkpoint(args.student_init)),
             "method": args.method, "signal": args.signal, "k": args.k,
             "smooth_entropy": args.smooth_entropy if args.signal == "smooth-global" else None,
             "ce_weight": args.ce_weight, "hp": args.hp, "opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs,
@@ -226,8 +229,6 @@ def main(argv=None):
     t_train = models.predict(teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp,
                              channels_last=args.channels_last)
 
-    views = 2 if getattr(build_objective_module(args, args.T[0]), "needs_two_views", False) else 1   # MLKD
-    stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers)
     forward = teacher_forward(teacher, t_norm, args.channels_last)
     if args.teacher_tape:
         try:
@@ -237,13 +238,13 @@ def main(argv=None):
 
     members = []
     for T, run in runs.items():
-        try:
-            run.start(runtime={k: str(v) for k, v in vars(args).items()})
-        except ValueError as e:
-            engine.fail(prog, e)
         torch.manual_seed(args.seed)   # every temperature's student starts from the same weights
-        student, origination = models.create_model(args.student, len(train_split.classes), args.student_init,
-                                                   args.pretrained_file, dataset=args.dataset)
+        try:
+            student, origination = models.create_model(args.student, len(train_split.classes), args.student_init,
+                                                       args.pretrained_file, dataset=args.dataset)
+            run.start(runtime={k: str(v) for k, v in vars(args).items()})
+        except ValueError as e:   # in1k weights out of reach, or a run folder holding another run
+            engine.fail(prog, e)
         loss_module = build_objective_module(args, T)
         stats = teacher_statistics(t_train, T if args.method != "ctkd" else 1.0)
         objective = make_objective(args, loss_module, T, stats["mean_entropy_nats"])

@@ -294,7 +294,7 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                     m.loss_n += 1
                     m.position = g + 1
                 seen_epoch += len(xs[0])
-                if preempted:
+                if preempted and step + 1 < spe:   # at the last step, the epoch's end below saves instead
                     for m in active:
                         m.run.save_state(_state(m))
                     log(f"SIGTERM: checkpoints saved at epoch {epoch + 1} step {step + 1}; run the same command again to resume")
@@ -326,6 +326,9 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                 acc = f" top1 {record['top1']:.2f}" if "top1" in record else ""
                 log(f"[{m.name}] epoch {epoch + 1}/{epochs} loss {record['train_loss']:.4f} lr {record['lr']:.2e}"
                     f"{acc} {record['img_per_s']:.0f} img/s eta {_fmt_time(eta)}")
+            if preempted:
+                log(f"SIGTERM: checkpoints saved at the end of epoch {epoch + 1}; run the same command again to resume")
+                sys.exit(EXIT_PREEMPTED)
         results = []
         for m in members:
             if not m.failed:
@@ -456,13 +459,6 @@ def check_writable(folder, flag="--out"):
     except OSError as e:
         raise ValueError(f"{flag}: folder '{folder}' is not writable ({e.strerror or e})") from None
 
-
-def file_sha1(path, chunk=1 << 20):
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def data_id(args):

@@ -60,12 +60,14 @@ DEMO = dict(
     budgets=[2, 6], baseline=6,                 # distillation epochs: short and long
     controls=[("smooth-instance", None), ("bottomk", 1)],
     student_init=False,                         # Table 2 (a fine-tuned student) is left out to fit 10 minutes
+    distill_args=[],
 )
 DEMO_TINY = dict(DEMO, synth=["groups=4", "classes_per_group=2", "fine_groups=2", "novel_groups=2",
-                              "novel_classes_per_group=2", "src_train_per_class=8", "target_train_per_class=8",
+                              "novel_classes_per_group=2", "src_train_per_class=8", "target_train_per_class=32",
                               "test_per_class=4"],
                  pretrain_epochs=1, brief=1, long=2, scratch=2, T=[1, 4], seeds=[0], budgets=[1, 2], baseline=2,
-                 controls=[("smooth-instance", None)], student_init=True)
+                 controls=[("smooth-instance", None)], student_init=True,
+                 distill_args=["--allow-weak-teacher"])   # its toy teachers are near chance by design
 
 
 class Grid:
@@ -98,12 +100,13 @@ class Grid:
         return path
 
     def distill(self, name, teacher, student, temps, *, seed, opt="adamw", bs=64, epochs, init="random",
-                method="kd", signal="teacher", k=None, synth=(), tape=None):
+                method="kd", signal="teacher", k=None, synth=(), tape=None, extra=()):
         argv = ["distill.py", *self.data_args(name, synth), "--teacher", teacher, "--student", student,
                 "--student-init", init, "--method", method, "--opt", opt, "--bs", bs, "--epochs", epochs,
                 "--seed", seed, "--out", self.out / "runs", "--T", *temps]
         if tape is not None:
             argv[-len(temps) - 1:-len(temps) - 1] = ["--teacher-tape", tape]
+        argv[-len(temps) - 1:-len(temps) - 1] = list(extra)
         if signal != "teacher":
             argv[argv.index("--method") + 2:argv.index("--method") + 2] = ["--signal", signal] + (["--k", k] if k is not None else [])
         self.add("distill", argv, runs=1 if method == "ctkd" else len(temps))
@@ -205,7 +208,7 @@ def demo(g, c):
     for seed in c["seeds"]:
         def run(view, teacher, **kw):   # one lockstep sweep; runs with the same teacher and seed share a tape
             tape = g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs64"
-            g.distill(view, teacher, c["student"], c["T"], seed=seed, synth=syn, tape=tape, **kw)
+            g.distill(view, teacher, c["student"], c["T"], seed=seed, synth=syn, tape=tape, extra=c["distill_args"], **kw)
         for opt in OPTIMIZERS:                                   # Figs. 2-3: optimizer x budget x T
             for epochs in c["budgets"]:
                 run("synth-fine", brief, opt=opt, epochs=epochs)

@@ -6,6 +6,7 @@ Checkpoints are plain dicts (tensors, numbers, strings) saved atomically and loa
 weights_only=True, so a checkpoint explains itself and can never execute code.
 """
 import functools
+import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -127,6 +128,16 @@ def save_checkpoint(path, model, *, arch, classes, dataset, origination, args, c
         "code_version": code_version,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }, path)
+
+
+def weights_fingerprint(ckpt):
+    """sha1 of a checkpoint's architecture and weights (not of its file): the same teacher wherever it is stored."""
+    h = hashlib.sha1(ckpt["arch"].encode())
+    for name in sorted(ckpt["state_dict"]):
+        t = ckpt["state_dict"][name].contiguous()
+        h.update(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def load_checkpoint(path):

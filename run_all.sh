@@ -143,8 +143,10 @@ if [[ $SLURM == 0 ]]; then
     total=$(wc -l <"$OUT/manifest/$stage.txt")
     echo "== $stage: $todo of $total commands to run, $JOBS worker(s)" >&2
     [[ $todo -gt 0 ]] || continue
-    if [[ -n "${CPU_POOL:-}" && -z "${KD_THREADS_FIXED:-}" ]]; then   # spread the cores over the running commands
-      export OMP_NUM_THREADS=$(( CORES / (todo < JOBS ? todo : JOBS) > 0 ? CORES / (todo < JOBS ? todo : JOBS) : 1 ))
+    if [[ -n "${CPU_POOL:-}" && -z "${KD_THREADS_FIXED:-}" ]]; then
+      # spread the cores over the stage's commands; from the stage's size, not from what is left, so that a
+      # resumed grid uses the same thread count (CPU float results depend on it) and reproduces its results
+      export OMP_NUM_THREADS=$(( CORES / (total < JOBS ? total : JOBS) > 0 ? CORES / (total < JOBS ? total : JOBS) : 1 ))
     fi
     pending "$stage" | xargs -P "$JOBS" --process-slot-var=KD_SLOT -I{} \
       bash "$HERE/run_all.sh" __one "$OUT" "$stage" "$OUT/manifest/$stage.txt" {}

@@ -16,7 +16,7 @@ import torch
 
 from models import atomic_save
 
-KEY_FIELDS = ("dataset", "synth", "aug", "teacher_sha1", "seed", "bs", "amp")
+KEY_FIELDS = ("dataset", "synth", "aug", "teacher_weights_sha1", "seed", "bs", "amp")
 
 
 def tape_key(identity, stream, views):

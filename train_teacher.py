@@ -89,11 +89,12 @@ def main(argv=None):
                                       image_size=args.image_size, synth=args.synth)
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
                                      image_size=args.image_size, synth=args.synth)
+        stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, workers=args.workers)
     except (ValueError, OSError) as e:
         engine.fail(prog, e)
     out = Path(args.out)
     identity = {"kind": "train", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(), "arch": args.arch,
-                "init": args.init if args.init in ("random", "in1k") else engine.file_sha1(args.init),
+                "init": args.init if args.init in ("random", "in1k") else models.weights_fingerprint(models.load_checkpoint(args.init)),
                 "epochs": args.epochs, "opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs,
                 "label_smoothing": args.label_smoothing, "warmup_epochs": args.warmup_epochs, "clip": args.clip,
                 "seed": args.seed, "amp": args.amp}
@@ -101,14 +102,14 @@ def main(argv=None):
     if run.done() and out.is_file():
         print(f"{prog}: already done: {out}", file=sys.stderr)
         return 0
-    try:
-        run.start(runtime={k: str(v) for k, v in vars(args).items()})
-    except ValueError as e:
-        engine.fail(prog, e)
-
     torch.manual_seed(args.seed)
     classes = train_split.classes
-    model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file, dataset=args.dataset)
+    try:
+        model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file,
+                                                 dataset=args.dataset)
+        run.start(runtime={k: str(v) for k, v in vars(args).items()})
+    except ValueError as e:   # in1k weights out of reach, or a run folder holding another run
+        engine.fail(prog, e)
     origination["epochs_trained"] += args.epochs
     origination["target_epochs"] += args.epochs
     norm = models.normalization(model)
@@ -122,7 +123,6 @@ def main(argv=None):
                                origination=origination, args=identity, code_version=engine.code_version())
 
     member = engine.Member(name=out.stem, run=run, model=model, objective=objective, norm=norm)
-    stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, workers=args.workers)
     test_images = data.eval_images(test_split, aug)
     common = {"kind": "train", "checkpoint": str(out), "origination": origination, "num_classes": len(classes),
               "device": engine.device_name(args.device), "code_version": engine.code_version(),

@@ -152,10 +152,12 @@ def test_the_network_is_never_needed(tmp_path, capsys):
     tries to go online, and without --pretrained-file the error says what to do."""
     import socket
     with pytest.raises(OSError, match="blocked"):
-        socket.create_connection(("huggingface.co", 443), timeout=1)
-    err = main_error(train_teacher.main, ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", "in1k",
-                                          "--out", str(tmp_path / "t.pt"), *FAST], capsys)
-    assert "--pretrained-file" in err
+        socket.create_connection(("93.184.215.14", 443), timeout=1)   # an IP: no DNS needed
+    r = subprocess.run([sys.executable, str(ROOT / "train_teacher.py"), "--dataset", "synth-fine", *TINY, "--arch",
+                        "test_resnet", "--init", "in1k", "--out", str(tmp_path / "t.pt"), *FAST], cwd=ROOT,
+                       env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "--pretrained-file" in r.stderr.strip().splitlines()[-1], r.stderr
+    assert not (tmp_path / "t.run").exists()
 
 
 def test_run_all_slurm_without_sbatch(tmp_path):
