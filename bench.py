@@ -146,9 +146,15 @@ def main():
     p.add_argument("--images", type=int, default=640, help="training images of the 32 px data (per epoch)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per run in the sweep and step sections")
     p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
-    p.add_argument("--skip-cuda", action="store_true", help="skip the 224 px CUDA section")
+    p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
     args = p.parse_args()
     device = engine.resolve_device(args.device)
+    if args.only_cuda:
+        row = {"device": engine.device_name(device), "host": platform.node(), "torch": torch.__version__}
+        row.update(cuda_224(device, args.workers or 16))
+        print_table(row)
+        print(json.dumps(row))
+        return
     torch.manual_seed(0)
     per_class = max(1, args.images // 24)
     synth = dict(target_train_per_class=per_class, test_per_class=4)
@@ -184,25 +190,40 @@ def main():
         lock_wall, _, tape = project_run(Path(tmp) / "sweep", train, test, teacher, t_norm, args.student, temps,
                                          args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
         row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
-    if device.type == "cuda" and not args.skip_cuda and not args.quick:
+    if device.type == "cuda" and not args.quick:
         row.update(cuda_224(device, args.workers or 16))
     print_table(row)
     print(json.dumps(row))
 
 
-def cuda_224(device, workers):
+class CachedStream:
+    """A stream that replays a few pre-augmented batches: the training step without the data pipeline."""
+
+    def __init__(self, stream, steps):
+        steps = min(steps, stream.steps_per_epoch)
+        self.batches = [b for _, b in zip(range(steps), (b for _, b in stream.epoch(0)))]
+        self.steps_per_epoch, self.views, self.split = steps, 1, stream.split
+
+    def epoch(self, epoch, start_step=0):
+        yield from ((i, self.batches[i]) for i in range(start_step, self.steps_per_epoch))
+
+
+def cuda_224(device, workers, n=4096, bs=256, epochs=2):
     """Absolute img/s at 224 px, data included (uint8 in memory, per-sample augmentation in workers)."""
     out = {}
-    n = 4096
     imgs = torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8)
     split = data.Split(images=imgs, labels=torch.arange(n) % 100, classes=[str(i) for i in range(100)])
     aug = data.aug_config_for("pets", 224)
+    test = data.eval_images(data.Split(imgs[:bs], split.labels[:bs], split.classes), aug)
     for t_arch, s_arch in [("resnet50", "resnet18"), ("vit_small_patch16_224", "mobilenetv4_conv_medium")]:
         torch.manual_seed(0)
         teacher = models.create_model(t_arch, 100)[0].to(device).eval().to(memory_format=torch.channels_last)
         forward = teacher_forward(teacher, models.normalization(teacher), True)
-        for bs in (256,):
-            stream = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
+        stream = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
+        t0 = time.time()
+        cached = CachedStream(stream, 8)
+        out["cuda_data_224_img_s"] = cached.steps_per_epoch * bs / (time.time() - t0)
+        for name, source in (("data_and_step", stream), ("step_only", cached)):
             with tempfile.TemporaryDirectory() as tmp:
                 student = models.create_model(s_arch, 100)[0]
                 run = engine.RunDir(Path(tmp) / "s", {})
@@ -210,14 +231,19 @@ def cuda_224(device, workers):
                 loss = kd.build_loss("kd", T=4.0)
                 m = engine.Member(name="s", run=run, model=student, norm=models.normalization(student),
                                   objective=lambda s, b, t, e, i: loss(s, t))
-                r = engine.train([m], stream, data.eval_images(split, aug)[:bs], split.labels[:bs], epochs=2,
-                                 opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True, channels_last=True,
-                                 teacher=forward, log=lambda s: None)[0]
-            out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_img_s"] = r["curve"][-1]["img_per_s"]   # second epoch: warm
+                r = engine.train([m], source, test, split.labels[:bs], epochs=epochs, opt="adamw", lr=1e-3, wd=0.05,
+                                 device=device, amp=True, channels_last=True, teacher=forward, log=lambda s: None)[0]
+            out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_{name}_img_s"] = r["curve"][-1]["img_per_s"]   # last epoch: warm
     return out
 
 
 def print_table(r):
+    if "step_plain_img_s" not in r:   # --only-cuda
+        print(f"device: {r['device']}")
+        for k, v in r.items():
+            if k.startswith("cuda_"):
+                print(f"  {k:<60} {v:>8.0f} img/s")
+        return
     print(f"device: {r['device']}  teacher {r['teacher']} -> student {r['student']}  {r['resolution']} px  "
           f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}")
     rows = [("step: plain KD loop", f"{r['step_plain_img_s']:.0f} img/s", ""),

@@ -51,7 +51,7 @@ run_one() {
 }
 if [[ "${1:-}" == __one ]]; then shift; run_one "$@"; fi
 
-usage() { sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; cat <<'EOF'
+usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; cat <<'EOF'
 
 Options:
   --out DIR             results folder (default: results/<preset>)
@@ -168,7 +168,7 @@ for stage in "${STAGES[@]}"; do
   # array task i runs line (line i of .pending) of the manifest
   job=$(sbatch --parsable --job-name="kd-$stage" --array="1-$n%$MAXC" "${dep[@]}" "${SB[@]}" \
         --output="$OUT/logs/slurm/$stage-%A_%a.out" --wrap \
-        "bash '$HERE/run_all.sh' __one '$OUT' '$stage' '$OUT/manifest/$stage.txt' \$(sed -n \"\${SLURM_ARRAY_TASK_ID}p\" '$OUT/manifest/$stage.pending')") \
+        "export OMP_NUM_THREADS=\${SLURM_CPUS_PER_TASK:-1}; bash '$HERE/run_all.sh' __one '$OUT' '$stage' '$OUT/manifest/$stage.txt' \$(sed -n \"\${SLURM_ARRAY_TASK_ID}p\" '$OUT/manifest/$stage.pending')") \
     || die "sbatch failed for stage $stage"
   job=${job%%;*}
   echo "submitted $stage: job $job ($n tasks)" >&2

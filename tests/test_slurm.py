@@ -1,0 +1,73 @@
+"""run_all.sh --slurm on a real single-node Slurm cluster started on this machine (Debian's
+slurm-wlm + munge, as root): every result arrives once; a cancelled array task is completed by
+re-submitting, which runs only what is missing."""
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import slurm_cluster
+from test_grid import ROOT, executions, run_ids
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    ok, why = slurm_cluster.can_try()
+    if not ok:
+        pytest.skip(f"no Slurm test here: {why}")
+    try:
+        slurm_cluster.install()
+    except (subprocess.SubprocessError, OSError) as e:
+        pytest.skip(f"no Slurm test here: cannot install slurm-wlm/munge ({e})")
+    folder = tmp_path_factory.mktemp("slurm")
+    env = slurm_cluster.start(folder)
+    yield env
+    slurm_cluster.stop(folder)
+
+
+def submit(env, out, *extra, timeout=900):
+    return subprocess.run(["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--slurm", "--out", str(out), *extra],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def queue(env):
+    return subprocess.run(["squeue", "-h", "-o", "%i %j %T"], env=env, capture_output=True, text=True).stdout.split("\n")
+
+
+def test_grid_through_sbatch_arrays(cluster, tmp_path):
+    r = submit(cluster, tmp_path, "--wait", "--max-concurrent", "2")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "submitted distill" in r.stderr and (tmp_path / "REPORT.md").is_file()
+    assert len(run_ids(tmp_path)) == 18
+    counts = executions(tmp_path)
+    assert len(counts) == 16 and all(v == 1 for v in counts.values()), counts   # every command ran once
+
+
+def test_cancelled_task_is_completed_by_resubmission(cluster, tmp_path):
+    r = submit(cluster, tmp_path)
+    assert r.returncode == 0, r.stderr
+    distill_job = re.search(r"submitted distill: job (\d+)", r.stderr).group(1)
+    deadline = time.time() + 600
+    while time.time() < deadline:   # wait until the distillation array runs, then cancel one of its tasks
+        running = [l.split()[0] for l in queue(cluster) if l.startswith(f"{distill_job}_") and "RUNNING" in l]
+        if running:
+            subprocess.run(["scancel", running[0]], env=cluster, check=True)
+            break
+        time.sleep(1)
+    else:
+        pytest.fail("the distillation array never started")
+    while any(l.strip() for l in queue(cluster)):
+        time.sleep(2)
+    before = executions(tmp_path)
+    missing = 18 - len(run_ids(tmp_path))
+    assert missing > 0   # the cancelled task's runs
+    r = submit(cluster, tmp_path, "--wait")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "submitted distill" in r.stderr and "(1 tasks)" in r.stderr   # only the cancelled command again
+    assert len(run_ids(tmp_path)) == 18
+    after = executions(tmp_path)
+    assert sum(after.values()) == sum(before.values()) + 1
