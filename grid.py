@@ -9,6 +9,7 @@ the paper's text lost the number. Temperature sweeps are one lockstep command pe
     python grid.py demo --out demo          # writes demo/manifest/*.txt
 """
 import argparse
+import os
 import shlex
 import sys
 from collections import OrderedDict
@@ -254,7 +255,7 @@ def main(argv=None):
             continue
         folder = g.out / "manifest"
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{stage}.txt.tmp"
+        tmp = folder / f".{stage}.txt.{os.getpid()}.tmp"   # unique: two run_all.sh may write at once
         tmp.write_text("".join(c + "\n" for c in cmds))
         tmp.replace(folder / f"{stage}.txt")
     return 0

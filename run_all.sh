@@ -152,7 +152,8 @@ if [[ $SLURM == 0 ]]; then
       bash "$HERE/run_all.sh" __one "$OUT" "$stage" "$OUT/manifest/$stage.txt" {}
   done
   echo "== analysis" >&2
-  "$PY" analysis/report.py "$OUT" || echo "run_all.sh: analysis failed" >&2
+  mkdir -p "$OUT/.locks"
+  flock "$OUT/.locks/analysis.lock" "$PY" analysis/report.py "$OUT" || echo "run_all.sh: analysis failed" >&2
   echo "== done in $((SECONDS - t0)) s: $OUT/REPORT.md" >&2
   list_failures
   exit $?

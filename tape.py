@@ -10,6 +10,7 @@ float32, one file per epoch, so a replayed run is bit-identical to one that ran 
     <tape>/epoch-0001.pt     float32 (steps, views, B, K), written atomically once the epoch is complete
 """
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ class TeacherTape:
                                  f"{', '.join(differ)}); use another tape folder")
         else:
             self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = key_file.with_suffix(".tmp")
+            tmp = key_file.with_suffix(f".{os.getpid()}.tmp")   # runs sharing a tape may start together
             tmp.write_text(json.dumps(key, indent=1, sort_keys=True))
             tmp.replace(key_file)
         self.epoch, self.replay, self.recorded = None, None, []

@@ -168,3 +168,9 @@ def test_run_all_slurm_without_sbatch(tmp_path):
     r = subprocess.run(["/bin/bash", str(ROOT / "run_all.sh"), "demo", "--slurm", "--out", str(tmp_path / "o")],
                        env={"PATH": str(bin_dir)}, capture_output=True, text=True)
     assert r.returncode == 2 and "--slurm: sbatch not found" in r.stderr
+
+
+def test_download_is_the_one_flag_that_goes_online_and_it_says_so(teacher, tmp_path, capsys):
+    err = main_error(distill.main, distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
+                                                "--data-root", str(tmp_path / "data"), "--download"), capsys)
+    assert "cifar100: download into" in err and "failed" in err
