@@ -289,3 +289,14 @@ def test_student_init_from_checkpoint_and_from_local_timm_weights(teacher, tmp_p
     assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--student-init", str(ft))) == 0
     (r,) = results_in(tmp_path / "runs").values()
     assert r["student_origination"]["init"] == str(ft) and r["student_origination"]["from_scratch"] is False
+
+
+def test_image_size_and_in1k_student_from_a_local_file(teacher, tmp_path):
+    """--image-size resizes the stream; --student-init in1k --pretrained-file reads timm weights offline."""
+    weights = tmp_path / "timm-weights.pth"
+    torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
+    assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--image-size", "24",
+                                     "--student-init", "in1k", "--pretrained-file", str(weights))) == 0
+    (r,) = results_in(tmp_path / "runs").values()
+    assert r["config"]["aug"]["image_size"] == 24 and r["config"]["student_init"] == "in1k"
+    assert r["student_origination"]["pretrained"].startswith("timm:test_resnet")
