@@ -98,8 +98,9 @@ def validate(args):
     args.hp = engine.parse_key_values(args.hp, "--hp")
     args.synth = engine.parse_key_values(args.synth, "--synth")
     probe = build_objective_module(args, args.T[0])   # unknown hyperparameters fail here
+    args.views = 2 if probe.needs_two_views else 1      # MLKD distils a second augmented view
     if args.bs < 2:
-        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples{', and ' + args.method + ' is batch-coupled' if getattr(probe, 'batch_coupled', False) else ''}), got {args.bs}")
+        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples{', and ' + args.method + ' is batch-coupled' if probe.batch_coupled else ''}), got {args.bs}")
     teacher = models.load_checkpoint(args.teacher)   # CheckpointError names the file and the reason
     if args.signal == "bottomk":
         if args.k is None:
@@ -180,8 +181,8 @@ def main(argv=None):
                                       image_size=args.image_size, synth=args.synth)
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
                                      image_size=args.image_size, synth=args.synth)
-        views = 2 if getattr(build_objective_module(args, args.T[0]), "needs_two_views", False) else 1   # MLKD
-        stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers)
+        stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=args.views,
+                                  workers=args.workers)
         if teacher_ckpt["num_classes"] != len(train_split.classes):
             raise ValueError(f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
                              f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}")
@@ -232,7 +233,7 @@ def main(argv=None):
     forward = teacher_forward(teacher, t_norm, args.channels_last)
     if args.teacher_tape:
         try:
-            forward = tape.TeacherTape(args.teacher_tape, forward, key=tape.tape_key(base, stream, views))
+            forward = tape.TeacherTape(args.teacher_tape, forward, key=tape.tape_key(base, stream, args.views))
         except ValueError as e:
             engine.fail(prog, e)
 

@@ -1,12 +1,7 @@
 """The temperature advisor reads a teacher checkpoint, measures its entropies across T and cites
 the paper's finding that matches its origination."""
-import sys
-
-import pytest
-
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "analysis"))
-import advise  # noqa: E402
-from test_engine import TINY, teacher  # noqa: E402,F401  (fixture: pretrained on synth-src, fine-tuned 2 epochs)
+from analysis import advise
+from helpers import TINY
 
 
 def synth_flags():

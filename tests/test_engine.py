@@ -16,40 +16,7 @@ import distill
 import models
 import train_teacher
 
-ROOT = Path(__file__).resolve().parent.parent
-# synth-src: 2 coarse groups x 3 fine classes; synth-fine: the 3 classes of group 0; a few images each: a whole run takes a couple of seconds.
-TINY = ["--synth", "groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3", "src_train_per_class=12", "target_train_per_class=12",
-        "test_per_class=6", "--data-root", "unused"]
-FAST = ["--bs", "12", "--device", "cpu"]
-
-
-def run_script(script, *args, timeout=300):
-    """Run a script in a subprocess (as users do); returns CompletedProcess with text output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def results_in(folder):
-    return {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
-
-
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A teacher pretrained on synth-src for 2 epochs, then fine-tuned on synth-fine for 2."""
-    d = tmp_path_factory.mktemp("teachers")
-    src = d / "src.pt"
-    assert train_teacher.main(["--dataset", "synth-src", *TINY, "--arch", "test_resnet", "--epochs", "2",
-                               "--out", str(src), *FAST]) == 0
-    fine = d / "fine.pt"
-    assert train_teacher.main(["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", str(src),
-                               "--epochs", "2", "--out", str(fine), *FAST]) == 0
-    return fine
-
-
-def distill_args(teacher, out, *extra):
-    return ["--dataset", "synth-fine", *TINY, "--teacher", str(teacher), "--student", "test_resnet", "--epochs", "2",
-            "--out", str(out), "--allow-weak-teacher", *FAST, *extra]
+from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script
 
 
 def test_teacher_checkpoint_describes_itself(teacher):
@@ -156,17 +123,6 @@ def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, capsy
     err = main_error(distill.main, args, capsys)
     assert needle in err
     assert not out.exists() or not any(out.iterdir())
-
-
-def main_error(main, args, capsys):
-    """Run a script's main() in-process; it must end with one error line and exit code 2. Returns the line."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit) as e:
-        main(args)
-    assert e.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].split(":")[1] == " error" and not any("error" in l for l in lines[:-1]), lines
-    return lines[-1]
 
 
 def test_bad_input_exit_code_from_the_shell(teacher, tmp_path):

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ import distill
 import engine
 import models
 import train_teacher
-from test_engine import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script, teacher  # noqa: F401
+from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script
 
 
 class Exploit:

@@ -1,6 +1,5 @@
 """run_all.sh and grid.py: the grid's arithmetic, the local pool end to end on the built-in data,
 idempotent re-runs, kills at random moments, concurrent invocations and failures."""
-import json
 import os
 import random
 import signal

@@ -4,7 +4,6 @@ re-submitting, which runs only what is missing."""
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 

@@ -1,12 +1,10 @@
 """The teacher-logit tape: recorded once, replayed by any later run with the same data stream,
 bit-identical to running the teacher; refused for another setup."""
 import json
-from pathlib import Path
 
-import pytest
 
 import distill
-from test_engine import distill_args, main_error, results_in, teacher  # noqa: F401  (fixture)
+from helpers import distill_args, main_error, results_in
 
 
 def test_replayed_runs_equal_runs_that_ran_the_teacher(teacher, tmp_path, capsys):
