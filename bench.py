@@ -82,7 +82,7 @@ def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, d
 # This project's loop
 
 def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, bs, seed, device, workers,
-                tape_dir=None, amp=False, channels_last=False):
+                tape_dir=None, amp=False, channels_last=False, parallel=1):
     """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape)."""
     aug = data.aug_config_for("synth-fine", train.images.shape[-1])
     stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers)
@@ -103,7 +103,7 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
     t0 = time.time()
     results = engine.train(members, stream, test_images, test.labels[:bs], epochs=epochs, opt="adamw", lr=1e-3,
                            wd=0.05, clip=1.0, seed=seed, device=device, amp=amp, channels_last=channels_last,
-                           teacher=forward, log=lambda s: None)
+                           parallel=parallel, teacher=forward, log=lambda s: None)
     wall = time.time() - t0
     return wall, sum(r["img_per_s"] for r in results) / len(results), forward
 
@@ -146,6 +146,8 @@ def main():
     p.add_argument("--images", type=int, default=640, help="training images of the 32 px data (per epoch)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per run in the sweep and step sections")
     p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
+    p.add_argument("--parallel", type=int, default=torch.get_num_threads(),
+                   help="CPU: students of the lockstep sweep stepped at once (distill.py --parallel)")
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
     args = p.parse_args()
     device = engine.resolve_device(args.device)
@@ -166,7 +168,8 @@ def main():
     temps = [1, 2, 3, 4, 5, 10, 20, 30, 40][:args.K] if args.K <= 9 else list(range(1, args.K + 1))
     row = {"device": engine.device_name(device), "host": platform.node(), "torch": torch.__version__,
            "teacher": args.teacher, "student": args.student, "resolution": size, "batch_size": args.bs,
-           "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers}
+           "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers,
+           "parallel": args.parallel if device.type == "cpu" else 1}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "png"
         write_image_folder(train, folder)
@@ -188,7 +191,8 @@ def main():
             plain_run(folder, teacher, args.student, K, T, args.epochs, args.bs, size, device, args.workers)
         plain_wall = time.time() - t0
         lock_wall, _, tape = project_run(Path(tmp) / "sweep", train, test, teacher, t_norm, args.student, temps,
-                                         args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
+                                         args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape",
+                                         parallel=args.parallel)
         row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
     if device.type == "cuda" and not args.quick:
         row.update(cuda_224(device, args.workers or 16))

@@ -93,6 +93,8 @@ def validate(args):
     for flag in ("lr", "wd", "clip", "warmup_epochs"):
         if not getattr(args, flag) >= 0:
             raise ValueError(f"--{flag.replace('_', '-')}: must be >= 0, got {getattr(args, flag)}")
+    if args.parallel < 1:
+        raise ValueError(f"--parallel: must be >= 1, got {args.parallel}")
     if args.ce_weight is not None and not args.ce_weight >= 0:
         raise ValueError(f"--ce-weight: must be >= 0, got {args.ce_weight}")
     args.hp = engine.parse_key_values(args.hp, "--hp")
@@ -266,6 +268,7 @@ def main(argv=None):
         results = engine.train(members, stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
                                lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
                                device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                               parallel=args.parallel,
                                eval_every=args.eval_every, teacher=forward, teacher_test_pred=t_test.argmax(1),
                                keep_ckpt=args.keep_ckpt, common_result=common, log=lambda s: print(s, file=sys.stderr))
     except engine.RunError as e:   # a run folder that cannot be resumed

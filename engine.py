@@ -10,6 +10,8 @@ is done; one with a ckpt.pt resumes exactly where it stopped, because every rand
 from (seed, epoch, step) and the checkpoint holds model, optimizer, objective and position.
 """
 import argparse
+import contextlib
+import copy
 import hashlib
 import json
 import math
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -227,10 +230,12 @@ def _fmt_time(s):
 
 def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, warmup_epochs=0, clip=1.0,
           seed=0, device=torch.device("cpu"), amp=False, channels_last=False, compile=False, eval_every=0,
-          teacher=None, teacher_test_pred=None, keep_ckpt=False, common_result=None, on_finish=None, log=print):
+          parallel=1, teacher=None, teacher_test_pred=None, keep_ckpt=False, common_result=None, on_finish=None,
+          log=print):
     """Train `members` in lockstep for `epochs` over `stream`; write each one's result.json. Returns results.
 
     teacher(batch, xs, epoch, step) -> logits (or a tuple per view), computed once per batch for all members.
+    parallel > 1 (CPU): step that many members at once in threads, each on its share of the cores.
     on_finish(member) runs after the last epoch, before result.json (e.g. to save the trained model).
     """
     spe = stream.steps_per_epoch
@@ -259,6 +264,33 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
         m.forward = torch.compile(m.model) if compile else m.model
         m.model.train()
 
+    pool, threads = None, torch.get_num_threads()
+    if parallel > 1 and device.type == "cpu" and len(members) > 1:
+        # Small models use 2+ cores poorly; students stepped concurrently, one core each, use them well.
+        # CPU float results depend on the intra-op thread count (a per-thread setting), so every thread
+        # uses the same count for the whole run, serial fallback included.
+        parallel = min(parallel, len(members))
+        torch.set_num_threads(max(1, threads // parallel))
+        if draws_random_numbers(members, stream, views, device, amp, channels_last):
+            log("students draw random numbers (dropout, drop-path or a random signal): stepping them one at a time")
+        else:
+            pool = ThreadPoolExecutor(parallel, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
+
+    def step_member(m, batch, xs, t_logits, epoch, step, g):
+        for group in m.optimizer.param_groups:
+            group["lr"] = lr_at(g, total, lr, warmup_epochs * spe)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = tuple(m.forward(model_input(x, *m.norm, channels_last)) for x in xs)
+            loss = m.objective(logits if views == 2 else logits[0], batch, t_logits, epoch + 1, step)
+        m.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip > 0:
+            kd.per_layer_clip_(m.model.parameters(), clip)
+        m.optimizer.step()
+        m.loss_sum += loss.detach().float()
+        m.loss_n += 1
+        m.position = g + 1
+
     preempted = []
     old_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
     t_start = time.time()
@@ -276,23 +308,19 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                 batch = {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in ("x", "x2")}
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     t_logits = teacher(batch, xs, epoch, step) if teacher is not None else None
-                for m in active:
-                    torch.random.default_generator.manual_seed(step_seed(seed, epoch, step))
-                    if device.type == "cuda":
-                        torch.cuda.manual_seed(step_seed(seed, epoch, step))
-                    for group in m.optimizer.param_groups:
-                        group["lr"] = lr_at(g, total, lr, warmup_epochs * spe)
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        logits = tuple(m.forward(model_input(x, *m.norm, channels_last)) for x in xs)
-                        loss = m.objective(logits if views == 2 else logits[0], batch, t_logits, epoch + 1, step)
-                    m.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if clip > 0:
-                        kd.per_layer_clip_(m.model.parameters(), clip)
-                    m.optimizer.step()
-                    m.loss_sum += loss.detach().float()
-                    m.loss_n += 1
-                    m.position = g + 1
+                args = (batch, xs, t_logits, epoch, step, g)
+                # every member starts its step from the same RNG state (dropout, drop-path, random signals)
+                if pool is None:
+                    for m in active:
+                        seed_step(seed, epoch, step, device)
+                        step_member(m, *args)
+                else:   # probed above: no member draws, so sharing the generator across threads is safe
+                    seed_step(seed, epoch, step, device)
+                    state = torch.random.get_rng_state()
+                    list(pool.map(lambda m: step_member(m, *args), active))
+                    if not torch.equal(state, torch.random.get_rng_state()):
+                        raise RuntimeError("a student drew random numbers while stepped concurrently, so this "
+                                           "run is not reproducible; re-run it with --parallel 1")
                 seen_epoch += len(xs[0])
                 if preempted and step + 1 < spe:   # at the last step, the epoch's end below saves instead
                     for m in active:
@@ -338,6 +366,48 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
         return results
     finally:
         signal.signal(signal.SIGTERM, old_handler)
+        torch.set_num_threads(threads)
+        if pool is not None:
+            pool.shutdown()
+
+
+def seed_step(seed, epoch, step, device):
+    torch.random.default_generator.manual_seed(step_seed(seed, epoch, step))
+    if device.type == "cuda":
+        torch.cuda.manual_seed(step_seed(seed, epoch, step))
+
+
+@contextlib.contextmanager
+def intra_op_threads(n):
+    """torch.set_num_threads(n) inside the block."""
+    old = torch.get_num_threads()
+    if n != old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n != old:
+            torch.set_num_threads(old)
+
+
+def draws_random_numbers(members, stream, views, device, amp, channels_last):
+    """Whether any member's forward + objective on the first batch consumes the global RNG
+    (probed on a copy of each model, so no state such as BatchNorm statistics changes)."""
+    batch = next(iter(stream.epoch(0)))[1]
+    xs = [batch["x"].to(device)] + ([batch["x2"].to(device)] if views == 2 else [])
+    batch = {k: v.to(device) for k, v in batch.items() if k not in ("x", "x2")}
+    with torch.random.fork_rng(devices=[]):
+        for m in members:
+            torch.manual_seed(0)
+            before = torch.random.get_rng_state()
+            model = copy.deepcopy(m.model).train()
+            with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = tuple(model(model_input(x, *m.norm, channels_last)) for x in xs)
+                # teacher logits stand-in: the student's own (the objective needs some of the right shape)
+                m.objective(logits if views == 2 else logits[0], batch, logits if views == 2 else logits[0], 1, 0)
+            if not torch.equal(before, torch.random.get_rng_state()):
+                return True
+    return False
 
 
 def _finish(m, common, *, keep_ckpt):
@@ -444,6 +514,8 @@ def add_runtime_args(parser):
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster for most CNNs on CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     g.add_argument("--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)")
+    g.add_argument("--parallel", type=int, default=1,
+                   help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)")
     g.add_argument("--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)")
     g.add_argument("--keep-ckpt", action="store_true", help="keep ckpt.pt (model + optimizer) after the run finishes")
     return g

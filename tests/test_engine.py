@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import data
 import distill
+import engine
 import models
 import train_teacher
 
@@ -43,6 +46,49 @@ def test_lockstep_sweep_equals_single_runs(teacher, tmp_path):
         assert [r["train_loss"] for r in a["curve"]] == [r["train_loss"] for r in b["curve"]]
     t1, t4 = (next(r for r in lock.values() if r["T"] == T) for T in (1.0, 4.0))
     assert t1["curve"][-1]["train_loss"] != t4["curve"][-1]["train_loss"]
+
+
+def test_parallel_students_compute_what_serial_students_compute(teacher, tmp_path, capsys):
+    """--parallel 2 on 2 threads steps two students at once, one thread each: bit-identical to stepping
+    them one after the other on one thread (bottomk draws from its own generator, so it runs concurrently)."""
+    sweep = ["--T", "1", "4", "--signal", "bottomk", "--k", "1"]
+    with engine.intra_op_threads(2):
+        assert distill.main(distill_args(teacher, tmp_path / "par", *sweep, "--parallel", "2")) == 0
+    assert "one at a time" not in capsys.readouterr().err
+    with engine.intra_op_threads(1):
+        assert distill.main(distill_args(teacher, tmp_path / "ser", *sweep)) == 0
+    par, ser = results_in(tmp_path / "par"), results_in(tmp_path / "ser")
+    assert sorted(par) == sorted(ser) and len(par) == 2
+    for name in par:
+        assert [r["train_loss"] for r in par[name]["curve"]] == [r["train_loss"] for r in ser[name]["curve"]]
+        assert par[name]["final"]["top1"] == ser[name]["final"]["top1"]
+
+
+def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
+    """A student whose step uses the global RNG (here: dropout in its objective) must not share the
+    generator across threads: --parallel falls back to serial steps, and the results stay reproducible."""
+    split = data.load_split("synth-fine", "train", "unused", synth=dict(target_train_per_class=8))
+    aug = data.aug_config_for("synth-fine")
+
+    def sweep(folder, parallel):
+        members, logs = [], []
+        for T in (1.0, 4.0):
+            torch.manual_seed(0)
+            model = models.create_model("test_resnet", len(split.classes))[0]
+            run = engine.RunDir(tmp_path / folder / str(T), {"T": T})
+            run.start({})
+            objective = lambda s, b, t, e, i, T=T: F.cross_entropy(F.dropout(s / T, 0.5), b["y"])
+            members.append(engine.Member(name=str(T), run=run, model=model, objective=objective,
+                                         norm=models.normalization(model)))
+        stream = data.TrainStream(split, aug, batch_size=16, seed=0)
+        results = engine.train(members, stream, data.eval_images(split, aug), split.labels, epochs=1, opt="sgd",
+                               lr=0.01, wd=0, parallel=parallel, log=logs.append)
+        return [r["curve"][-1]["train_loss"] for r in results], logs
+
+    with engine.intra_op_threads(2):
+        a, logs = sweep("a", parallel=2)
+        b, _ = sweep("b", parallel=2)
+    assert any("one at a time" in line for line in logs) and a == b and a[0] != a[1]
 
 
 def test_result_is_self_describing(teacher, tmp_path):
