@@ -9,6 +9,7 @@ number of loader workers, so resumes, lockstep students and teacher tapes see id
 import argparse
 import functools
 import json
+import math
 import os
 import pickle
 import shutil
@@ -24,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from PIL import Image
 from torchvision.datasets.folder import IMG_EXTENSIONS, DatasetFolder, find_classes
 from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
 # ----------------------------------------------------------------------------- datasets
 
@@ -384,6 +386,110 @@ def augment_samples(split: Split, aug: AugConfig, index: torch.Tensor, *, seed: 
     return out
 
 
+# ----------------------------------------------------------------------------- batched augmentation
+# The draws of augment_samples, applied a batch at a time on any device (the GPU's, when there is
+# one): each sample's parameters are drawn exactly as torchvision's transforms draw them (same seed,
+# same order of draws), then every operation runs once per group of samples that share it. Same
+# bytes as augment_samples on the CPU (tests/test_data.py), without the per-sample Python work.
+
+RANDAUG_BINS = 31
+# v2.RandAugment's search space in its order: name -> (magnitudes(bins, height, width) or None, signed)
+RANDAUG_OPS = {
+    "Identity": (None, False),
+    "ShearX": (lambda n, h, w: torch.linspace(0.0, 0.3, n), True),
+    "ShearY": (lambda n, h, w: torch.linspace(0.0, 0.3, n), True),
+    "TranslateX": (lambda n, h, w: torch.linspace(0.0, 150.0 / 331.0 * w, n), True),
+    "TranslateY": (lambda n, h, w: torch.linspace(0.0, 150.0 / 331.0 * h, n), True),
+    "Rotate": (lambda n, h, w: torch.linspace(0.0, 30.0, n), True),
+    "Brightness": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Color": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Contrast": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Sharpness": (lambda n, h, w: torch.linspace(0.0, 0.9, n), True),
+    "Posterize": (lambda n, h, w: (8 - (torch.arange(n) / ((n - 1) / 4))).round().int(), False),
+    "Solarize": (lambda n, h, w: torch.linspace(1.0, 0.0, n), False),
+    "AutoContrast": (None, False),
+    "Equalize": (None, False),
+}
+
+
+@functools.lru_cache(maxsize=16)
+def randaug_magnitudes(size: int, m: int) -> tuple:
+    """((name, magnitude or None, signed), ...) of RandAugment at magnitude index m for size x size images."""
+    return tuple((name, None if bins is None else float(bins(RANDAUG_BINS, size, size)[m]), signed)
+                 for name, (bins, signed) in RANDAUG_OPS.items())
+
+
+def randaug_op(x: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
+    """RandAugment operation `name` at a signed magnitude on uint8 (...,3,H,W), with torchvision's kernels."""
+    nearest = v2.InterpolationMode.NEAREST
+    if name in ("ShearX", "ShearY"):    # shear angle atan(magnitude) about the top-left corner
+        shear = math.degrees(math.atan(magnitude))
+        return TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, interpolation=nearest, center=[0, 0],
+                         shear=[shear, 0.0] if name == "ShearX" else [0.0, shear])
+    if name in ("TranslateX", "TranslateY"):
+        shift = [int(magnitude), 0] if name == "TranslateX" else [0, int(magnitude)]
+        return TF.affine(x, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=nearest)
+    kernels = {"Identity": lambda: x,
+               "Rotate": lambda: TF.rotate(x, angle=magnitude, interpolation=nearest),
+               "Brightness": lambda: TF.adjust_brightness(x, 1.0 + magnitude),
+               "Color": lambda: TF.adjust_saturation(x, 1.0 + magnitude),
+               "Contrast": lambda: TF.adjust_contrast(x, 1.0 + magnitude),
+               "Sharpness": lambda: TF.adjust_sharpness(x, 1.0 + magnitude),
+               "Posterize": lambda: TF.posterize(x, bits=int(magnitude)),
+               "Solarize": lambda: TF.solarize(x, threshold=255.0 * magnitude),
+               "AutoContrast": lambda: TF.autocontrast(x),
+               "Equalize": lambda: TF.equalize(x)}
+    return kernels[name]()
+
+
+def draw_augmentation(aug: AugConfig, height: int, width: int) -> tuple:
+    """One sample's random parameters from the global generator, in random_ops(aug)'s order of draws:
+    (crop box (top, left, h, w) or None, flip, ((op name, signed magnitude), ...))."""
+    box = None
+    if aug.crop == "rrc":
+        crop = random_ops(aug)[0].make_params([torch.empty(3, height, width, dtype=torch.uint8)])
+        box = (crop["top"], crop["left"], crop["height"], crop["width"])
+    flip = aug.hflip and bool(torch.rand(1) < 0.5)
+    ops = []
+    table = randaug_magnitudes(aug.image_size, aug.randaug_m)
+    for _ in range(aug.randaug_n):
+        name, magnitude, signed = table[int(torch.randint(len(table), ()))]
+        if magnitude is not None and signed and torch.rand(()) <= 0.5:
+            magnitude = -magnitude
+        ops.append((name, magnitude or 0.0))
+    return box, flip, tuple(ops)
+
+
+def augment_batch(images, aug: AugConfig, index: torch.Tensor, *, seed: int, epoch: int,
+                  view: int = 0) -> torch.Tensor:
+    """augment_samples, batched: uint8 (B,3,S,S) on the device of `images` (a split's images, moved
+    there once: a uint8 (N,3,H,W) tensor or a list of (3,H,W))."""
+    size, rows = aug.image_size, index.tolist()
+    shape = (lambda i: images.shape[-2:]) if isinstance(images, torch.Tensor) else (lambda i: images[i].shape[-2:])
+    with torch.random.fork_rng(devices=[]):
+        draws = []
+        for i in rows:
+            torch.random.default_generator.manual_seed(mix_seed(SAMPLE, seed, epoch, i, view))
+            draws.append(draw_augmentation(aug, *shape(i)))
+    if aug.crop == "resize":
+        x = fit_square(images[index.to(images.device)] if isinstance(images, torch.Tensor) else
+                       [images[i] for i in rows], size, size)
+    else:
+        x = torch.stack([TF.resized_crop(images[i], *box, [size, size], antialias=True)
+                         for i, (box, _, _) in zip(rows, draws)])
+    flip = torch.tensor([f for _, f, _ in draws], device=x.device)
+    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+    for k in range(aug.randaug_n):
+        groups = {}
+        for j, (_, _, ops) in enumerate(draws):
+            groups.setdefault(ops[k], []).append(j)
+        for (name, magnitude), members in groups.items():
+            if name != "Identity":
+                at = torch.tensor(members, device=x.device)
+                x[at] = randaug_op(x[at], name, magnitude)
+    return x
+
+
 def mix_batch(x: torch.Tensor, y: torch.Tensor, aug: AugConfig, num_classes: int, *, seed: int, epoch: int,
               step: int) -> tuple[torch.Tensor, torch.Tensor]:
     """MixUp or CutMix one batch, one draw per (seed, epoch, step); each sample is paired with the
@@ -398,16 +504,20 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, aug: AugConfig, num_classes: int
 
 
 def train_batch(split: Split, aug: AugConfig, *, seed: int, epoch: int, step: int, batch_size: int,
-                view: int = 0) -> dict:
+                view: int = 0, images=None) -> dict:
     """Training batch `step` of `epoch`, a pure function of its arguments.
 
     Returns {"x": (B,3,S,S) float32 in [0,1] when MixUp/CutMix is on (any alpha > 0), else uint8;
     "y": int64 (B,) the label with the larger mixing weight; "y_soft": float32 (B,K);
     "index": int64 (B,) dataset indices}. view=1 is an independent second augmentation of the same
-    samples with the same mixing draw (same y, y_soft)."""
+    samples with the same mixing draw (same y, y_soft). With `images` (split.images moved to a device)
+    the batch is augmented there by augment_batch: same bytes on the CPU."""
     index = batch_indices(len(split), seed, epoch, step, batch_size)
-    y = split.labels[index]
-    x = augment_samples(split, aug, index, seed=seed, epoch=epoch, view=view)
+    if images is None:
+        x = augment_samples(split, aug, index, seed=seed, epoch=epoch, view=view)
+    else:
+        x = augment_batch(images, aug, index, seed=seed, epoch=epoch, view=view)
+    y = split.labels[index].to(x.device)
     x, y_soft = mix_batch(x, y, aug, len(split.classes), seed=seed, epoch=epoch, step=step)
     own_weight = y_soft.gather(1, y[:, None]).squeeze(1)
     dominant = torch.where(own_weight >= 0.5, y, y_soft.argmax(1))
@@ -428,14 +538,16 @@ class _StepsOfEpoch(Dataset):
 
 
 class TrainStream:
-    """Deterministic training batches; identical for any number of loader workers."""
+    """Deterministic training batches; identical for any number of loader workers, and whether each
+    sample is augmented in the workers or whole batches on `device` (augment_batch, in this process)."""
 
     def __init__(self, split: Split, aug: AugConfig, *, batch_size: int, seed: int, views: int = 1,
-                 workers: int = 0):
+                 workers: int = 0, device: "torch.device | str | None" = None):
         if views not in (1, 2):
             raise ValueError(f"views must be 1 or 2, got {views}")
         self.split, self.aug, self.batch_size, self.seed = split, aug, batch_size, seed
         self.views, self.workers = views, workers
+        self.device, self._images = (None if device is None else torch.device(device)), None
         self.steps_per_epoch = len(split) // batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"batch size {batch_size} exceeds the {len(split)} training samples "
@@ -443,14 +555,25 @@ class TrainStream:
 
     def batch(self, epoch: int, step: int) -> dict:
         """train_batch's dict for (epoch, step); with views=2 also "x2", the second view."""
-        args = dict(seed=self.seed, epoch=epoch, step=step, batch_size=self.batch_size)
+        args = dict(seed=self.seed, epoch=epoch, step=step, batch_size=self.batch_size, images=self.device_images())
         batch = train_batch(self.split, self.aug, **args)
         if self.views == 2:
             batch["x2"] = train_batch(self.split, self.aug, view=1, **args)["x"]
         return batch
 
+    def device_images(self):
+        """The split's uint8 images on self.device (copied there once), or None without a device."""
+        if self.device is not None and self._images is None:
+            images = self.split.images
+            self._images = images.to(self.device) if isinstance(images, torch.Tensor) else \
+                [image.to(self.device) for image in images]
+        return self._images
+
     def epoch(self, epoch: int, start_step: int = 0):
         """Yield (step, batch) for step in [start_step, steps_per_epoch)."""
+        if self.device is not None:
+            yield from ((step, self.batch(epoch, step)) for step in range(start_step, self.steps_per_epoch))
+            return
         steps = _StepsOfEpoch(self, epoch, start_step)
         # own generator: DataLoader would otherwise draw its base seed from the global RNG
         loader = DataLoader(steps, batch_size=None, shuffle=False, num_workers=self.workers,

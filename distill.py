@@ -184,7 +184,8 @@ def main(argv=None):
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
                                      image_size=args.image_size, synth=args.synth)
         stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=args.views,
-                                  workers=args.workers)
+                                  workers=args.workers,
+                                  device=engine.augment_device(args.augment_on, args.device))
         if teacher_ckpt["num_classes"] != len(train_split.classes):
             raise ValueError(f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
                              f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}")

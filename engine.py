@@ -68,6 +68,11 @@ def device_name(device):
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def augment_device(augment_on, device):
+    """Where TrainStream augments whole batches: `device` for --augment-on device (auto: on a GPU), else None."""
+    return device if augment_on == "device" or (augment_on == "auto" and device.type == "cuda") else None
+
+
 def resolve_device(name):
     """'auto' -> cuda if available else cpu; 'cuda' without CUDA is an input error."""
     if name == "auto":
@@ -514,6 +519,8 @@ def add_runtime_args(parser):
     g.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster for most CNNs on CUDA)")
     g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     g.add_argument("--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)")
+    g.add_argument("--augment-on", default="auto", choices=["auto", "workers", "device"],
+                   help="per sample in the --workers processes, or whole batches on --device (auto: device if a GPU); same batches")
     g.add_argument("--parallel", type=int, default=1,
                    help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)")
     g.add_argument("--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)")

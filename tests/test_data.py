@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 import data
 
@@ -324,6 +325,65 @@ def test_global_rng_is_untouched():
     data.train_batch(split, FULL, seed=0, epoch=0, step=0, batch_size=8)
     list(data.TrainStream(split, FULL, batch_size=8, seed=0).epoch(0))
     assert torch.equal(torch.get_rng_state(), state)
+
+# ----------------------------------------------------------------------------- batched augmentation
+
+
+def drawn_operations(aug, index, *, seed, epoch, height, width):
+    """The RandAugment operation names drawn for these samples (view 0)."""
+    names = set()
+    with torch.random.fork_rng(devices=[]):
+        for i in index.tolist():
+            torch.manual_seed(data.mix_seed(data.SAMPLE, seed, epoch, i, 0))
+            names |= {name for name, _ in data.draw_augmentation(aug, height, width)[2]}
+    return names
+
+
+@pytest.mark.parametrize("stored", ["tensor", "list"])
+@pytest.mark.parametrize("aug", [data.AugConfig(image_size=16, crop="resize"), data.AugConfig(image_size=16, crop="rrc"),
+                                 data.AugConfig(image_size=20, crop="rrc", randaug_n=3, randaug_m=13, hflip=False)],
+                         ids=["resize", "rrc", "rrc-n3-m13-noflip"])
+def test_batched_augmentation_equals_per_sample_augmentation(aug, stored):
+    """augment_batch (grouped by operation) gives the bytes of the per-sample torchvision transforms."""
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (96, 3, 24, 28), dtype=torch.uint8, generator=g)
+    if stored == "list":
+        images = [random_image(22 + i % 5, 26 + i % 7, seed=i) for i in range(96)]
+    split = data.Split(images, torch.zeros(96, dtype=torch.long), ["c"])
+    index = torch.randperm(96, generator=g)[:80]
+    for view in (0, 1):
+        per_sample = data.augment_samples(split, aug, index, seed=4, epoch=1, view=view)
+        batched = data.augment_batch(split.images, aug, index, seed=4, epoch=1, view=view)
+        assert batched.shape == (80, 3, aug.image_size, aug.image_size) and torch.equal(batched, per_sample)
+    # every operation was drawn, so each one's grouped application is covered by the equality
+    assert drawn_operations(aug, index, seed=4, epoch=1, height=24, width=28) == set(data.RANDAUG_OPS)
+
+
+def test_batched_augmentation_draws_per_sample_whatever_the_batch():
+    split = toy_split(n=32)
+    same = data.Split(split.images[:1].expand(32, -1, -1, -1), split.labels, split.classes)
+    x = data.augment_batch(same.images, FULL, torch.arange(32), seed=0, epoch=0)
+    assert len({tuple(im.flatten().tolist()) for im in x}) > 24      # one image, 32 different augmentations
+    alone = torch.cat([data.augment_batch(same.images, FULL, torch.tensor([i]), seed=0, epoch=0) for i in (7, 3)])
+    assert torch.equal(alone, x[[7, 3]])
+
+
+def test_randaug_table_is_torchvisions():
+    space = v2.RandAugment._AUGMENTATION_SPACE      # private, but the facts augment_batch copies
+    assert list(data.RANDAUG_OPS) == list(space)
+    for name, (bins, signed) in data.RANDAUG_OPS.items():
+        theirs, their_signed = space[name]
+        assert signed == their_signed
+        assert (bins is None and theirs(31, 20, 24) is None) or torch.equal(bins(31, 20, 24), theirs(31, 20, 24))
+
+
+def test_stream_on_a_device_gives_the_worker_batches():
+    split = toy_split()
+    workers = list(data.TrainStream(split, FULL, batch_size=8, seed=1, views=2, workers=1).epoch(1))
+    device = data.TrainStream(split, FULL, batch_size=8, seed=1, views=2, device="cpu")
+    assert [step for step, _ in device.epoch(1, start_step=1)] == [1, 2]
+    for (_, a), (_, b) in zip(workers, device.epoch(1)):
+        assert_same_batches(a, b)
 
 # ----------------------------------------------------------------------------- MixUp / CutMix
 

@@ -259,7 +259,7 @@ def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
 
 
 def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
-    """--workers and --channels-last change how, not what (bit-identical on CPU); --amp runs bf16 autocast."""
+    """--workers, --channels-last, --augment-on change how, not what (on CPU); --amp runs bf16 autocast."""
     base = distill_args(teacher, tmp_path / "a", "--T", "4")
     assert distill.main(base) == 0
     assert distill.main(distill_args(teacher, tmp_path / "b", "--T", "4", "--workers", "2", "--channels-last")) == 0
@@ -268,6 +268,10 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     assert distill.main(distill_args(teacher, tmp_path / "c", "--T", "4", "--amp")) == 0
     (c,) = results_in(tmp_path / "c").values()
     assert c["config"]["amp"] is True and math.isfinite(c["curve"][-1]["train_loss"])
+    assert distill.main(distill_args(teacher, tmp_path / "d", "--T", "4", "--augment-on", "device")) == 0
+    (d,) = results_in(tmp_path / "d").values()
+    without_speed = lambda curve: [{k: v for k, v in row.items() if k != "img_per_s"} for row in curve]
+    assert without_speed(d["curve"]) == without_speed(a["curve"]) and d["final"]["top1"] == a["final"]["top1"]  # same batches
 
 
 @pytest.mark.slow
