@@ -85,7 +85,8 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
                 tape_dir=None, amp=False, channels_last=False, parallel=1):
     """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape)."""
     aug = data.aug_config_for("synth-fine", train.images.shape[-1])
-    stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers)
+    stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers,
+                              device=engine.augment_device("auto", device, workers))
     forward = teacher_forward(teacher, t_norm, channels_last)
     if tape_dir is not None:
         key = {"bench": True, "seed": seed, "bs": bs, "steps_per_epoch": stream.steps_per_epoch, "amp": amp}
@@ -108,10 +109,11 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
     return wall, sum(r["img_per_s"] for r in results) / len(results), forward
 
 
-def data_rate(train, bs, seed, workers, steps):
-    """img/s of the deterministic augmentation stream alone."""
+def data_rate(train, bs, seed, workers, steps, device=None):
+    """img/s of the deterministic augmentation stream alone: per sample in `workers` processes, or
+    whole batches on `device`."""
     stream = data.TrainStream(train, data.aug_config_for("synth-fine", train.images.shape[-1]), batch_size=bs,
-                              seed=seed, workers=workers)
+                              seed=seed, workers=workers, device=device)
     t0, seen = time.time(), 0
     for step, batch in stream.epoch(0):
         seen += len(batch["x"])
@@ -146,6 +148,7 @@ def main():
     p.add_argument("--images", type=int, default=640, help="training images of the 32 px data (per epoch)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per run in the sweep and step sections")
     p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
+    p.add_argument("--repeat", type=int, default=2, help="step section: runs of each loop; the fastest counts")
     p.add_argument("--parallel", type=int, default=torch.get_num_threads(),
                    help="CPU: students of the lockstep sweep stepped at once (distill.py --parallel)")
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
@@ -173,17 +176,25 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "png"
         write_image_folder(train, folder)
-        # step: one run each
-        plain = plain_run(folder, teacher, args.student, K, 4.0, args.epochs, args.bs, size, device, args.workers)
-        _, live, _ = project_run(Path(tmp) / "live", train, test, teacher, t_norm, args.student, [4.0], args.epochs,
-                                 args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
-        _, replay, tape = project_run(Path(tmp) / "replay", train, test, teacher, t_norm, args.student, [4.0],
-                                      args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape")
-        assert tape.recorded_steps == 0, "the tape should have been replayed"
-        row.update(step_plain_img_s=plain, step_live_img_s=live, step_replay_img_s=replay,
+        # step: the fastest of --repeat runs of each loop (the first runs also warm up the kernels)
+        def project(name, tape_dir=None):
+            return project_run(Path(tmp) / name, train, test, teacher, t_norm, args.student, [4.0], args.epochs,
+                               args.bs, 0, device, args.workers, tape_dir=tape_dir)
+        plain = max(plain_run(folder, teacher, args.student, K, 4.0, args.epochs, args.bs, size, device, args.workers)
+                    for _ in range(args.repeat))
+        live = max(project(f"live{i}")[1] for i in range(args.repeat))
+        _, record, _ = project("record", tape_dir=Path(tmp) / "tape")
+        replays = [project(f"replay{i}", tape_dir=Path(tmp) / "tape") for i in range(args.repeat)]
+        assert all(tape.recorded_steps == 0 for _, _, tape in replays), "the tape should have been replayed"
+        replay = max(r for _, r, _ in replays)
+        row.update(step_plain_img_s=plain, step_live_img_s=live, step_record_img_s=record, step_replay_img_s=replay,
                    step_ratio_live=live / plain, step_ratio_replay=replay / plain)
-        # data: the augmentation stream alone vs the step rate
-        row["data_img_s"] = data_rate(train, args.bs, 0, args.workers, steps=len(train) // args.bs)
+        # data: the augmentation stream alone vs the step rate, both ways of augmenting (same batches)
+        steps = len(train) // args.bs
+        row["data_workers_img_s"] = data_rate(train, args.bs, 0, args.workers, steps)
+        row["data_device_img_s"] = data_rate(train, args.bs, 0, args.workers, steps, device=device)
+        row["data_img_s"] = row["data_device_img_s"] if engine.augment_device("auto", device, args.workers) \
+            else row["data_workers_img_s"]
         row["data_ratio"] = row["data_img_s"] / live
         # sweep: K plain runs vs one lockstep run replaying the tape
         t0 = time.time()
@@ -213,7 +224,8 @@ class CachedStream:
 
 
 def cuda_224(device, workers, n=4096, bs=256, epochs=2):
-    """Absolute img/s at 224 px, data included (uint8 in memory, per-sample augmentation in workers)."""
+    """Absolute img/s at 224 px, data included (uint8 in memory, augmented per sample in `workers`
+    processes or a batch at a time on the GPU), and without it (a few batches replayed)."""
     out = {}
     imgs = torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8)
     split = data.Split(images=imgs, labels=torch.arange(n) % 100, classes=[str(i) for i in range(100)])
@@ -223,11 +235,16 @@ def cuda_224(device, workers, n=4096, bs=256, epochs=2):
         torch.manual_seed(0)
         teacher = models.create_model(t_arch, 100)[0].to(device).eval().to(memory_format=torch.channels_last)
         forward = teacher_forward(teacher, models.normalization(teacher), True)
-        stream = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
-        t0 = time.time()
-        cached = CachedStream(stream, 8)
-        out["cuda_data_224_img_s"] = cached.steps_per_epoch * bs / (time.time() - t0)
-        for name, source in (("data_and_step", stream), ("step_only", cached)):
+        on_workers = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
+        on_device = data.TrainStream(split, aug, batch_size=bs, seed=0, device=device)
+        on_device.device_images()   # the one-time copy to the GPU is not part of the rate
+        for name, stream in (("workers", on_workers), ("device", on_device)):
+            t0 = time.time()
+            cached = CachedStream(stream, 8)
+            torch.cuda.synchronize()
+            out[f"cuda_data_224_{name}_img_s"] = cached.steps_per_epoch * bs / (time.time() - t0)
+        for name, source in (("data_workers_and_step", on_workers), ("data_device_and_step", on_device),
+                             ("step_only", cached)):
             with tempfile.TemporaryDirectory() as tmp:
                 student = models.create_model(s_arch, 100)[0]
                 run = engine.RunDir(Path(tmp) / "s", {})
@@ -252,8 +269,10 @@ def print_table(r):
           f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}")
     rows = [("step: plain KD loop", f"{r['step_plain_img_s']:.0f} img/s", ""),
             ("step: this loop, teacher live", f"{r['step_live_img_s']:.0f} img/s", f"{r['step_ratio_live']:.2f}x plain"),
+            ("step: this loop, recording the tape", f"{r['step_record_img_s']:.0f} img/s", f"{r['step_record_img_s'] / r['step_plain_img_s']:.2f}x plain"),
             ("step: this loop, teacher tape", f"{r['step_replay_img_s']:.0f} img/s", f"{r['step_ratio_replay']:.2f}x plain"),
-            ("data: augmentation stream alone", f"{r['data_img_s']:.0f} img/s", f"{r['data_ratio']:.2f}x step rate"),
+            (f"data: per sample ({r['workers']} workers)", f"{r['data_workers_img_s']:.0f} img/s", f"{r['data_workers_img_s'] / r['step_live_img_s']:.1f}x step rate"),
+            ("data: whole batches on the device", f"{r['data_device_img_s']:.0f} img/s", f"{r['data_device_img_s'] / r['step_live_img_s']:.1f}x step rate"),
             (f"sweep: {r['K']} plain runs", f"{r['sweep_plain_s']:.1f} s", ""),
             (f"sweep: 1 lockstep run of {r['K']}, tape", f"{r['sweep_lockstep_tape_s']:.1f} s", f"ratio {r['sweep_ratio']:.2f}")]
     rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]

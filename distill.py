@@ -185,7 +185,7 @@ def main(argv=None):
                                      image_size=args.image_size, synth=args.synth)
         stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=args.views,
                                   workers=args.workers,
-                                  device=engine.augment_device(args.augment_on, args.device))
+                                  device=engine.augment_device(args.augment_on, args.device, args.workers))
         if teacher_ckpt["num_classes"] != len(train_split.classes):
             raise ValueError(f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
                              f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}")

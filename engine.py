@@ -68,9 +68,11 @@ def device_name(device):
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def augment_device(augment_on, device):
-    """Where TrainStream augments whole batches: `device` for --augment-on device (auto: on a GPU), else None."""
-    return device if augment_on == "device" or (augment_on == "auto" and device.type == "cuda") else None
+def augment_device(augment_on, device, workers):
+    """Where TrainStream augments whole batches: `device` for --augment-on device, and for auto on a GPU
+    or without worker processes (the batches are the same either way); None: per sample in the workers."""
+    auto = device.type == "cuda" or workers == 0
+    return device if augment_on == "device" or (augment_on == "auto" and auto) else None
 
 
 def resolve_device(name):
@@ -353,7 +355,8 @@ def train(members, stream, test_images, test_labels, *, epochs, opt, lr, wd, war
                     record.update(accuracy(logits, test_labels, teacher_test_pred))
                 m.curve.append(record)
                 m.run.append_log(record)
-                m.run.save_state(_state(m))
+                if epoch + 1 < epochs or keep_ckpt or preempted:   # a finished run deletes it right away
+                    m.run.save_state(_state(m))
                 done = (epoch + 1) * spe - start
                 eta = (time.time() - t_start) / max(1, done) * (total - (epoch + 1) * spe)
                 acc = f" top1 {record['top1']:.2f}" if "top1" in record else ""
@@ -520,7 +523,7 @@ def add_runtime_args(parser):
     g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     g.add_argument("--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)")
     g.add_argument("--augment-on", default="auto", choices=["auto", "workers", "device"],
-                   help="per sample in the --workers processes, or whole batches on --device (auto: device if a GPU); same batches")
+                   help="augment per sample in the --workers processes, or whole batches on --device (auto: device on a GPU or with --workers 0); same batches")
     g.add_argument("--parallel", type=int, default=1,
                    help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)")
     g.add_argument("--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)")

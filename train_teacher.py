@@ -90,7 +90,7 @@ def main(argv=None):
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
                                      image_size=args.image_size, synth=args.synth)
         stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, workers=args.workers,
-                                  device=engine.augment_device(args.augment_on, args.device))
+                                  device=engine.augment_device(args.augment_on, args.device, args.workers))
     except (ValueError, OSError) as e:
         engine.fail(prog, e)
     out = Path(args.out)

@@ -260,7 +260,7 @@ def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
 
 def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     """--workers, --channels-last, --augment-on change how, not what (on CPU); --amp runs bf16 autocast."""
-    base = distill_args(teacher, tmp_path / "a", "--T", "4")
+    base = distill_args(teacher, tmp_path / "a", "--T", "4", "--augment-on", "workers")
     assert distill.main(base) == 0
     assert distill.main(distill_args(teacher, tmp_path / "b", "--T", "4", "--workers", "2", "--channels-last")) == 0
     (a,), (b,) = results_in(tmp_path / "a").values(), results_in(tmp_path / "b").values()
