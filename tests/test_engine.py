@@ -275,10 +275,16 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
 
 
 @pytest.mark.slow
-def test_compile_flag(teacher, tmp_path):
-    assert distill.main(distill_args(teacher, tmp_path, "--T", "4", "--epochs", "1", "--compile")) == 0
-    (r,) = results_in(tmp_path).values()
-    assert r["status"] == "ok"
+def test_compile_flag_compiles_once_for_all_lockstep_students(teacher, tmp_path):
+    from torch._dynamo.utils import counters
+    graphs = []
+    for temps in (["4"], ["1", "4", "8"]):
+        torch._dynamo.reset()
+        counters.clear()
+        assert distill.main(distill_args(teacher, tmp_path / str(len(temps)), "--T", *temps, "--epochs", "1", "--compile")) == 0
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[0] >= 1 and graphs[1] == graphs[0]     # students 2 and 3 reuse the first one's graphs
+    assert [r["status"] for r in results_in(tmp_path / "3").values()] == ["ok"] * 3
 
 
 def test_student_init_from_checkpoint_and_from_local_timm_weights(teacher, tmp_path):
