@@ -442,35 +442,36 @@ def randaug_op(x: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
     return kernels[name]()
 
 
-def draw_augmentation(aug: AugConfig, height: int, width: int) -> tuple:
-    """One sample's random parameters from the global generator, in random_ops(aug)'s order of draws:
-    (crop box (top, left, h, w) or None, flip, ((op name, signed magnitude), ...))."""
-    box = None
-    if aug.crop == "rrc":
-        crop = random_ops(aug)[0].make_params([torch.empty(3, height, width, dtype=torch.uint8)])
-        box = (crop["top"], crop["left"], crop["height"], crop["width"])
-    flip = aug.hflip and bool(torch.rand(1) < 0.5)
-    ops = []
+def draw_samples(split: Split, aug: AugConfig, index: torch.Tensor, *, seed: int, epoch: int,
+                 view: int = 0) -> list:
+    """Each sample's random parameters, drawn as random_ops(aug) draw them in augment_samples (same
+    seeds, same order of draws): [(crop box (top, left, h, w) or None, flip, ((op, signed magnitude),
+    ...))] * B. Cheap CPU work, so loader workers can do it; the global RNG is left untouched."""
+    crop = random_ops(aug)[0] if aug.crop == "rrc" else None
     table = randaug_magnitudes(aug.image_size, aug.randaug_m)
-    for _ in range(aug.randaug_n):
-        name, magnitude, signed = table[int(torch.randint(len(table), ()))]
-        if magnitude is not None and signed and torch.rand(()) <= 0.5:
-            magnitude = -magnitude
-        ops.append((name, magnitude or 0.0))
-    return box, flip, tuple(ops)
-
-
-def augment_batch(images, aug: AugConfig, index: torch.Tensor, *, seed: int, epoch: int,
-                  view: int = 0) -> torch.Tensor:
-    """augment_samples, batched: uint8 (B,3,S,S) on the device of `images` (a split's images, moved
-    there once: a uint8 (N,3,H,W) tensor or a list of (3,H,W))."""
-    size, rows = aug.image_size, index.tolist()
-    shape = (lambda i: images.shape[-2:]) if isinstance(images, torch.Tensor) else (lambda i: images[i].shape[-2:])
+    generator, draws = torch.random.default_generator, []
     with torch.random.fork_rng(devices=[]):
-        draws = []
-        for i in rows:
-            torch.random.default_generator.manual_seed(mix_seed(SAMPLE, seed, epoch, i, view))
-            draws.append(draw_augmentation(aug, *shape(i)))
+        for i in index.tolist():
+            generator.manual_seed(mix_seed(SAMPLE, seed, epoch, i, view))
+            box = None
+            if crop is not None:   # torchvision's own draw, on a stand-in of the image's size
+                params = crop.make_params([torch.empty((3, *split.images[i].shape[-2:]), dtype=torch.uint8)])
+                box = (params["top"], params["left"], params["height"], params["width"])
+            flip = aug.hflip and bool(torch.rand(1) < 0.5)
+            ops = []
+            for _ in range(aug.randaug_n):   # as v2.RandAugment.forward draws: operation, then sign
+                name, magnitude, signed = table[int(torch.randint(len(table), ()))]
+                if magnitude is not None and signed and torch.rand(()) <= 0.5:
+                    magnitude = -magnitude
+                ops.append((name, magnitude or 0.0))
+            draws.append((box, flip, tuple(ops)))
+    return draws
+
+
+def augment_batch(images, aug: AugConfig, index: torch.Tensor, draws: list) -> torch.Tensor:
+    """augment_samples, a batch at a time: uint8 (B,3,S,S) on the device of `images` (a split's images
+    moved there once: uint8 (N,3,H,W) or a list of (3,H,W)), with draw_samples' parameters."""
+    size, rows = aug.image_size, index.tolist()
     if aug.crop == "resize":
         x = fit_square(images[index.to(images.device)] if isinstance(images, torch.Tensor) else
                        [images[i] for i in rows], size, size)
@@ -504,19 +505,22 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, aug: AugConfig, num_classes: int
 
 
 def train_batch(split: Split, aug: AugConfig, *, seed: int, epoch: int, step: int, batch_size: int,
-                view: int = 0, images=None) -> dict:
+                view: int = 0, images=None, draws: list | None = None) -> dict:
     """Training batch `step` of `epoch`, a pure function of its arguments.
 
     Returns {"x": (B,3,S,S) float32 in [0,1] when MixUp/CutMix is on (any alpha > 0), else uint8;
     "y": int64 (B,) the label with the larger mixing weight; "y_soft": float32 (B,K);
     "index": int64 (B,) dataset indices}. view=1 is an independent second augmentation of the same
     samples with the same mixing draw (same y, y_soft). With `images` (split.images moved to a device)
-    the batch is augmented there by augment_batch: same bytes on the CPU."""
+    the batch is augmented there by augment_batch (same bytes on the CPU), with `draws` if they were
+    drawn already (draw_samples)."""
     index = batch_indices(len(split), seed, epoch, step, batch_size)
     if images is None:
         x = augment_samples(split, aug, index, seed=seed, epoch=epoch, view=view)
     else:
-        x = augment_batch(images, aug, index, seed=seed, epoch=epoch, view=view)
+        if draws is None:
+            draws = draw_samples(split, aug, index, seed=seed, epoch=epoch, view=view)
+        x = augment_batch(images, aug, index, draws)
     y = split.labels[index].to(x.device)
     x, y_soft = mix_batch(x, y, aug, len(split.classes), seed=seed, epoch=epoch, step=step)
     own_weight = y_soft.gather(1, y[:, None]).squeeze(1)
@@ -525,7 +529,8 @@ def train_batch(split: Split, aug: AugConfig, *, seed: int, epoch: int, step: in
 
 
 class _StepsOfEpoch(Dataset):
-    """Map-style dataset whose item i is the whole batch of step start_step + i."""
+    """Map-style dataset whose item i is step start_step + i: its whole batch, or with a device only
+    its draws (the device then applies them)."""
 
     def __init__(self, stream, epoch: int, start_step: int):
         self.stream, self.epoch_index, self.start_step = stream, epoch, start_step
@@ -534,12 +539,20 @@ class _StepsOfEpoch(Dataset):
         return self.stream.steps_per_epoch - self.start_step
 
     def __getitem__(self, i):
-        return self.stream.batch(self.epoch_index, self.start_step + i)
+        step = self.start_step + i
+        if self.stream.device is not None:
+            return self.stream.draws(self.epoch_index, step)
+        return self.stream.batch(self.epoch_index, step)
+
+
+def _as_is(item):
+    return item
 
 
 class TrainStream:
     """Deterministic training batches; identical for any number of loader workers, and whether each
-    sample is augmented in the workers or whole batches on `device` (augment_batch, in this process)."""
+    sample is augmented in the workers or whole batches on `device` (draw_samples in the workers,
+    augment_batch in this process)."""
 
     def __init__(self, split: Split, aug: AugConfig, *, batch_size: int, seed: int, views: int = 1,
                  workers: int = 0, device: "torch.device | str | None" = None):
@@ -553,12 +566,20 @@ class TrainStream:
             raise ValueError(f"batch size {batch_size} exceeds the {len(split)} training samples "
                              f"(incomplete batches are dropped)")
 
-    def batch(self, epoch: int, step: int) -> dict:
-        """train_batch's dict for (epoch, step); with views=2 also "x2", the second view."""
+    def draws(self, epoch: int, step: int) -> list:
+        """draw_samples' parameters for batch `step` of `epoch`, one list per view."""
+        index = batch_indices(len(self.split), self.seed, epoch, step, self.batch_size)
+        return [draw_samples(self.split, self.aug, index, seed=self.seed, epoch=epoch, view=view)
+                for view in range(self.views)]
+
+    def batch(self, epoch: int, step: int, draws: list | None = None) -> dict:
+        """train_batch's dict for (epoch, step); with views=2 also "x2", the second view. With a device,
+        `draws` may hold the step's draws made elsewhere (self.draws)."""
         args = dict(seed=self.seed, epoch=epoch, step=step, batch_size=self.batch_size, images=self.device_images())
-        batch = train_batch(self.split, self.aug, **args)
+        draws = draws or [None] * self.views
+        batch = train_batch(self.split, self.aug, draws=draws[0], **args)
         if self.views == 2:
-            batch["x2"] = train_batch(self.split, self.aug, view=1, **args)["x"]
+            batch["x2"] = train_batch(self.split, self.aug, view=1, draws=draws[1], **args)["x"]
         return batch
 
     def device_images(self):
@@ -571,14 +592,18 @@ class TrainStream:
 
     def epoch(self, epoch: int, start_step: int = 0):
         """Yield (step, batch) for step in [start_step, steps_per_epoch)."""
-        if self.device is not None:
+        if self.device is not None and self.workers == 0:
             yield from ((step, self.batch(epoch, step)) for step in range(start_step, self.steps_per_epoch))
             return
         steps = _StepsOfEpoch(self, epoch, start_step)
         # own generator: DataLoader would otherwise draw its base seed from the global RNG
-        loader = DataLoader(steps, batch_size=None, shuffle=False, num_workers=self.workers,
-                            pin_memory=torch.cuda.is_available(), generator=torch.Generator())
-        yield from enumerate(loader, start=start_step)
+        loader = DataLoader(steps, batch_size=None, shuffle=False, num_workers=self.workers, generator=torch.Generator(),
+                            pin_memory=self.device is None and torch.cuda.is_available(),
+                            collate_fn=None if self.device is None else _as_is)   # draws stay tuples
+        if self.device is None:
+            yield from enumerate(loader, start=start_step)
+        else:
+            yield from ((step, self.batch(epoch, step, draws)) for step, draws in enumerate(loader, start=start_step))
 
 
 def eval_images(split: Split, aug: AugConfig) -> torch.Tensor:

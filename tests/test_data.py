@@ -329,16 +329,6 @@ def test_global_rng_is_untouched():
 # ----------------------------------------------------------------------------- batched augmentation
 
 
-def drawn_operations(aug, index, *, seed, epoch, height, width):
-    """The RandAugment operation names drawn for these samples (view 0)."""
-    names = set()
-    with torch.random.fork_rng(devices=[]):
-        for i in index.tolist():
-            torch.manual_seed(data.mix_seed(data.SAMPLE, seed, epoch, i, 0))
-            names |= {name for name, _ in data.draw_augmentation(aug, height, width)[2]}
-    return names
-
-
 @pytest.mark.parametrize("stored", ["tensor", "list"])
 @pytest.mark.parametrize("aug", [data.AugConfig(image_size=16, crop="resize"), data.AugConfig(image_size=16, crop="rrc"),
                                  data.AugConfig(image_size=20, crop="rrc", randaug_n=3, randaug_m=13, hflip=False)],
@@ -353,19 +343,21 @@ def test_batched_augmentation_equals_per_sample_augmentation(aug, stored):
     index = torch.randperm(96, generator=g)[:80]
     for view in (0, 1):
         per_sample = data.augment_samples(split, aug, index, seed=4, epoch=1, view=view)
-        batched = data.augment_batch(split.images, aug, index, seed=4, epoch=1, view=view)
+        draws = data.draw_samples(split, aug, index, seed=4, epoch=1, view=view)
+        batched = data.augment_batch(split.images, aug, index, draws)
         assert batched.shape == (80, 3, aug.image_size, aug.image_size) and torch.equal(batched, per_sample)
-    # every operation was drawn, so each one's grouped application is covered by the equality
-    assert drawn_operations(aug, index, seed=4, epoch=1, height=24, width=28) == set(data.RANDAUG_OPS)
+        # every operation was drawn, so each one's grouped application is covered by the equality
+        assert {name for _, _, ops in draws for name, _ in ops} == set(data.RANDAUG_OPS)
 
 
 def test_batched_augmentation_draws_per_sample_whatever_the_batch():
     split = toy_split(n=32)
     same = data.Split(split.images[:1].expand(32, -1, -1, -1), split.labels, split.classes)
-    x = data.augment_batch(same.images, FULL, torch.arange(32), seed=0, epoch=0)
+    def augment(index):
+        return data.augment_batch(same.images, FULL, index, data.draw_samples(same, FULL, index, seed=0, epoch=0))
+    x = augment(torch.arange(32))
     assert len({tuple(im.flatten().tolist()) for im in x}) > 24      # one image, 32 different augmentations
-    alone = torch.cat([data.augment_batch(same.images, FULL, torch.tensor([i]), seed=0, epoch=0) for i in (7, 3)])
-    assert torch.equal(alone, x[[7, 3]])
+    assert torch.equal(torch.cat([augment(torch.tensor([i])) for i in (7, 3)]), x[[7, 3]])
 
 
 def test_randaug_table_is_torchvisions():
@@ -377,12 +369,14 @@ def test_randaug_table_is_torchvisions():
         assert (bins is None and theirs(31, 20, 24) is None) or torch.equal(bins(31, 20, 24), theirs(31, 20, 24))
 
 
-def test_stream_on_a_device_gives_the_worker_batches():
+@pytest.mark.parametrize("workers", [0, 2])
+def test_stream_on_a_device_gives_the_worker_batches(workers):
+    """Augmenting on a device (its draws made here or in `workers` processes) changes nothing."""
     split = toy_split()
-    workers = list(data.TrainStream(split, FULL, batch_size=8, seed=1, views=2, workers=1).epoch(1))
-    device = data.TrainStream(split, FULL, batch_size=8, seed=1, views=2, device="cpu")
+    per_sample = list(data.TrainStream(split, FULL, batch_size=8, seed=1, views=2, workers=1).epoch(1))
+    device = data.TrainStream(split, FULL, batch_size=8, seed=1, views=2, workers=workers, device="cpu")
     assert [step for step, _ in device.epoch(1, start_step=1)] == [1, 2]
-    for (_, a), (_, b) in zip(workers, device.epoch(1)):
+    for (_, a), (_, b) in zip(per_sample, device.epoch(1)):
         assert_same_batches(a, b)
 
 # ----------------------------------------------------------------------------- MixUp / CutMix
