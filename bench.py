@@ -236,8 +236,7 @@ def cuda_224(device, workers, n=4096, bs=256, epochs=2):
         teacher = models.create_model(t_arch, 100)[0].to(device).eval().to(memory_format=torch.channels_last)
         forward = teacher_forward(teacher, models.normalization(teacher), True)
         on_workers = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
-        on_device = data.TrainStream(split, aug, batch_size=bs, seed=0, device=device)
-        on_device.device_images()   # the one-time copy to the GPU is not part of the rate
+        on_device = data.TrainStream(split, aug, batch_size=bs, seed=0, device=device)   # copies the images
         for name, stream in (("workers", on_workers), ("device", on_device)):
             t0 = time.time()
             cached = CachedStream(stream, 8)

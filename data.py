@@ -528,21 +528,24 @@ def train_batch(split: Split, aug: AugConfig, *, seed: int, epoch: int, step: in
     return {"x": x, "y": dominant, "y_soft": y_soft, "index": index}
 
 
-class _StepsOfEpoch(Dataset):
-    """Map-style dataset whose item i is step start_step + i: its whole batch, or with a device only
-    its draws (the device then applies them)."""
+class _Steps(Dataset):
+    """Map-style dataset whose item i is make(start_step + i): a step's whole batch, or its draws."""
 
-    def __init__(self, stream, epoch: int, start_step: int):
-        self.stream, self.epoch_index, self.start_step = stream, epoch, start_step
+    def __init__(self, make, start_step: int, stop_step: int):
+        self.make, self.start_step, self.stop_step = make, start_step, stop_step
 
     def __len__(self):
-        return self.stream.steps_per_epoch - self.start_step
+        return self.stop_step - self.start_step
 
     def __getitem__(self, i):
-        step = self.start_step + i
-        if self.stream.device is not None:
-            return self.stream.draws(self.epoch_index, step)
-        return self.stream.batch(self.epoch_index, step)
+        return self.make(self.start_step + i)
+
+
+def step_draws(split: Split, aug: AugConfig, epoch: int, step: int, *, seed: int, batch_size: int,
+               views: int) -> list:
+    """draw_samples' parameters for batch `step` of `epoch`, one list per view."""
+    index = batch_indices(len(split), seed, epoch, step, batch_size)
+    return [draw_samples(split, aug, index, seed=seed, epoch=epoch, view=view) for view in range(views)]
 
 
 def _as_is(item):
@@ -560,42 +563,39 @@ class TrainStream:
             raise ValueError(f"views must be 1 or 2, got {views}")
         self.split, self.aug, self.batch_size, self.seed = split, aug, batch_size, seed
         self.views, self.workers = views, workers
-        self.device, self._images = (None if device is None else torch.device(device)), None
         self.steps_per_epoch = len(split) // batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"batch size {batch_size} exceeds the {len(split)} training samples "
                              f"(incomplete batches are dropped)")
-
-    def draws(self, epoch: int, step: int) -> list:
-        """draw_samples' parameters for batch `step` of `epoch`, one list per view."""
-        index = batch_indices(len(self.split), self.seed, epoch, step, self.batch_size)
-        return [draw_samples(self.split, self.aug, index, seed=self.seed, epoch=epoch, view=view)
-                for view in range(self.views)]
+        self.device, self.images = (None if device is None else torch.device(device)), None
+        if self.device is not None:   # the uint8 images move to the device once, here
+            try:
+                self.images = split.images.to(self.device) if isinstance(split.images, torch.Tensor) else \
+                    [image.to(self.device) for image in split.images]
+            except torch.OutOfMemoryError:
+                gb = sum(image.numel() for image in split.images) / 1e9
+                raise DatasetError(f"--augment-on device: the {gb:.1f} GB of uint8 training images do not fit on "
+                                   f"{self.device}; use --augment-on workers") from None
 
     def batch(self, epoch: int, step: int, draws: list | None = None) -> dict:
         """train_batch's dict for (epoch, step); with views=2 also "x2", the second view. With a device,
-        `draws` may hold the step's draws made elsewhere (self.draws)."""
-        args = dict(seed=self.seed, epoch=epoch, step=step, batch_size=self.batch_size, images=self.device_images())
+        `draws` may hold the step's draws made elsewhere (step_draws)."""
+        args = dict(seed=self.seed, epoch=epoch, step=step, batch_size=self.batch_size, images=self.images)
         draws = draws or [None] * self.views
         batch = train_batch(self.split, self.aug, draws=draws[0], **args)
         if self.views == 2:
             batch["x2"] = train_batch(self.split, self.aug, view=1, draws=draws[1], **args)["x"]
         return batch
 
-    def device_images(self):
-        """The split's uint8 images on self.device (copied there once), or None without a device."""
-        if self.device is not None and self._images is None:
-            images = self.split.images
-            self._images = images.to(self.device) if isinstance(images, torch.Tensor) else \
-                [image.to(self.device) for image in images]
-        return self._images
-
     def epoch(self, epoch: int, start_step: int = 0):
         """Yield (step, batch) for step in [start_step, steps_per_epoch)."""
         if self.device is not None and self.workers == 0:
             yield from ((step, self.batch(epoch, step)) for step in range(start_step, self.steps_per_epoch))
             return
-        steps = _StepsOfEpoch(self, epoch, start_step)
+        # workers make whole batches, or only draws (then they need neither this stream nor its device images)
+        make = functools.partial(self.batch, epoch) if self.device is None else functools.partial(
+            step_draws, self.split, self.aug, epoch, seed=self.seed, batch_size=self.batch_size, views=self.views)
+        steps = _Steps(make, start_step, self.steps_per_epoch)
         # own generator: DataLoader would otherwise draw its base seed from the global RNG
         loader = DataLoader(steps, batch_size=None, shuffle=False, num_workers=self.workers, generator=torch.Generator(),
                             pin_memory=self.device is None and torch.cuda.is_available(),

@@ -379,6 +379,20 @@ def test_stream_on_a_device_gives_the_worker_batches(workers):
     for (_, a), (_, b) in zip(per_sample, device.epoch(1)):
         assert_same_batches(a, b)
 
+def test_images_too_large_for_the_device_name_the_flag_and_the_fallback():
+    class TooLarge:                     # a stored image whose copy to the device runs out of memory
+        shape = (3, 30000, 40000)
+
+        def numel(self):
+            return 3 * 30000 * 40000
+
+        def to(self, device):
+            raise torch.OutOfMemoryError("out of memory")
+
+    split = data.Split([TooLarge()] * 4, torch.zeros(4, dtype=torch.long), ["c"])
+    with pytest.raises(data.DatasetError, match=r"--augment-on device: the 14.4 GB .* use --augment-on workers"):
+        data.TrainStream(split, FULL, batch_size=2, seed=0, device="cpu")
+
 # ----------------------------------------------------------------------------- MixUp / CutMix
 
 
