@@ -218,11 +218,12 @@ def main(argv=None):
     device = args.device
     teacher = models.create_model(teacher_ckpt["arch"], teacher_ckpt["num_classes"], args.teacher,
                                   dataset=teacher_ckpt["dataset"])[0].to(device)
-    if args.channels_last:
+    t_channels_last = engine.channels_last_for(args.channels_last, teacher, device)
+    if t_channels_last:
         teacher.to(memory_format=torch.channels_last)
     t_norm = (tuple(teacher_ckpt["normalization"]["mean"]), tuple(teacher_ckpt["normalization"]["std"]))
     test_images = data.eval_images(test_split, aug)
-    t_test = models.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=args.channels_last)
+    t_test = models.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=t_channels_last)
     t_acc = engine.accuracy(t_test, test_split.labels)
     chance = 100.0 / teacher_ckpt["num_classes"]
     print(f"{prog}: teacher {args.teacher} ({teacher_ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% "
@@ -231,9 +232,9 @@ def main(argv=None):
         engine.fail(prog, f"--teacher: '{args.teacher}' is near chance on {args.dataset} test "
                           f"({t_acc['top1']:.1f}% vs chance {chance:.1f}%); pass --allow-weak-teacher to distil anyway")
     t_train = models.predict(teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp,
-                             channels_last=args.channels_last)
+                             channels_last=t_channels_last)
 
-    forward = teacher_forward(teacher, t_norm, args.channels_last)
+    forward = teacher_forward(teacher, t_norm, t_channels_last)
     if args.teacher_tape:
         try:
             forward = tape.TeacherTape(args.teacher_tape, forward, key=tape.tape_key(base, stream, args.views))
@@ -268,7 +269,8 @@ def main(argv=None):
     try:
         results = engine.train(members, stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
                                lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
-                               device=device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                               device=device, amp=args.amp, compile=args.compile,
+                               channels_last=engine.channels_last_for(args.channels_last, members[0].model, device),
                                parallel=args.parallel,
                                eval_every=args.eval_every, teacher=forward, teacher_test_pred=t_test.argmax(1),
                                keep_ckpt=args.keep_ckpt, common_result=common, log=lambda s: print(s, file=sys.stderr))

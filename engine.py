@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import kd
-from models import atomic_save, model_input, predict
+from models import atomic_save, is_convnet, model_input, predict
 
 EXIT_BAD_INPUT = 2   # bad flags or files: nothing was started
 EXIT_FAILED = 3      # a run diverged (NaN/inf loss); its result.json says why
@@ -73,6 +73,11 @@ def augment_device(augment_on, device, workers):
     or without worker processes (the batches are the same either way); None: per sample in the workers."""
     auto = device.type == "cuda" or workers == 0
     return device if augment_on == "device" or (augment_on == "auto" and auto) else None
+
+
+def channels_last_for(setting, model, device):
+    """--channels-last: on, off, or auto (on a GPU, for a model that is mostly convolutions)."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda" and is_convnet(model))
 
 
 def resolve_device(name):
@@ -519,7 +524,8 @@ def add_runtime_args(parser):
     g = parser.add_argument_group("device and runtime (do not change results, except --amp)")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, or cuda[:N]")
     g.add_argument("--amp", action="store_true", help="bf16 autocast (losses stay float32); for CUDA")
-    g.add_argument("--channels-last", action="store_true", help="channels_last memory format (faster for most CNNs on CUDA)")
+    g.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
+                   help="channels_last memory format: on (the bare flag), off, or auto (on a GPU, for each model that is mostly convolutions)")
     g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     g.add_argument("--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)")
     g.add_argument("--augment-on", default="auto", choices=["auto", "workers", "device"],

@@ -161,6 +161,13 @@ def _stats(mean, std, device):
     return torch.tensor(mean, device=device).view(1, 3, 1, 1), torch.tensor(std, device=device).view(1, 3, 1, 1)
 
 
+def is_convnet(model) -> bool:
+    """Whether most of the model's weights are convolution kernels (then channels_last pays off on GPUs;
+    a ViT's patch embedding is a convolution too, but a small share of its weights)."""
+    conv = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    return conv > 0.5 * sum(p.numel() for p in model.parameters())
+
+
 def model_input(x, mean, std, channels_last=False):
     """uint8 [0,255] or float [0,1] images (B,3,H,W) -> float32 normalised with the model's own mean/std."""
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

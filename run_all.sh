@@ -2,7 +2,7 @@
 # The whole study as one resumable grid:  bash run_all.sh PRESET [options]
 #
 #   bash run_all.sh demo                       # the whole study on the built-in dataset, on a CPU
-#   bash run_all.sh paper --data-root /data --extra "--amp --channels-last --workers 8"
+#   bash run_all.sh paper --data-root /data --extra "--amp --workers 8"
 #   bash run_all.sh config --slurm --partition gpu --time 04:00:00 --gpus 1 --max-concurrent 32
 #   bash run_all.sh paper --dry-run            # runs per stage and the first commands
 #

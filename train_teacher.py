@@ -133,7 +133,8 @@ def main(argv=None):
     try:
         results = engine.train([member], stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
                                lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
-                               device=args.device, amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                               device=args.device, amp=args.amp, compile=args.compile,
+                               channels_last=engine.channels_last_for(args.channels_last, model, args.device),
                                eval_every=args.eval_every, keep_ckpt=args.keep_ckpt, common_result=common,
                                on_finish=save_model, log=lambda s: print(s, file=sys.stderr))
     except engine.RunError as e:   # a run folder that cannot be resumed

@@ -274,6 +274,17 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     assert without_speed(d["curve"]) == without_speed(a["curve"]) and d["final"]["top1"] == a["final"]["top1"]  # same batches
 
 
+def test_channels_last_auto_picks_convnets_on_gpus_only():
+    import timm
+    cnn = models.create_model("resnet10t", 3)[0]
+    vit = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=3)
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")     # device objects only: nothing runs on them
+    assert models.is_convnet(cnn) and not models.is_convnet(vit)
+    assert engine.channels_last_for("auto", cnn, gpu) and not engine.channels_last_for("auto", vit, gpu)
+    assert not engine.channels_last_for("auto", cnn, cpu)
+    assert engine.channels_last_for("on", vit, cpu) and not engine.channels_last_for("off", cnn, gpu)
+
+
 @pytest.mark.slow
 def test_compile_flag_compiles_once_for_all_lockstep_students(teacher, tmp_path):
     from torch._dynamo.utils import counters
