@@ -10,7 +10,6 @@ is done; one with a ckpt.pt resumes exactly where it stopped, because every rand
 from (seed, epoch, step) and the checkpoint holds model, optimizer, objective and position.
 """
 import argparse
-import contextlib
 import copy
 import hashlib
 import json
@@ -388,19 +387,6 @@ def seed_step(seed, epoch, step, device):
     torch.random.default_generator.manual_seed(step_seed(seed, epoch, step))
     if device.type == "cuda":
         torch.cuda.manual_seed(step_seed(seed, epoch, step))
-
-
-@contextlib.contextmanager
-def intra_op_threads(n):
-    """torch.set_num_threads(n) inside the block."""
-    old = torch.get_num_threads()
-    if n != old:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if n != old:
-            torch.set_num_threads(old)
 
 
 def draws_random_numbers(members, stream, views, device, amp, channels_last):

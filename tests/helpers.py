@@ -1,4 +1,5 @@
 """Shared by the tests: a tiny built-in dataset, fast flags, and ways to run the scripts."""
+import contextlib
 import json
 import os
 import subprocess
@@ -6,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 # synth-src: 2 coarse groups x 3 fine classes; synth-fine: the 3 classes of group 0; a few images each,
@@ -40,3 +42,14 @@ def main_error(main, args, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines[-1].split(":")[1] == " error" and not any("error" in l for l in lines[:-1]), lines
     return lines[-1]
+
+
+@contextlib.contextmanager
+def intra_op_threads(n):
+    """torch.set_num_threads(n) inside the block (CPU float results depend on it)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)

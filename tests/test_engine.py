@@ -19,7 +19,7 @@ import engine
 import models
 import train_teacher
 
-from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script
+from helpers import FAST, ROOT, TINY, distill_args, intra_op_threads, main_error, results_in, run_script
 
 
 def test_teacher_checkpoint_describes_itself(teacher):
@@ -52,10 +52,10 @@ def test_parallel_students_compute_what_serial_students_compute(teacher, tmp_pat
     """--parallel 2 on 2 threads steps two students at once, one thread each: bit-identical to stepping
     them one after the other on one thread (bottomk draws from its own generator, so it runs concurrently)."""
     sweep = ["--T", "1", "4", "--signal", "bottomk", "--k", "1"]
-    with engine.intra_op_threads(2):
+    with intra_op_threads(2):
         assert distill.main(distill_args(teacher, tmp_path / "par", *sweep, "--parallel", "2")) == 0
     assert "one at a time" not in capsys.readouterr().err
-    with engine.intra_op_threads(1):
+    with intra_op_threads(1):
         assert distill.main(distill_args(teacher, tmp_path / "ser", *sweep)) == 0
     par, ser = results_in(tmp_path / "par"), results_in(tmp_path / "ser")
     assert sorted(par) == sorted(ser) and len(par) == 2
@@ -85,7 +85,7 @@ def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
                                lr=0.01, wd=0, parallel=parallel, log=logs.append)
         return [r["curve"][-1]["train_loss"] for r in results], logs
 
-    with engine.intra_op_threads(2):
+    with intra_op_threads(2):
         a, logs = sweep("a", parallel=2)
         b, _ = sweep("b", parallel=2)
     assert any("one at a time" in line for line in logs) and a == b and a[0] != a[1]
