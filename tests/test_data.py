@@ -331,14 +331,16 @@ def test_global_rng_is_untouched():
 
 @pytest.mark.parametrize("stored", ["tensor", "list"])
 @pytest.mark.parametrize("aug", [data.AugConfig(image_size=16, crop="resize"), data.AugConfig(image_size=16, crop="rrc"),
-                                 data.AugConfig(image_size=20, crop="rrc", randaug_n=3, randaug_m=13, hflip=False)],
-                         ids=["resize", "rrc", "rrc-n3-m13-noflip"])
+                                 data.AugConfig(image_size=20, crop="rrc", randaug_n=3, randaug_m=13, hflip=False),
+                                 data.aug_config_for("pets", 224)],
+                         ids=["resize", "rrc", "rrc-n3-m13-noflip", "pets-224"])
 def test_batched_augmentation_equals_per_sample_augmentation(aug, stored):
     """augment_batch (grouped by operation) gives the bytes of the per-sample torchvision transforms."""
     g = torch.Generator().manual_seed(0)
-    images = torch.randint(0, 256, (96, 3, 24, 28), dtype=torch.uint8, generator=g)
+    h, w = (256, 288) if aug.image_size > 100 else (24, 28)   # Pets: stored short side 256, cropped to 224
+    images = torch.randint(0, 256, (96, 3, h, w), dtype=torch.uint8, generator=g)
     if stored == "list":
-        images = [random_image(22 + i % 5, 26 + i % 7, seed=i) for i in range(96)]
+        images = [random_image(h - 2 + i % 5, w - 2 + i % 7, seed=i) for i in range(96)]
     split = data.Split(images, torch.zeros(96, dtype=torch.long), ["c"])
     index = torch.randperm(96, generator=g)[:80]
     for view in (0, 1):
