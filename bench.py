@@ -15,6 +15,7 @@ cuda   absolute distillation img/s at 224 px with data included (CUDA only)
 Prints a table and one JSON line with every figure, the device, models, resolution and batch size.
 """
 import argparse
+import copy
 import json
 import platform
 import tempfile
@@ -83,7 +84,8 @@ def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, d
 
 def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, bs, seed, device, workers,
                 tape_dir=None, amp=False, channels_last=False, parallel=1):
-    """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape)."""
+    """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape).
+    channels_last: the students' and the teacher's inputs (pass a teacher already in that format)."""
     aug = data.aug_config_for("synth-fine", train.images.shape[-1])
     stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers,
                               device=engine.augment_device("auto", device, workers))
@@ -151,6 +153,8 @@ def main():
     p.add_argument("--repeat", type=int, default=2, help="step section: runs of each loop; the fastest counts")
     p.add_argument("--parallel", type=int, default=torch.get_num_threads(),
                    help="CPU: students of the lockstep sweep stepped at once (distill.py --parallel)")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
+                   help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)")
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
     args = p.parse_args()
     device = engine.resolve_device(args.device)
@@ -172,14 +176,19 @@ def main():
     row = {"device": engine.device_name(device), "host": platform.node(), "torch": torch.__version__,
            "teacher": args.teacher, "student": args.student, "resolution": size, "batch_size": args.bs,
            "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers,
-           "parallel": args.parallel if device.type == "cpu" else 1}
+           "parallel": args.parallel if device.type == "cpu" else 1,
+           "channels_last": engine.channels_last_for(args.channels_last, teacher, device)}
+    # this project's loop gets its own teacher copy: the plain loop keeps the default memory format
+    fast_teacher = copy.deepcopy(teacher)
+    if row["channels_last"]:
+        fast_teacher.to(memory_format=torch.channels_last)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "png"
         write_image_folder(train, folder)
         # step: the fastest of --repeat runs of each loop (the first runs also warm up the kernels)
         def project(name, tape_dir=None):
-            return project_run(Path(tmp) / name, train, test, teacher, t_norm, args.student, [4.0], args.epochs,
-                               args.bs, 0, device, args.workers, tape_dir=tape_dir)
+            return project_run(Path(tmp) / name, train, test, fast_teacher, t_norm, args.student, [4.0], args.epochs,
+                               args.bs, 0, device, args.workers, tape_dir=tape_dir, channels_last=row["channels_last"])
         plain = max(plain_run(folder, teacher, args.student, K, 4.0, args.epochs, args.bs, size, device, args.workers)
                     for _ in range(args.repeat))
         live = max(project(f"live{i}")[1] for i in range(args.repeat))
@@ -201,9 +210,9 @@ def main():
         for T in temps:
             plain_run(folder, teacher, args.student, K, T, args.epochs, args.bs, size, device, args.workers)
         plain_wall = time.time() - t0
-        lock_wall, _, tape = project_run(Path(tmp) / "sweep", train, test, teacher, t_norm, args.student, temps,
+        lock_wall, _, tape = project_run(Path(tmp) / "sweep", train, test, fast_teacher, t_norm, args.student, temps,
                                          args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape",
-                                         parallel=args.parallel)
+                                         parallel=args.parallel, channels_last=row["channels_last"])
         row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
     if device.type == "cuda" and not args.quick:
         row.update(cuda_224(device, args.workers or 16))
@@ -265,7 +274,8 @@ def print_table(r):
                 print(f"  {k:<60} {v:>8.0f} img/s")
         return
     print(f"device: {r['device']}  teacher {r['teacher']} -> student {r['student']}  {r['resolution']} px  "
-          f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}")
+          f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}  "
+          f"channels_last {'on' if r['channels_last'] else 'off'}")
     rows = [("step: plain KD loop", f"{r['step_plain_img_s']:.0f} img/s", ""),
             ("step: this loop, teacher live", f"{r['step_live_img_s']:.0f} img/s", f"{r['step_ratio_live']:.2f}x plain"),
             ("step: this loop, recording the tape", f"{r['step_record_img_s']:.0f} img/s", f"{r['step_record_img_s'] / r['step_plain_img_s']:.2f}x plain"),

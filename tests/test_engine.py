@@ -258,6 +258,28 @@ def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
     assert r["curve"][1]["lr"] < 0.02
 
 
+@pytest.mark.parametrize("opt", ["adamw", "sgd"])
+def test_fused_optimizers_follow_the_per_tensor_update_rule(opt):
+    """build_optimizer uses the fused kernels on CPU; ten steps land where torch's per-tensor loop lands."""
+    torch.manual_seed(0)
+    fused_model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 3))
+    loop_model = [p.detach().clone().requires_grad_() for p in fused_model.parameters()]
+    fused = engine.build_optimizer(fused_model.parameters(), opt, lr=0.05, wd=0.05)
+    cls = torch.optim.AdamW if opt == "adamw" else torch.optim.SGD
+    loop = cls(loop_model, lr=0.05, weight_decay=0.05, foreach=False, **({"momentum": 0.9} if opt == "sgd" else {}))
+    assert fused.defaults["fused"] is True
+    for step in range(10):
+        x = torch.randn(32, 8)
+        for params, optimizer in ((list(fused_model.parameters()), fused), (loop_model, loop)):
+            w1, b1, w2, b2 = params
+            loss = (F.relu(x @ w1.T + b1) @ w2.T + b2).logsumexp(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    for a, b in zip(fused_model.parameters(), loop_model):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     """--workers, --channels-last, --augment-on change how, not what (on CPU); --amp runs bf16 autocast."""
     base = distill_args(teacher, tmp_path / "a", "--T", "4", "--augment-on", "workers")
