@@ -178,10 +178,8 @@ def main():
            "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers,
            "parallel": args.parallel if device.type == "cpu" else 1,
            "channels_last": engine.channels_last_for(args.channels_last, teacher, device)}
-    # this project's loop gets its own teacher copy: the plain loop keeps the default memory format
-    fast_teacher = copy.deepcopy(teacher)
-    if row["channels_last"]:
-        fast_teacher.to(memory_format=torch.channels_last)
+    # in channels_last, this project's loop gets its own teacher copy: the plain loop keeps the default format
+    fast_teacher = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if row["channels_last"] else teacher
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "png"
         write_image_folder(train, folder)

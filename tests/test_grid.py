@@ -15,9 +15,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_all(*args, timeout=900, **kw):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run(["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def start_run_all(*args, **kw):
+    """run_all.sh in the background (a Popen)."""
+    return subprocess.Popen(["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), **kw)
 
 
 def run_ids(out):
@@ -66,10 +71,8 @@ def test_bad_preset_and_options():
 def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path):
     # two run_all.sh started together on one folder: each command runs once, in one of them
     ref = tmp_path / "ref"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    procs = [subprocess.Popen(["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--out", str(ref), "--jobs", "1"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [start_run_all("demo-tiny", "--out", ref, "--jobs", "1", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           text=True) for _ in range(2)]
     errs = [p.communicate(timeout=900)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), [e[-3000:] for e in errs]
     expected = run_ids(ref)
@@ -83,8 +86,8 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path)
     rng = random.Random(0)
     out = tmp_path / "killed"
     for trial in range(2):
-        p = subprocess.Popen(["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--out", str(out)], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        p = start_run_all("demo-tiny", "--out", out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          start_new_session=True)
         time.sleep(rng.uniform(5, 40))
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
