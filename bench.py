@@ -28,10 +28,12 @@ import torchvision
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
+import cli
 import data
 import engine
 import kd
 import models
+import runs
 from distill import teacher_forward
 from tape import TeacherTape
 
@@ -98,15 +100,16 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
         torch.manual_seed(seed)
         student = models.create_model(student_arch, len(train.classes))[0]
         loss = kd.build_loss("kd", T=T)
-        run = engine.RunDir(Path(out) / f"T{T}", {"T": T})
+        run = runs.RunDir(Path(out) / f"T{T}", {"T": T})
         run.start({})
         members.append(engine.Member(name=f"T={T}", run=run, model=student, norm=models.normalization(student),
                                      objective=lambda s, b, t, e, i, loss=loss: loss(s, t)))
     test_images = data.eval_images(test, aug)[:bs]
     t0 = time.time()
-    results = engine.train(members, stream, test_images, test.labels[:bs], epochs=epochs, opt="adamw", lr=1e-3,
-                           wd=0.05, clip=1.0, seed=seed, device=device, amp=amp, channels_last=channels_last,
-                           parallel=parallel, teacher=forward, log=lambda s: None)
+    recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, clip=1.0, seed=seed, device=device, amp=amp,
+                           channels_last=channels_last, parallel=parallel)
+    results = engine.train(members, stream, (test_images, test.labels[:bs], None), recipe, teacher=forward,
+                           log=lambda s: None)
     wall = time.time() - t0
     return wall, sum(r["img_per_s"] for r in results) / len(results), forward
 
@@ -130,12 +133,13 @@ def train_teacher_quickly(arch, train, test, epochs, device):
         torch.manual_seed(0)
         model = models.create_model(arch, len(train.classes))[0]
         aug = data.aug_config_for("synth-fine", train.images.shape[-1])
-        run = engine.RunDir(Path(tmp) / "t", {})
+        run = runs.RunDir(Path(tmp) / "t", {})
         run.start({})
         m = engine.Member(name="teacher", run=run, model=model, norm=models.normalization(model),
-                          objective=lambda s, b, t, e, i: engine.soft_cross_entropy(s, b["y_soft"], 0.1))
-        engine.train([m], data.TrainStream(train, aug, batch_size=64, seed=0), data.eval_images(test, aug)[:64],
-                     test.labels[:64], epochs=epochs, opt="adamw", lr=5e-4, wd=0.05, clip=0, device=device, log=lambda s: None)
+                          objective=lambda s, b, t, e, i: engine.label_smoothed_cross_entropy(s, b["y_soft"], 0.1))
+        recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=5e-4, wd=0.05, clip=0, device=device)
+        engine.train([m], data.TrainStream(train, aug, batch_size=64, seed=0),
+                     (data.eval_images(test, aug)[:64], test.labels[:64], None), recipe, log=lambda s: None)
     return model.to(device).eval()
 
 
@@ -157,9 +161,9 @@ def main():
                    help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)")
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
     args = p.parse_args()
-    device = engine.resolve_device(args.device)
+    device = cli.resolve_device(args.device)
     if args.only_cuda:
-        row = {"device": engine.device_name(device), "host": platform.node(), "torch": torch.__version__}
+        row = {"device": runs.provenance(device)["device"], "host": platform.node(), "torch": torch.__version__}
         row.update(cuda_224(device, args.workers or 16))
         print_table(row)
         print(json.dumps(row))
@@ -173,7 +177,7 @@ def main():
     teacher = train_teacher_quickly(args.teacher, train, test, 1, device)
     t_norm = models.normalization(teacher)
     temps = [1, 2, 3, 4, 5, 10, 20, 30, 40][:args.K] if args.K <= 9 else list(range(1, args.K + 1))
-    row = {"device": engine.device_name(device), "host": platform.node(), "torch": torch.__version__,
+    row = {"device": runs.provenance(device)["device"], "host": platform.node(), "torch": torch.__version__,
            "teacher": args.teacher, "student": args.student, "resolution": size, "batch_size": args.bs,
            "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers,
            "parallel": args.parallel if device.type == "cpu" else 1,
@@ -253,13 +257,15 @@ def cuda_224(device, workers, n=4096, bs=256, epochs=2):
                              ("step_only", cached)):
             with tempfile.TemporaryDirectory() as tmp:
                 student = models.create_model(s_arch, 100)[0]
-                run = engine.RunDir(Path(tmp) / "s", {})
+                run = runs.RunDir(Path(tmp) / "s", {})
                 run.start({})
                 loss = kd.build_loss("kd", T=4.0)
                 m = engine.Member(name="s", run=run, model=student, norm=models.normalization(student),
                                   objective=lambda s, b, t, e, i: loss(s, t))
-                r = engine.train([m], source, test, split.labels[:bs], epochs=epochs, opt="adamw", lr=1e-3, wd=0.05,
-                                 device=device, amp=True, channels_last=True, teacher=forward, log=lambda s: None)[0]
+                recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True,
+                                       channels_last=True)
+                r = engine.train([m], source, (test, split.labels[:bs], None), recipe, teacher=forward,
+                                 log=lambda s: None)[0]
             out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_{name}_img_s"] = r["curve"][-1]["img_per_s"]   # last epoch: warm
     return out
 

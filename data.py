@@ -27,6 +27,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, DatasetFolder, find_clas
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from runs import atomic_torch_save, atomic_write
+
 # ----------------------------------------------------------------------------- datasets
 
 STORE_CROP_PCT = 0.875   # real images are stored with short side image_size / 0.875 (256 for 224)
@@ -63,6 +65,7 @@ class Split:
     labels: torch.Tensor                           # int64 (N,)
     classes: list[str]                             # class names, index = label
     class_groups: "list[int] | None" = None        # coarse group of each class (synth data only)
+    class_sources: "list[int] | None" = None       # pretraining (synth-src) class of each class (synth only)
 
     def __post_init__(self):
         if len(self.images) != len(self.labels):
@@ -70,6 +73,20 @@ class Split:
 
     def __len__(self):
         return len(self.labels)
+
+
+def class_relations(split: Split) -> dict:
+    """{"group": same coarse group, "sibling": same pretraining class}: (K, K) bool relations between
+    different classes, for data that knows them (synth-*); {} otherwise. "sibling" only where some exist."""
+    if split.class_groups is None:
+        return {}
+    groups, sources = torch.tensor(split.class_groups), torch.tensor(split.class_sources)
+    other = ~torch.eye(len(groups), dtype=torch.bool)
+    relations = {"group": (groups[:, None] == groups[None, :]) & other}
+    sibling = (sources[:, None] == sources[None, :]) & other
+    if sibling.any():
+        relations["sibling"] = sibling
+    return relations
 
 
 def store_size(name: str, image_size: int | None = None) -> int | None:
@@ -94,9 +111,9 @@ def load_split(name: str, split: str, data_root: str | Path, *, download: bool =
         raise DatasetError(f"{name}: unknown split {split!r}; expected 'train' or 'test'")
     if name.startswith("synth-"):
         import synth as synth_module
-        images, labels, classes, groups = synth_module.make_synth(name.removeprefix("synth-"), split,
-                                                                  **(synth or {}))
-        return Split(images, labels, list(classes), None if groups is None else list(groups))
+        images, labels, classes, groups, sources = synth_module.make_synth(name.removeprefix("synth-"), split,
+                                                                           **(synth or {}))
+        return Split(images, labels, list(classes), list(groups), list(sources))
 
     root = Path(data_root).expanduser()
     size = store_size(name, image_size)
@@ -114,16 +131,22 @@ def load_split(name: str, split: str, data_root: str | Path, *, download: bool =
     return result
 
 
+def check_synth_args(name: str, synth: dict):
+    """ValueError naming --synth when it is given for a real dataset or holds a bad key or value."""
+    if synth and not name.startswith("synth-"):
+        raise ValueError(f"--synth: applies to the built-in synth-* datasets only, not --dataset {name}")
+    if synth:
+        import synth as synth_module
+
+        synth_module.check_sizes(synth)
+
+
 def write_cache(path: Path, split: Split):
-    """Save the split's tensors atomically (temp file + os.replace); warn instead of failing if read-only."""
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    """Save the split's tensors atomically; warn instead of failing if the folder is read-only."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"version": CACHE_VERSION, "images": split.images, "labels": split.labels,
-                    "classes": split.classes}, tmp)
-        os.replace(tmp, path)
+        atomic_torch_save({"version": CACHE_VERSION, "images": split.images, "labels": split.labels,
+                           "classes": split.classes}, path)  # fmt: skip
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         print(f"data: could not write cache {path} ({e}); continuing without it", file=sys.stderr)
 
 
@@ -645,7 +668,7 @@ def make_fewshot(src_dir, out_dir, *, n_train: int = 30, n_test: int = 20, seed:
                     target.symlink_to(path)
     summary = {"src": str(src), "out": str(out), "classes": len(files), "n_train": n_train,
                "n_test": n_test, "seed": seed, "copy": copy}
-    (out / "fewshot.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write(out / "fewshot.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 

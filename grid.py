@@ -9,11 +9,13 @@ the paper's text lost the number. Temperature sweeps are one lockstep command pe
     python grid.py demo --out demo          # writes demo/manifest/*.txt
 """
 import argparse
-import os
 import shlex
 import sys
 from collections import OrderedDict
 from pathlib import Path
+
+import kd
+from runs import atomic_write
 
 # ---------------------------------------------------------------------------------------------
 # The paper (STUDY.md §1-§4)
@@ -25,7 +27,7 @@ EXTRA_TEACHERS = ["convnext_tiny", "regnety_064"]          # origination study (
 SCRATCH_TEACHERS = ["resnet50", "convnext_tiny", "regnety_064"]   # no ViT from scratch (paper)
 STUDENTS = ["resnet18", "mobilenetv4_conv_medium"]         # baseline students (paper)
 EXTRA_STUDENTS = ["convnext_pico", "mobilevitv2_150"]      # initialization study (paper)
-METHODS = ["dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]   # compared with kd (paper), own defaults
+METHODS = [m for m in kd.METHODS if m != "kd"]            # compared with kd (paper), each at its own defaults
 CONTROLS = [("smooth-global", None), ("smooth-instance", None), ("bottomk", 1), ("bottomk", 2), ("bottomk", 5)]  # k values (default)
 OPTIMIZERS = ["adamw", "sgd"]                               # (paper)
 BATCH_SIZES = [64, 256]                                     # (paper); baseline 64 (default)
@@ -253,11 +255,7 @@ def main(argv=None):
             for cmd in list(cmds)[:3]:
                 print(f"  {cmd}")
             continue
-        folder = g.out / "manifest"
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{stage}.txt.{os.getpid()}.tmp"   # unique: two run_all.sh may write at once
-        tmp.write_text("".join(c + "\n" for c in cmds))
-        tmp.replace(folder / f"{stage}.txt")
+        atomic_write(g.out / "manifest" / f"{stage}.txt", "".join(c + "\n" for c in cmds))
     return 0
 
 

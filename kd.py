@@ -1,22 +1,29 @@
-"""Teacher-output knowledge-distillation losses, control signals and diagnostics.
+"""Knowledge distillation on logits: the study's eight losses, its control signals, teacher statistics
+and per-layer gradient clipping. Imports torch and the standard library only: copy it.
 
-The reference of the field's logit losses for this study (spec: docs/METHODS.md). Each loss
-casts logits to at least float32 on entry (safe under bf16/fp16 autocast), never syncs with the
-host (no `.item()`), and stays finite for T in [0.5, 100] and logits up to +-1e3.
-Shapes: B = batch size, K = number of classes; "per-sample" losses return (B,), losses ().
-Reduction is always "batchmean": sum over classes, mean over the batch.
-Imports torch and the standard library only.
+    loss = kd.build_loss("dkd", T=4.0)          # any name in kd.METHODS, its paper's defaults otherwise
+    value = loss(student_logits, teacher_logits, labels=y, epoch=e)
+
+Conventions: B = batch size, K = classes. Logits are cast to (at least) float32 on entry, so every
+loss is safe under bf16 autocast; no loss syncs with the host; every loss is finite (values and
+gradients) for T in [0.5, 100], the range build_loss accepts, and logits up to +-1e3. Reductions
+are "batchmean": sum over classes, mean over the batch. The equations, defaults and every deviation
+from the official code, with measured differences, are in docs/METHODS.md.
+
+Copying one method into another project: take the section "Shared pieces" and the method's own
+section (for DKD, "DKD -- Decoupled KD"); nothing else is needed (tests/test_kd.py runs each
+method from exactly those two sections).
 """
-import inspect
+
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+# ==============================================================================================
+# Shared pieces
 
-# ----------------------------------------------------------------------------------------------
-# Building blocks
 
 def _f32(x):
     """Cast to at least float32 (bf16/fp16 -> fp32; fp64 stays fp64)."""
@@ -25,8 +32,9 @@ def _f32(x):
 
 def _check_pair(s, t):
     if s.dim() != 2 or s.shape != t.shape:
-        raise ValueError(f"expected student and teacher logits of the same shape (B, K), got "
-                         f"{tuple(s.shape)} and {tuple(t.shape)}")
+        raise ValueError(
+            f"expected student and teacher logits of the same shape (B, K), got {tuple(s.shape)} and {tuple(t.shape)}"
+        )
 
 
 def entropy_from_log_probs(log_p):
@@ -45,8 +53,9 @@ def kl_from_log_probs(log_p, log_q):
 def masked_log_softmax(z, mask):
     """log_softmax over the classes where mask is False; masked entries are returned as 0.
 
-    A 0 placeholder in both arguments of `kl_from_log_probs` adds exp(0) (0 - 0) = 0 (no -inf - -inf
-    NaN), and the finite fill keeps a fully masked row finite, values and gradients (METHODS 0.2.4)."""
+    masked_fill with the dtype's lowest finite value (not -inf) keeps a fully masked row finite,
+    values and gradients; the 0 placeholder in both arguments of kl_from_log_probs then adds
+    exp(0) * (0 - 0) = 0 (no -inf - -inf NaN)."""
     z = z.masked_fill(mask, torch.finfo(z.dtype).min)
     return F.log_softmax(z, dim=-1).masked_fill(mask, 0.0)
 
@@ -54,7 +63,7 @@ def masked_log_softmax(z, mask):
 def binary_log_probs(z, index):
     """Stable log p_c and log(1 - p_c) of softmax(z) for class c = index[n]; (B, K), (B,) -> 2x(B,).
 
-    log p_c = z_c - LSE(z), log(1 - p_c) = LSE_{j != c}(z_j) - LSE(z)   (METHODS 0.2.5)."""
+    log p_c = z_c - LSE(z), log(1 - p_c) = LSE_{j != c}(z_j) - LSE(z): no 1 - p cancellation."""
     lse = torch.logsumexp(z, dim=1)
     is_c = F.one_hot(index, z.shape[1]).bool()
     log_p = z.gather(1, index[:, None]).squeeze(1) - lse
@@ -80,9 +89,6 @@ def warmup_factor(epoch, warmup):
     return min(epoch / warmup, 1.0)
 
 
-# ----------------------------------------------------------------------------------------------
-# KD -- Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531
-
 def kd_per_sample(student_logits, teacher_logits, T, t2=True):
     """T^2 * KL(softmax(t/T) || softmax(s/T)) per sample, (B, K) -> (B,). T: float or 0-dim tensor."""
     s, t = _f32(student_logits), _f32(teacher_logits)
@@ -94,22 +100,109 @@ def kd_per_sample(student_logits, teacher_logits, T, t2=True):
 def kd_loss(student_logits, teacher_logits, T, t2=True):
     """L_KD = mean_n T^2 KL(p^T(t_n) || p^T(s_n)) ("batchmean"); (B, K) x2 -> ().
 
+    Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531.
     Gradient w.r.t. s: T (softmax(s/T) - softmax(t/T)) / B."""
     return kd_per_sample(student_logits, teacher_logits, T, t2).mean()
 
 
-def soft_target_loss(student_logits, target_probs, T, t2=True):
-    """T^2 * KL(target || softmax(s/T)), batchmean, for any target distribution (B, K) -> ().
+def check_hparam(method, key, value, spec):
+    """`value` of hyperparameter `key` if it has the type and range of spec = (default, low, high), else
+    ValueError. The type is the default's: bool, int, float (ints accepted), a tuple of floats, or a
+    float that may be None (default None). low/high bound every number (None: unbounded)."""
+    default, low, high = spec
+    where = f"{method} hyperparameter {key}"
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if value is None and default is None:
+        return None
+    numbers = value if isinstance(default, tuple) else (value,)
+    if isinstance(default, tuple) and not (isinstance(value, tuple) and value):
+        raise ValueError(f"{where}: expected a non-empty tuple of numbers, got {value!r}")
+    for v in numbers:
+        integer = isinstance(default, int)
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or not math.isfinite(v):
+            raise ValueError(f"{where}: expected {'an integer' if integer else 'a finite number'}, got {v!r}")
+        if (low is not None and v < low) or (high is not None and v > high):
+            bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+            raise ValueError(f"{where}: {v!r} is outside its valid range {bounds}")
+    if isinstance(default, tuple):
+        return tuple(float(v) for v in value)
+    return value if isinstance(default, int) else float(value)
 
-    0 log 0 = 0 via xlogy, so exact zeros in the target (one-hot, smoothing) are fine."""
-    s, p = _f32(student_logits), _f32(target_probs)
-    _check_pair(s, p)
-    kl = (torch.xlogy(p, p) - p * F.log_softmax(s / T, dim=1)).sum(1)
-    return (kl * (T * T) if t2 else kl).mean()
+
+# The temperatures every loss accepts: finite losses and gradients at +-1e3 logits (tests/test_kd.py).
+T_RANGE = (0.5, 100.0)
+WEIGHT = (0.0, None)  # a loss weight: any number >= 0
 
 
-# ----------------------------------------------------------------------------------------------
+class Distiller(nn.Module):
+    """A method as a module: total = ce_weight * CE(s, labels) [when ce_weight > 0] + kd_term(...).
+
+    Subclasses declare HPARAMS {name: (default, low, high)}; the constructor checks every value and
+    keeps them in `self.hparams` (and as attributes). Flags tell a training loop what the method
+    needs. `parts` keeps detached components for logging (no host sync)."""
+
+    name = "base"
+    HPARAMS = {}
+    kd_needs_labels = False  # the KD term itself uses labels (DKD, RLD)
+    needs_epoch = False  # warmup (DKD, RLD) or lambda schedule (CTKD)
+    needs_two_views = False  # MLKD: logits are (weak, strong) tuples
+    batch_coupled = False  # the loss depends on the batch composition: needs B >= 2
+
+    def __init__(self, **hparams):
+        super().__init__()
+        unknown = sorted(set(hparams) - set(self.HPARAMS))
+        if unknown:
+            raise TypeError(f"{self.name} got unknown hyperparameter(s) {unknown}; valid: {sorted(self.HPARAMS)}")
+        self.hparams = {key: check_hparam(self.name, key, hparams.get(key, spec[0]), spec)
+                        for key, spec in self.HPARAMS.items()}  # fmt: skip
+        for key, value in self.hparams.items():
+            setattr(self, key, value)
+        self.parts = {}
+
+    @property
+    def needs_labels(self):
+        return self.kd_needs_labels or self.ce_weight > 0
+
+    def forward(self, student_logits, teacher_logits, labels=None, epoch=None):
+        is_pair = [isinstance(x, (tuple, list)) and len(x) == 2 for x in (student_logits, teacher_logits)]
+        if self.needs_two_views and not all(is_pair):
+            raise ValueError(f"{self.name} needs two views: pass (weak, strong) tuples of logits")
+        views = student_logits if self.needs_two_views else (student_logits,)
+        if self.needs_labels and labels is None:
+            raise ValueError(f"{self.name} needs labels (ce_weight={self.ce_weight})")
+        if self.needs_epoch and (epoch is None or epoch < 1):
+            raise ValueError(f"{self.name} needs epoch (1-indexed) for its schedule, got {epoch}")
+        if self.batch_coupled and views[0].shape[0] < 2:
+            raise ValueError(f"{self.name} is batch-coupled and needs a batch of at least 2 examples")
+        kd = self.kd_term(student_logits, teacher_logits, labels, epoch)
+        self.parts["kd"] = kd.detach()
+        if self.ce_weight > 0:
+            ce = sum(cross_entropy(v, labels) for v in views)
+            self.parts["ce"] = ce.detach()
+            return self.ce_weight * ce + kd
+        return kd
+
+
+# ==============================================================================================
+# KD -- the study's baseline: teacher matching only (no CE), T swept
+
+
+class KDLoss(Distiller):
+    """kd_weight * T^2 KL(p^T(t) || p^T(s)) [+ ce_weight CE]; default 4.0 here, the study sweeps T."""
+
+    name = "kd"
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT), "t2": (True, None, None)}
+
+    def kd_term(self, s, t, labels, epoch):
+        return self.kd_weight * kd_loss(s, t, self.T, self.t2)
+
+
+# ==============================================================================================
 # DKD -- Zhao, Cui, Song, Qiu, Liang, "Decoupled Knowledge Distillation", CVPR 2022, arXiv 2203.08679
+
 
 def dkd_terms(student_logits, teacher_logits, target, T):
     """(TCKD_n, NCKD_n), each (B,), T^2 included; target (B,) int64 ground-truth classes.
@@ -125,14 +218,31 @@ def dkd_terms(student_logits, teacher_logits, target, T):
     return tckd * (T * T), nckd * (T * T)
 
 
-# ----------------------------------------------------------------------------------------------
+class DKDLoss(Distiller):
+    """ce CE + rho(e) kd_weight mean(alpha TCKD + beta NCKD); mdistiller's CIFAR-100 defaults (beta 8;
+    some of its other configs use 2 or 6)."""
+
+    name, kd_needs_labels, needs_epoch = "dkd", True, True
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
+               "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "warmup": (20, 1, None)}  # fmt: skip
+
+    def kd_term(self, s, t, labels, epoch):
+        tckd, nckd = dkd_terms(s, t, class_indices(labels), self.T)
+        self.parts.update(tckd=tckd.mean().detach(), nckd=nckd.mean().detach())
+        rho = warmup_factor(epoch, self.warmup)
+        return rho * self.kd_weight * (self.alpha * tckd + self.beta * nckd).mean()
+
+
+# ==============================================================================================
 # EA-KD -- Su et al., "EA-KD: Entropy-based Adaptive Knowledge Distillation", ICCV 2025, arXiv 2311.13621
+
 
 @torch.no_grad()
 def entropy_weights(student_logits, teacher_logits, entropy_T=3.0, h_ub=None):
     """w_n = 1/2 H^T_n (1 + H^S_n / H_ub), entropies of p^{tau'} in nats, detached; (B, K) x2 -> (B,).
 
-    h_ub=None means log K (paper); the official CIFAR code uses the literal 100.0."""
+    Exact entropies (the official code uses log(p + 1e-10)); h_ub=None means log K (paper), the
+    official CIFAR code uses the literal 100.0."""
     s, t = _f32(student_logits), _f32(teacher_logits)
     h_ub = math.log(s.shape[1]) if h_ub is None else h_ub
     h_t = entropy_from_log_probs(F.log_softmax(t / entropy_T, dim=1))
@@ -140,8 +250,22 @@ def entropy_weights(student_logits, teacher_logits, entropy_T=3.0, h_ub=None):
     return 0.5 * h_t * (1.0 + h_s / h_ub)
 
 
-# ----------------------------------------------------------------------------------------------
+class EAKDLoss(Distiller):
+    """ce CE + kd_weight mean(w_n KD_n), w_n unnormalised entropy weights; EA-KD's CIFAR-100 defaults."""
+
+    name = "eakd"
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
+               "entropy_T": (3.0, *T_RANGE), "h_ub": (None, 1e-3, None)}  # fmt: skip
+
+    def kd_term(self, s, t, labels, epoch):
+        w = entropy_weights(s, t, self.entropy_T, self.h_ub)
+        self.parts["mean_w"] = w.mean()
+        return self.kd_weight * (w * kd_per_sample(s, t, self.T)).mean()
+
+
+# ==============================================================================================
 # CTKD -- Li et al., "Curriculum Temperature for Knowledge Distillation", AAAI 2023, arXiv 2211.16231
+
 
 class _ReverseGradient(torch.autograd.Function):
     """Identity forward; backward multiplies the gradient by -lam (lam a Python float)."""
@@ -166,8 +290,37 @@ def cosine_lambda(epoch, ramp_epochs, lam_min=0.0, lam_max=1.0):
     return lam_min + 0.5 * (lam_max - lam_min) * (1 - math.cos(math.pi * min(epoch, ramp_epochs) / ramp_epochs))
 
 
-# ----------------------------------------------------------------------------------------------
+class CTKDLoss(Distiller):
+    """Global curriculum temperature T(theta) = T_start + T_range sigmoid(theta), learned adversarially
+    through a gradient reversal layer scaled by lambda_e (cosine ramp over `ramp_epochs`).
+    Add `self.parameters()` (theta) to the optimizer; keep it in fp32."""
+
+    name, needs_epoch = "ctkd", True
+    HPARAMS = {"ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT), "T_start": (1.0, *T_RANGE),
+               "T_range": (20.0, 0.0, 100.0), "theta_init": (1.0, None, None), "ramp_epochs": (10, 1, None)}  # fmt: skip
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        self.theta = nn.Parameter(torch.full((1,), float(self.theta_init)))
+
+    def temperature(self, theta=None):
+        """T(theta) = T_start + T_range sigmoid(theta), a 0-dim tensor (differentiable in theta)."""
+        theta = self.theta if theta is None else theta
+        return (self.T_start + self.T_range * torch.sigmoid(theta.float())).squeeze(0)
+
+    def current_T(self):
+        """Detached current temperature, 0-dim tensor (for logging)."""
+        return self.temperature().detach()
+
+    def kd_term(self, s, t, labels, epoch):
+        T = self.temperature(reverse_gradient(self.theta, cosine_lambda(epoch, self.ramp_epochs)))
+        self.parts["T"] = T.detach()
+        return self.kd_weight * kd_loss(s, t, T)
+
+
+# ==============================================================================================
 # LS -- Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024, arXiv 2403.01427
+
 
 def standardize_logits(z, unbiased=True, eps=1e-7):
     """Z(z) = (z - mean(z)) / (std(z) + eps) per row (B, K); unbiased std (K-1) as in the code."""
@@ -175,8 +328,21 @@ def standardize_logits(z, unbiased=True, eps=1e-7):
     return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True, unbiased=unbiased) + eps)
 
 
-# ----------------------------------------------------------------------------------------------
+class LSKDLoss(Distiller):
+    """KD on z-scored logits: kd_weight T^2 KL(p^T(Z(t)) || p^T(Z(s))); LS's CIFAR-100 defaults."""
+
+    name = "lskd"
+    HPARAMS = {"T": (2.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (9.0, *WEIGHT),
+               "unbiased_std": (True, None, None)}  # fmt: skip
+
+    def kd_term(self, s, t, labels, epoch):
+        z_s, z_t = standardize_logits(s, self.unbiased_std), standardize_logits(t, self.unbiased_std)
+        return self.kd_weight * kd_loss(z_s, z_t, self.T)
+
+
+# ==============================================================================================
 # MLKD -- Jin, Wang, Lin, "Multi-Level Logit Distillation", CVPR 2023 (pp. 24276-24285)
+
 
 def batch_correlation_loss(p_s, p_t):
     """(1/B) ||P_t P_t^T - P_s P_s^T||_F^2 on probabilities (B, K) -> (); Gram in fp32."""
@@ -203,8 +369,37 @@ def mlkd_mask_fractions(teacher_weak_logits):
     return f_b, f_c
 
 
-# ----------------------------------------------------------------------------------------------
+class MLKDLoss(Distiller):
+    """Multi-level KD, faithful to the official code: masks are scalars f_b, f_c; the strong-view
+    instance block reads weak logits from its 4th temperature on; class/batch terms use the weak view
+    only. Temperatures: (T, *temperatures); CE is applied to both student views."""
+
+    name, needs_two_views, batch_coupled = "mlkd", True, True
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
+               "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE)}  # fmt: skip
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        self.temps = (self.T,) + tuple(self.temperatures)
+
+    def kd_term(self, s, t, labels, epoch):
+        (s_w, s_s), (t_w, t_s) = s, t
+        f_b, f_c = mlkd_mask_fractions(t_w)
+        inst_weak = sum(kd_loss(s_w, t_w, T) for T in self.temps)
+        inst_strong = sum(kd_loss(s_s, t_s, T) for T in self.temps[:3])  # code: (tau_0, 3, 5) strong
+        inst_strong = inst_strong + sum(kd_loss(s_w, t_w, T) for T in self.temps[3:])  # (2, 6) weak
+        p = [(F.softmax(_f32(s_w) / T, 1), F.softmax(_f32(t_w) / T, 1)) for T in self.temps]
+        batch = sum(batch_correlation_loss(ps, pt) for ps, pt in p)
+        klass = sum(class_correlation_loss(ps, pt) for ps, pt in p)
+        self.parts.update(
+            instance=(f_b * inst_weak + inst_strong).detach(), batch=batch.detach(), klass=klass.detach()
+        )
+        return self.kd_weight * (f_b * inst_weak + inst_strong + f_c * klass + f_b * batch)
+
+
+# ==============================================================================================
 # RLD -- Sun et al., "Knowledge Distillation with Refined Logits", ICCV 2025, arXiv 2408.07703
+
 
 def rld_terms(student_logits, teacher_logits, target, T, tau_c):
     """(SCD_n, MCD_n), each (B,), squared temperatures included; target (B,) int64.
@@ -221,9 +416,29 @@ def rld_terms(student_logits, teacher_logits, target, T, tau_c):
     return scd, mcd
 
 
-# ----------------------------------------------------------------------------------------------
+class RLDLoss(Distiller):
+    """ce CE + rho(e) kd_weight mean(alpha SCD + beta MCD); tau_c=None means tau_c = T (the official
+    README's command; its config file's default is 1.0)."""
+
+    name, kd_needs_labels, needs_epoch = "rld", True, True
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
+               "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "tau_c": (None, *T_RANGE), "warmup": (20, 1, None)}  # fmt: skip
+
+    def __init__(self, **hparams):
+        super().__init__(**hparams)
+        self.tau_c = self.T if self.tau_c is None else self.tau_c
+
+    def kd_term(self, s, t, labels, epoch):
+        scd, mcd = rld_terms(s, t, class_indices(labels), self.T, self.tau_c)
+        self.parts.update(scd=scd.mean().detach(), mcd=mcd.mean().detach())
+        rho = warmup_factor(epoch, self.warmup)
+        return rho * self.kd_weight * (self.alpha * scd + self.beta * mcd).mean()
+
+
+# ==============================================================================================
 # DIST -- Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher",
 #         NeurIPS 2022, arXiv 2205.10536
+
 
 def pearson_correlation(a, b, dim, eps=1e-8):
     """rho(u, v) = <u - u_bar, v - v_bar> / (||u - u_bar|| ||v - v_bar|| + eps) along dim."""
@@ -242,8 +457,56 @@ def dist_relations(student_logits, teacher_logits, T):
     return inter, intra
 
 
-# ----------------------------------------------------------------------------------------------
-# Control signals (Frank & Davis, arXiv 2603.02430, Fig. 5; METHODS 9.1-9.2)
+class DISTLoss(Distiller):
+    """ce CE + kd_weight T^2 (beta L_inter + gamma L_intra); DIST's CIFAR-100 defaults (dist_t4).
+
+    Not 0 for identical logits: the official eps = 1e-8 dominates once p^T is nearly uniform
+    (K = 100: 7.4e-5 at T = 4, 0.86 at T = 40, 33.7 at T = 100)."""
+
+    name, batch_coupled = "dist", True
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (2.0, *WEIGHT),
+               "beta": (1.0, *WEIGHT), "gamma": (1.0, *WEIGHT)}  # fmt: skip
+
+    def kd_term(self, s, t, labels, epoch):
+        inter, intra = dist_relations(s, t, self.T)
+        self.parts.update(inter=inter.detach(), intra=intra.detach())
+        return self.kd_weight * self.T**2 * (self.beta * inter + self.gamma * intra)
+
+
+# ==============================================================================================
+# Registry: every method by name (the one list the scripts, the grid and the tests use)
+
+METHODS = {cls.name: cls for cls in (KDLoss, DKDLoss, EAKDLoss, CTKDLoss, LSKDLoss, MLKDLoss, RLDLoss, DISTLoss)}
+
+
+def default_hparams(name):
+    """{hyperparameter: default} of method `name`."""
+    if name not in METHODS:
+        raise ValueError(f"unknown KD method {name!r}; valid: {', '.join(METHODS)}")
+    return {key: spec[0] for key, spec in METHODS[name].HPARAMS.items()}
+
+
+def build_loss(name, **hparams):
+    """The loss module of method `name` in METHODS; hyperparameters as keywords, each checked against
+    its declared type and range (ValueError), unknown names refused (TypeError)."""
+    if name not in METHODS:
+        raise ValueError(f"unknown KD method {name!r}; valid: {', '.join(METHODS)}")
+    return METHODS[name](**hparams)
+
+
+# ==============================================================================================
+# Control signals (Frank & Davis, arXiv 2603.02430, Fig. 5): replace the teacher's soft target
+
+
+def soft_target_loss(student_logits, target_probs, T, t2=True):
+    """T^2 * KL(target || softmax(s/T)), batchmean, for any target distribution (B, K) -> ().
+
+    0 log 0 = 0 via xlogy, so exact zeros in the target (one-hot, smoothing) are fine."""
+    s, p = _f32(student_logits), _f32(target_probs)
+    _check_pair(s, p)
+    kl = (torch.xlogy(p, p) - p * F.log_softmax(s / T, dim=1)).sum(1)
+    return (kl * (T * T) if t2 else kl).mean()
+
 
 def smoothing_entropy(a, K):
     """h(a) = -(1-a) log(1-a) - a log(a/(K-1)): entropy of a one-hot smoothed to non-max mass a."""
@@ -259,7 +522,7 @@ def inverse_smoothing_entropy(H, K, iters=60):
         below = smoothing_entropy(mid, K) < H
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
     a = torch.where(H >= math.log(K), (K - 1) / K, 0.5 * (lo + hi))  # exact uniform ...
-    return torch.where(H <= 0, 0.0, a)                                 # ... and exact one-hot
+    return torch.where(H <= 0, 0.0, a)  # ... and exact one-hot
 
 
 def smoothed_one_hot(index, a, K):
@@ -307,8 +570,9 @@ def soft_targets(teacher_logits, T, signal="teacher", k=None, generator=None, me
     raise ValueError(f"unknown signal {signal!r}; valid: {', '.join(SIGNALS)}")
 
 
-# ----------------------------------------------------------------------------------------------
-# Diagnostics (Frank & Davis Table 1, Fig. 4; METHODS 9.3)
+# ==============================================================================================
+# Teacher statistics (Frank & Davis, Table 1 and Fig. 4)
+
 
 def relative_entropy(probs):
     """H(p) / log K per row, (B, K) probabilities -> (B,) in [0, 1]."""
@@ -343,13 +607,26 @@ def relative_entropies(logits, T):
 
 
 @torch.no_grad()
+def related_mass_share(logits, labels, related, T=1.0):
+    """Where the wrong-class probability goes: per row, the share of sum_{j != y} p_j that falls on classes
+    related to the true class y, p = softmax(logits / T); (B, K), (B,) int64, (K, K) bool -> (B,).
+    Chance (a uniform tail) is (related[y].sum() - related[y, y]) / (K - 1)."""
+    p = F.softmax(_f32(logits) / T, dim=1)
+    wrong = p.scatter(1, labels[:, None], 0.0)
+    related = related[labels].clone()
+    related[torch.arange(len(labels)), labels] = False
+    return (wrong * related).sum(1) / wrong.sum(1).clamp_min(torch.finfo(p.dtype).tiny)
+
+
+@torch.no_grad()
 def mean_sorted_softmax(logits, T):
     """Batch mean of each row's softmax(logits / T) sorted in descending order, (B, K) -> (K,)."""
     return F.softmax(_f32(logits) / T, dim=1).sort(dim=1, descending=True).values.mean(0)
 
 
-# ----------------------------------------------------------------------------------------------
+# ==============================================================================================
 # Per-layer gradient clipping (Frank & Davis, Sect. 3.2)
+
 
 @torch.no_grad()
 def per_layer_clip_(parameters, max_norm):
@@ -369,203 +646,3 @@ def per_layer_clip_(parameters, max_norm):
     torch._foreach_clamp_max_(scales, 1.0)
     torch._foreach_mul_(grads, scales)
     return norms
-
-
-# ----------------------------------------------------------------------------------------------
-# Losses as modules: forward(student_logits, teacher_logits, labels=None, epoch=None) -> () float32
-
-class Distiller(nn.Module):
-    """Common interface. total = ce_weight * CE(s, labels) [only if ce_weight > 0] + kd term.
-
-    `parts` keeps detached components for logging (no host sync)."""
-    name = "base"
-    kd_needs_labels = False  # the KD term itself uses labels (DKD, RLD)
-    needs_epoch = False      # warmup (DKD, RLD) or lambda schedule (CTKD)
-    needs_two_views = False  # MLKD: logits are (weak, strong) tuples
-    batch_coupled = False    # loss depends on the batch composition: needs B >= 2
-
-    def __init__(self, ce_weight, kd_weight):
-        super().__init__()
-        self.ce_weight, self.kd_weight = float(ce_weight), float(kd_weight)
-        self.parts = {}
-
-    @property
-    def needs_labels(self):
-        return self.kd_needs_labels or self.ce_weight > 0
-
-    def forward(self, student_logits, teacher_logits, labels=None, epoch=None):
-        is_pair = [isinstance(x, (tuple, list)) and len(x) == 2 for x in (student_logits, teacher_logits)]
-        if self.needs_two_views and not all(is_pair):
-            raise ValueError(f"{self.name} needs two views: pass (weak, strong) tuples of logits")
-        views = student_logits if self.needs_two_views else (student_logits,)
-        if self.needs_labels and labels is None:
-            raise ValueError(f"{self.name} needs labels (ce_weight={self.ce_weight})")
-        if self.needs_epoch and (epoch is None or epoch < 1):
-            raise ValueError(f"{self.name} needs epoch (1-indexed) for its schedule, got {epoch}")
-        if self.batch_coupled and views[0].shape[0] < 2:
-            raise ValueError(f"{self.name} is batch-coupled and needs a batch of at least 2 examples")
-        kd = self.kd_term(student_logits, teacher_logits, labels, epoch)
-        self.parts["kd"] = kd.detach()
-        if self.ce_weight > 0:
-            ce = sum(cross_entropy(v, labels) for v in views)
-            self.parts["ce"] = ce.detach()
-            return self.ce_weight * ce + kd
-        return kd
-
-
-class KDLoss(Distiller):
-    """Hinton KD; defaults = the study's baseline (teacher matching only; T is swept, 4.0 here)."""
-    name = "kd"
-
-    def __init__(self, T=4.0, ce_weight=0.0, kd_weight=1.0, t2=True):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.t2 = T, t2
-
-    def kd_term(self, s, t, labels, epoch):
-        return self.kd_weight * kd_loss(s, t, self.T, self.t2)
-
-
-class DKDLoss(Distiller):
-    """L = ce CE + rho(e) kd_weight mean(alpha TCKD + beta NCKD); mdistiller CIFAR-100 defaults."""
-    name, kd_needs_labels, needs_epoch = "dkd", True, True
-
-    def __init__(self, T=4.0, ce_weight=1.0, kd_weight=1.0, alpha=1.0, beta=8.0, warmup=20):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.alpha, self.beta, self.warmup = T, alpha, beta, warmup
-
-    def kd_term(self, s, t, labels, epoch):
-        tckd, nckd = dkd_terms(s, t, class_indices(labels), self.T)
-        self.parts.update(tckd=tckd.mean().detach(), nckd=nckd.mean().detach())
-        rho = warmup_factor(epoch, self.warmup)
-        return rho * self.kd_weight * (self.alpha * tckd + self.beta * nckd).mean()
-
-
-class EAKDLoss(Distiller):
-    """L = ce CE + kd_weight mean(w_n KD_n), w_n unnormalised entropy weights; EA-KD CIFAR-100 defaults."""
-    name = "eakd"
-
-    def __init__(self, T=4.0, ce_weight=0.1, kd_weight=0.9, entropy_T=3.0, h_ub=None):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.entropy_T, self.h_ub = T, entropy_T, h_ub
-
-    def kd_term(self, s, t, labels, epoch):
-        w = entropy_weights(s, t, self.entropy_T, self.h_ub)
-        self.parts["mean_w"] = w.mean()
-        return self.kd_weight * (w * kd_per_sample(s, t, self.T)).mean()
-
-
-class CTKDLoss(Distiller):
-    """Global curriculum temperature T(theta) = T_start + T_range sigmoid(theta), learned adversarially
-    through a gradient reversal layer scaled by lambda_e (cosine ramp over `ramp_epochs`).
-    Add `self.parameters()` (theta) to the optimizer; keep it in fp32."""
-    name, needs_epoch = "ctkd", True
-
-    def __init__(self, ce_weight=0.1, kd_weight=0.9, T_start=1.0, T_range=20.0, theta_init=1.0,
-                 ramp_epochs=10):
-        super().__init__(ce_weight, kd_weight)
-        self.T_start, self.T_range, self.ramp_epochs = T_start, T_range, ramp_epochs
-        self.theta = nn.Parameter(torch.full((1,), float(theta_init)))
-
-    def temperature(self, theta=None):
-        """T(theta) = T_start + T_range sigmoid(theta), a 0-dim tensor (differentiable in theta)."""
-        theta = self.theta if theta is None else theta
-        return (self.T_start + self.T_range * torch.sigmoid(theta.float())).squeeze(0)
-
-    def current_T(self):
-        """Detached current temperature, 0-dim tensor (for logging)."""
-        return self.temperature().detach()
-
-    def kd_term(self, s, t, labels, epoch):
-        T = self.temperature(reverse_gradient(self.theta, cosine_lambda(epoch, self.ramp_epochs)))
-        self.parts["T"] = T.detach()
-        return self.kd_weight * kd_loss(s, t, T)
-
-
-class LSKDLoss(Distiller):
-    """KD on z-scored logits: kd_weight T^2 KL(p^T(Z(t)) || p^T(Z(s))); LS CIFAR-100 defaults."""
-    name = "lskd"
-
-    def __init__(self, T=2.0, ce_weight=0.1, kd_weight=9.0, unbiased_std=True):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.unbiased_std = T, unbiased_std
-
-    def kd_term(self, s, t, labels, epoch):
-        z_s, z_t = standardize_logits(s, self.unbiased_std), standardize_logits(t, self.unbiased_std)
-        return self.kd_weight * kd_loss(z_s, z_t, self.T)
-
-
-class MLKDLoss(Distiller):
-    """Multi-level KD, faithful to the official code (METHODS 6.2): masks are scalars f_b, f_c; the
-    strong-view instance block reads weak logits from its 4th temperature on; class/batch terms use
-    the weak view only. Temperatures: (T, *temperatures); CE is applied to both student views."""
-    name, needs_two_views, batch_coupled = "mlkd", True, True
-
-    def __init__(self, T=4.0, ce_weight=0.1, kd_weight=0.9, temperatures=(3.0, 5.0, 2.0, 6.0)):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.temps = T, (T,) + tuple(temperatures)
-
-    def kd_term(self, s, t, labels, epoch):
-        (s_w, s_s), (t_w, t_s) = s, t
-        f_b, f_c = mlkd_mask_fractions(t_w)
-        inst_weak = sum(kd_loss(s_w, t_w, T) for T in self.temps)
-        inst_strong = sum(kd_loss(s_s, t_s, T) for T in self.temps[:3])  # code: (tau_0, 3, 5) strong
-        inst_strong = inst_strong + sum(kd_loss(s_w, t_w, T) for T in self.temps[3:])  # (2, 6) weak
-        p = [(F.softmax(_f32(s_w) / T, 1), F.softmax(_f32(t_w) / T, 1)) for T in self.temps]
-        batch = sum(batch_correlation_loss(ps, pt) for ps, pt in p)
-        klass = sum(class_correlation_loss(ps, pt) for ps, pt in p)
-        self.parts.update(instance=(f_b * inst_weak + inst_strong).detach(), batch=batch.detach(),
-                          klass=klass.detach())
-        return self.kd_weight * (f_b * inst_weak + inst_strong + f_c * klass + f_b * batch)
-
-
-class RLDLoss(Distiller):
-    """L = ce CE + rho(e) kd_weight mean(alpha SCD + beta MCD); tau_c=None means tau_c = T (README)."""
-    name, kd_needs_labels, needs_epoch = "rld", True, True
-
-    def __init__(self, T=4.0, ce_weight=1.0, kd_weight=1.0, alpha=1.0, beta=8.0, tau_c=None, warmup=20):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.alpha, self.beta, self.warmup = T, alpha, beta, warmup
-        self.tau_c = T if tau_c is None else tau_c
-
-    def kd_term(self, s, t, labels, epoch):
-        scd, mcd = rld_terms(s, t, class_indices(labels), self.T, self.tau_c)
-        self.parts.update(scd=scd.mean().detach(), mcd=mcd.mean().detach())
-        rho = warmup_factor(epoch, self.warmup)
-        return rho * self.kd_weight * (self.alpha * scd + self.beta * mcd).mean()
-
-
-class DISTLoss(Distiller):
-    """L = ce CE + kd_weight T^2 (beta L_inter + gamma L_intra); DIST CIFAR-100 defaults (dist_t4)."""
-    name, batch_coupled = "dist", True
-
-    def __init__(self, T=4.0, ce_weight=1.0, kd_weight=2.0, beta=1.0, gamma=1.0):
-        super().__init__(ce_weight, kd_weight)
-        self.T, self.beta, self.gamma = T, beta, gamma
-
-    def kd_term(self, s, t, labels, epoch):
-        inter, intra = dist_relations(s, t, self.T)
-        self.parts.update(inter=inter.detach(), intra=intra.detach())
-        return self.kd_weight * self.T ** 2 * (self.beta * inter + self.gamma * intra)
-
-
-LOSSES = {cls.name: cls for cls in (KDLoss, DKDLoss, EAKDLoss, CTKDLoss, LSKDLoss, MLKDLoss, RLDLoss,
-                                    DISTLoss)}
-
-
-def default_hparams(name):
-    """The hyperparameters `name` accepts, with their defaults (a dict)."""
-    if name not in LOSSES:
-        raise ValueError(f"unknown KD method {name!r}; valid: {', '.join(LOSSES)}")
-    params = inspect.signature(LOSSES[name].__init__).parameters
-    return {k: p.default for k, p in params.items() if k != "self"}
-
-
-def build_loss(name, **hparams):
-    """The loss module for `name` in LOSSES, hyperparameters as keywords (METHODS.md symbols)."""
-    valid = default_hparams(name)
-    unknown = sorted(set(hparams) - set(valid))
-    if unknown:
-        raise TypeError(f"{name} got unknown hyperparameter(s) {unknown}; valid: {sorted(valid)}")
-    module = LOSSES[name](**hparams)
-    module.hparams = {**valid, **hparams}
-    return module

@@ -7,12 +7,12 @@ weights_only=True, so a checkpoint explains itself and can never execute code.
 """
 import functools
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
-import torch
 import timm
+import torch
+
+from runs import atomic_torch_save
 
 # The study's architectures (STUDY.md §2) and the pinned timm tag used for `--init in1k`.
 # All are ImageNet-1k-only weights. timm's *default* tags differ for two of them:
@@ -73,8 +73,7 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
     ckpt = load_checkpoint(init)
     if ckpt["arch"] != arch:
         raise CheckpointError(f"checkpoint '{init}' holds a '{ckpt['arch']}', not the requested '{arch}'")
-    model = timm.create_model(arch, pretrained=False, num_classes=ckpt["num_classes"])
-    model.load_state_dict(ckpt["state_dict"])
+    model = model_from_checkpoint(ckpt, init)
     if ckpt["num_classes"] != num_classes:
         model.reset_classifier(num_classes)
     parent, same = ckpt["origination"], ckpt["dataset"] == dataset
@@ -91,32 +90,40 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
     return model, origination
 
 
+def model_from_checkpoint(ckpt, path):
+    """The model a checkpoint describes, with its weights; CheckpointError if the weights do not fit it."""
+    try:
+        model = timm.create_model(ckpt["arch"], pretrained=False, num_classes=ckpt["num_classes"])
+        model.load_state_dict(ckpt["state_dict"])
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        reason = str(e).strip().splitlines()[0][:160]
+        raise CheckpointError(f"checkpoint '{path}': its weights do not fit a '{ckpt['arch']}' with "
+                              f"{ckpt['num_classes']} classes ({reason})") from None  # fmt: skip
+    return model
+
+
+def checkpoint_normalization(ckpt):
+    """The (mean, std) a checkpoint's model expects, as recorded in it."""
+    norm = ckpt["normalization"]
+    return tuple(norm["mean"]), tuple(norm["std"])
+
+
+def trained_image_size(ckpt):
+    """The training resolution a checkpoint records (None for checkpoints that do not record it)."""
+    image_size = ((ckpt.get("args") or {}).get("aug") or {}).get("image_size")
+    return image_size if isinstance(image_size, int) else None
+
+
 def normalization(model):
     """(mean, std) the model expects for [0, 1] RGB input, from timm's pretrained_cfg."""
     cfg = model.pretrained_cfg
     return tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))), tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
 
 
-def atomic_save(obj, path):
-    """torch.save to a temp file in the same folder, then rename: readers never see a partial file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(path, model, *, arch, classes, dataset, origination, args, code_version):
     """Write a self-describing model checkpoint (state_dict + metadata), atomically."""
     mean, std = normalization(model)
-    atomic_save({
+    atomic_torch_save({
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
         "num_classes": len(classes),
@@ -143,17 +150,43 @@ def weights_fingerprint(ckpt):
 def load_checkpoint(path):
     """Load one of this project's checkpoints with weights_only=True; CheckpointError says what is wrong."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' is {'a folder' if path.is_dir() else 'not a regular file'}, "
+                              "expected a .pt file written by train_teacher.py")  # fmt: skip
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated file, pickled code, not a torch file at all
+    except Exception as e:  # empty or truncated file, pickled code, not a torch file at all
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint '{path}' cannot be loaded safely (weights_only=True): {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"'{path}' is not a checkpoint of this project (expected format '{CHECKPOINT_FORMAT}'; "
-                              "use --pretrained-file for timm weights)")
+                              "use --pretrained-file for timm weights)")  # fmt: skip
+    problem = checkpoint_problem(ckpt)
+    if problem:
+        raise CheckpointError(f"checkpoint '{path}' is malformed: {problem}")
     return ckpt
+
+
+def checkpoint_problem(ckpt):
+    """What is missing or inconsistent in a checkpoint's metadata (None if nothing)."""
+    if not isinstance(ckpt.get("arch"), str) or not is_known_arch(ckpt["arch"]):
+        return f"its arch {ckpt.get('arch')!r} is not a timm architecture"
+    k = ckpt.get("num_classes")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        return f"num_classes {k!r} is not a positive integer"
+    if not isinstance(ckpt.get("classes"), list) or len(ckpt["classes"]) != k:
+        return f"it lists {len(ckpt.get('classes') or [])} class names for {k} classes"
+    norm = ckpt.get("normalization")
+    ok = isinstance(norm, dict) and all(isinstance(norm.get(key), list) and len(norm[key]) == 3 for key in ("mean", "std"))
+    if not ok or not all(isinstance(v, (int, float)) and v > 0 for v in norm["std"]):
+        return "no valid normalization (mean and std, 3 values each)"
+    if not isinstance(ckpt.get("state_dict"), dict) or not ckpt["state_dict"]:
+        return "no weights (state_dict)"
+    if not isinstance(ckpt.get("origination"), dict) or not isinstance(ckpt.get("dataset"), str):
+        return "no origination or dataset"
+    return None
 
 
 @functools.lru_cache(maxsize=32)

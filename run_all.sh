@@ -75,24 +75,27 @@ case "$PRESET" in
   *) die "unknown preset '$PRESET' (expected demo, paper, methods, config, origination, init or granularity)";;
 esac
 OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=()
+# An option's value must be there and must not look like another option (--out --dry-run is refused).
+value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1: expected a value after it, got '${2:-}'"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --out) OUT=$2; shift;;
-    --data-root) DATA_ROOT=$2; shift;;
-    --jobs) JOBS=$2; shift;;
-    --extra) EXTRA=$2; shift;;
+    --out) value "$@"; OUT=$2; shift;;
+    --data-root) value "$@"; DATA_ROOT=$2; shift;;
+    --jobs) value "$@"; JOBS=$2; shift;;
+    --extra) [[ $# -ge 2 ]] || die "--extra: expected a value after it"; EXTRA=$2; shift;;
     --dry-run) DRY=1;;
     --slurm) SLURM=1;;
     --wait) WAIT=1;;
     --partition|--time|--account|--gpus|--cpus|--mem)
-      flag=${1#--}; [[ $flag == cpus ]] && flag=cpus-per-task; SB+=("--$flag=$2"); shift;;
-    --max-concurrent) MAXC=$2; shift;;
-    --sbatch-args) read -r -a more <<<"$2"; SB+=("${more[@]}"); shift;;
+      value "$@"; flag=${1#--}; [[ $flag == cpus ]] && flag=cpus-per-task; SB+=("--$flag=$2"); shift;;
+    --max-concurrent) value "$@"; MAXC=$2; shift;;
+    --sbatch-args) [[ $# -ge 2 ]] || die "--sbatch-args: expected a value after it"; read -r -a more <<<"$2"; SB+=("${more[@]}"); shift;;
     -h|--help) usage; exit 0;;
     *) die "unknown option '$1' (see bash run_all.sh --help)";;
   esac
-  shift || die "option needs a value"
+  shift
 done
+[[ "$MAXC" =~ ^[1-9][0-9]*$ ]] || die "--max-concurrent: expected a positive integer, got '$MAXC'"
 [[ -z "$JOBS" || "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer, got '$JOBS'"
 
 if [[ $DRY == 1 ]]; then

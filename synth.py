@@ -14,9 +14,12 @@ slowest (a prototype with shape as a class cue got an inverted hierarchy / unlea
 
 Views (each a pure function of (seed, view, split, sizes, style); one RNG stream per triple):
   src    all groups x classes_per_group fine classes, sub-variants mixed (ImageNet analog)
-  fine   a subset of src classes, all classes of `fine_groups` groups (Pets analog)
-  coarse labels = the coarse groups, images from all their classes (CIFAR analog)
-  novel  (fine class, sub-variant) pairs of some src classes (Cars / Finer-Grained Birds analog)
+  fine   a subset of src classes, all classes of `fine_groups` groups: many close relatives per
+         class (Pets analog: fine-grained, classes inside the pretraining data)
+  coarse the same number of src classes spread over every group, `coarse_classes_per_group` per
+         group: few relatives per class (CIFAR analog: coarse-grained, inside the pretraining data)
+  novel  (fine class, sub-variant) pairs of some src classes: each class has one sibling that no
+         pretraining label told apart (Cars / Finer-Grained Birds analog)
 """
 import hashlib
 import math
@@ -126,13 +129,15 @@ def _render(g, group, fine, sub, groups, classes_per_group, subvariants, size, s
 def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, groups: int = 8,
                classes_per_group: int = 6, subvariants: int = 2, src_train_per_class: int = 200,
                target_train_per_class: int = 60, test_per_class: int = 60, fine_groups: int = 4,
-               novel_groups: int = 4, novel_classes_per_group: int = 3, coarse_mult: int = 3,
+               novel_groups: int = 4, novel_classes_per_group: int = 3, coarse_classes_per_group: int = 3,
                style: SynthStyle | None = None):
-    """Return (images uint8 (N,3,H,W), labels int64 (N,), class names, coarse group per class).
+    """Return (images uint8 (N,3,H,W), labels int64 (N,), class names, coarse group per class, src class
+    per class).
 
-    Images are ordered by label. `fine` = all classes of groups 0..fine_groups-1; `novel` =
-    (class, sub-variant) for the first novel_classes_per_group classes of the last novel_groups
-    groups; `coarse` draws coarse_mult x the target per-class counts for each group label.
+    Images are ordered by label. `fine` = all classes of groups 0..fine_groups-1; `coarse` = the first
+    coarse_classes_per_group classes of every group; `novel` = (class, sub-variant) for the first
+    novel_classes_per_group classes of the last novel_groups groups (two novel classes with the same src
+    class are siblings).
     """
     if view not in VIEWS:
         raise ValueError(f"unknown synth view {view!r}; expected one of {', '.join(VIEWS)}")
@@ -143,44 +148,55 @@ def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, gr
             and 1 <= novel_classes_per_group <= C):
         raise ValueError("synth sizes out of range (need 1 <= fine_groups, novel_groups <= groups, "
                          "1 <= novel_classes_per_group <= classes_per_group)")
+    if view == "coarse" and not 1 <= coarse_classes_per_group <= C:
+        raise ValueError("synth sizes out of range (need 1 <= coarse_classes_per_group <= classes_per_group)")
     st = style or SynthStyle()
     src_names = class_names(G, C, len(st.stripe_freqs))
     per = test_per_class if split == "test" else (
         src_train_per_class if view == "src" else target_train_per_class)
     if view == "src":
-        cls = list(range(G * C))
-        names, cgroup, sub = src_names, [c // C for c in cls], [-1] * len(cls)
+        cls, sub = list(range(G * C)), [-1] * (G * C)
     elif view == "fine":
         cls = list(range(fine_groups * C))
-        names, cgroup, sub = [src_names[c] for c in cls], [c // C for c in cls], [-1] * len(cls)
-    elif view == "novel":
+        sub = [-1] * len(cls)
+    elif view == "coarse":
+        cls = [g * C + f for g in range(G) for f in range(coarse_classes_per_group)]
+        sub = [-1] * len(cls)
+    else:  # novel
         cls, sub = [], []
         for g in range(G - novel_groups, G):
             for f in range(novel_classes_per_group):
                 cls += [g * C + f] * S
                 sub += list(range(S))
-        names = [f"{src_names[c]}/v{v}" for c, v in zip(cls, sub)]
-        cgroup = [c // C for c in cls]
-    else:  # coarse: label = group; each image's fine class drawn at random inside the group
-        per *= coarse_mult
-        names = [n.split("/")[0] for n in src_names[::C]]
-        cgroup, cls, sub = list(range(G)), None, None
+    names = [src_names[c] + (f"/v{v}" if v >= 0 else "") for c, v in zip(cls, sub)]
+    cgroup = [c // C for c in cls]
     gen = torch.Generator().manual_seed(_stream_seed(seed, view, split))
     K = len(names)
     labels = torch.arange(K).repeat_interleave(per)
-    if cls is None:
-        group = labels.clone()
-        fine = torch.randint(0, C, (labels.numel(),), generator=gen)
-        subv = torch.randint(0, S, (labels.numel(),), generator=gen)
-    else:
-        c = torch.tensor(cls)[labels]
-        group, fine = c // C, c % C
-        subv = torch.tensor(sub)[labels]
-        subv = torch.where(subv < 0, torch.randint(0, S, (labels.numel(),), generator=gen), subv)
+    c = torch.tensor(cls)[labels]
+    group, fine = c // C, c % C
+    subv = torch.tensor(sub)[labels]
+    subv = torch.where(subv < 0, torch.randint(0, S, (labels.numel(),), generator=gen), subv)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one core is fast enough; OpenMP on a busy CPU was 6-10x slower
     try:
         images = _render(gen, group, fine, subv, G, C, S, image_size, st)
     finally:
         torch.set_num_threads(threads)
-    return images, labels, names, cgroup
+    return images, labels, names, cgroup, cls
+
+
+def check_sizes(sizes):
+    """ValueError naming --synth for an unknown key or a value that is not a positive integer."""
+    import inspect
+
+    valid = [k for k, p in inspect.signature(make_synth).parameters.items() if p.kind == p.KEYWORD_ONLY
+             and k != "style"]  # fmt: skip
+    for key, value in sizes.items():
+        if key not in valid:
+            raise ValueError(f"--synth: unknown key '{key}' (expected one of {', '.join(valid)})")
+        low = 0 if key == "seed" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"--synth {key}: expected an integer >= {low}, got {value!r}")
+        if key == "image_size" and not 8 <= value <= 1024:
+            raise ValueError(f"--synth image_size: expected an integer in [8, 1024], got {value}")

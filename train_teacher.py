@@ -17,9 +17,11 @@ from pathlib import Path
 
 import torch
 
+import cli
 import data
 import engine
 import models
+import runs
 
 # Teacher fine-tuning epochs per dataset: Pets 20, CIFAR-100 40 (paper); the others are defaults.
 EPOCHS = {"pets": 20, "cifar100": 40, "cars": 20, "tiny-imagenet": 40, "imagefolder": 20,
@@ -32,8 +34,8 @@ def default_lr(arch):
 
 
 def get_args(argv=None):
-    p = engine.ArgumentParser(description=__doc__.split("\n\n")[0])
-    engine.add_data_args(p)
+    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    cli.add_data_args(p)
     g = p.add_argument_group("model and training")
     g.add_argument("--arch", default="resnet18d", help="timm architecture, e.g. resnet50, vit_small_patch16_224, resnet18")
     g.add_argument("--init", default="random", help="random, in1k (timm weights, pinned tag), or a checkpoint of this project")
@@ -48,7 +50,7 @@ def get_args(argv=None):
     g.add_argument("--clip", type=float, default=0.0, help="per-layer gradient-norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the augmentation stream")
     g.add_argument("--out", required=True, help="output checkpoint path, e.g. teachers/pets-resnet50.pt")
-    engine.add_runtime_args(p)
+    cli.add_runtime_args(p)
     return p.parse_args(argv)
 
 
@@ -60,23 +62,27 @@ def validate(args):
         raise ValueError(f"--arch: unknown timm architecture '{args.arch}'")
     args.epochs = EPOCHS.get(args.dataset, 20) if args.epochs is None else args.epochs
     args.lr = default_lr(args.arch) if args.lr is None else args.lr
-    if args.epochs < 1:
-        raise ValueError(f"--epochs: must be >= 1, got {args.epochs}")
-    if not args.lr >= 0 or not args.wd >= 0 or not args.clip >= 0 or not args.warmup_epochs >= 0:
-        raise ValueError("--lr, --wd, --clip and --warmup-epochs must be >= 0")
+    cli.check_range("--epochs", args.epochs, 1, None, integer=True)
+    cli.check_range("--seed", args.seed, 0, 2**31 - 1, integer=True)
+    for flag in ("lr", "wd", "clip", "warmup_epochs"):
+        cli.check_range(f"--{flag.replace('_', '-')}", getattr(args, flag), 0)
+    cli.check_runtime_args(args)
     if args.bs < 2:
         raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples within a batch), got {args.bs}")
     if not 0 <= args.label_smoothing < 1:
         raise ValueError(f"--label-smoothing: must be in [0, 1), got {args.label_smoothing}")
     if args.init not in ("random", "in1k"):
-        ckpt = models.load_checkpoint(args.init)   # raises CheckpointError with the reason
+        ckpt = models.load_checkpoint(args.init)  # raises CheckpointError with the reason
         if ckpt["arch"] != args.arch:
             raise ValueError(f"--init: checkpoint '{args.init}' holds a '{ckpt['arch']}', not --arch {args.arch}")
     if not str(args.out).endswith(".pt"):
         raise ValueError(f"--out: expected a checkpoint path ending in .pt, got '{args.out}'")
-    args.synth = engine.parse_key_values(args.synth, "--synth")
-    args.device = engine.resolve_device(args.device)
-    engine.check_writable(Path(args.out).parent)
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out: '{args.out}' is a folder, expected a checkpoint path ending in .pt")
+    args.synth = cli.parse_key_values(args.synth, "--synth")
+    data.check_synth_args(args.dataset, args.synth)
+    args.device = cli.resolve_device(args.device)
+    cli.check_writable(Path(args.out).parent)
 
 
 def main(argv=None):
@@ -84,63 +90,69 @@ def main(argv=None):
     prog = "train_teacher.py"
     try:
         validate(args)
-        aug = engine.aug_config(args)
+        aug = cli.aug_config(args)
         train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
                                       image_size=args.image_size, synth=args.synth)
         test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
                                      image_size=args.image_size, synth=args.synth)
         stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, workers=args.workers,
                                   device=engine.augment_device(args.augment_on, args.device, args.workers))
-    except (ValueError, OSError) as e:
-        engine.fail(prog, e)
-    out = Path(args.out)
-    identity = {"kind": "train", "dataset": args.dataset, "data_id": engine.data_id(args), "synth": args.synth, "aug": aug.to_dict(), "arch": args.arch,
-                "init": args.init if args.init in ("random", "in1k") else models.weights_fingerprint(models.load_checkpoint(args.init)),
-                "epochs": args.epochs, "opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs,
-                "label_smoothing": args.label_smoothing, "warmup_epochs": args.warmup_epochs, "clip": args.clip,
-                "seed": args.seed, "amp": args.amp}
-    run = engine.RunDir(out.with_suffix(".run"), identity)
-    if run.done() and out.is_file():
-        print(f"{prog}: already done: {out}", file=sys.stderr)
-        return 0
-    torch.manual_seed(args.seed)
-    classes = train_split.classes
-    try:
+        out = Path(args.out)
+        init = args.init if args.init in ("random", "in1k") else models.weights_fingerprint(models.load_checkpoint(args.init))
+        identity = {"kind": "train", "dataset": args.dataset, "data_id": cli.data_id(args), "synth": args.synth,
+                    "aug": aug.to_dict(), "arch": args.arch, "init": init, "epochs": args.epochs, "opt": args.opt,
+                    "lr": args.lr, "wd": args.wd, "bs": args.bs, "label_smoothing": args.label_smoothing,
+                    "warmup_epochs": args.warmup_epochs, "clip": args.clip, "seed": args.seed, "amp": args.amp}  # fmt: skip
+        run = runs.RunDir(out.with_suffix(".run"), identity)
+        if run.state()[0] == "done" and out.is_file():
+            print(f"{prog}: already done: {out}", file=sys.stderr)
+            return 0
+        torch.manual_seed(args.seed)  # the model first: a failure (in1k weights out of reach) leaves nothing behind
+        classes = train_split.classes
         model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file,
-                                                 dataset=args.dataset)
-        run.start(runtime={k: str(v) for k, v in vars(args).items()})
-    except ValueError as e:   # in1k weights out of reach, or a run folder holding another run
-        engine.fail(prog, e)
+                                                 dataset=args.dataset)  # fmt: skip
+        if run.state()[0] == "done":
+            print(f"{prog}: {out} is missing: training it again", file=sys.stderr)
+            run.set_aside_result()
+        if not run.claim(args.retry_failed, log=lambda line: print(f"{prog}: {line}", file=sys.stderr)):
+            print(f"{prog}: already done: {out}", file=sys.stderr)
+            return 0
+        try:
+            run.start(runtime={k: str(v) for k, v in vars(args).items()})
+        except ValueError:
+            run.abandon()
+            raise
+    except (ValueError, OSError) as e:
+        cli.fail(prog, e)
     origination["epochs_trained"] += args.epochs
     origination["target_epochs"] += args.epochs
-    norm = models.normalization(model)
     label_smoothing = args.label_smoothing
 
     def objective(logits, batch, teacher_logits, epoch, step):
-        return engine.soft_cross_entropy(logits, batch["y_soft"], label_smoothing)
+        return engine.label_smoothed_cross_entropy(logits, batch["y_soft"], label_smoothing)
 
     def save_model(member):
         models.save_checkpoint(out, member.model, arch=args.arch, classes=classes, dataset=args.dataset,
-                               origination=origination, args=identity, code_version=engine.code_version())
+                               origination=origination, args=identity, code_version=runs.code_version())  # fmt: skip
 
-    member = engine.Member(name=out.stem, run=run, model=model, objective=objective, norm=norm)
+    member = engine.Member(name=out.stem, run=run, model=model, objective=objective, norm=models.normalization(model))
     test_images = data.eval_images(test_split, aug)
     common = {"kind": "train", "checkpoint": str(out), "origination": origination, "num_classes": len(classes),
-              "device": engine.device_name(args.device), "code_version": engine.code_version(),
-              "versions": engine.library_versions(), "seed": args.seed}
+              **runs.provenance(args.device), "seed": args.seed}  # fmt: skip
     print(f"{prog}: {args.arch} ({origination['init']}) on {args.dataset}: {len(train_split)} train / "
-          f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}", file=sys.stderr)
+          f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}",
+          file=sys.stderr)  # fmt: skip
+    recipe = engine.Recipe(epochs=args.epochs, opt=args.opt, lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs,
+                           clip=args.clip, seed=args.seed, device=args.device, amp=args.amp, compile=args.compile,
+                           channels_last=engine.channels_last_for(args.channels_last, model, args.device),
+                           eval_every=args.eval_every, parallel=args.parallel, keep_ckpt=args.keep_ckpt)  # fmt: skip
     try:
-        results = engine.train([member], stream, test_images, test_split.labels, epochs=args.epochs, opt=args.opt,
-                               lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip, seed=args.seed,
-                               device=args.device, amp=args.amp, compile=args.compile,
-                               channels_last=engine.channels_last_for(args.channels_last, model, args.device),
-                               eval_every=args.eval_every, keep_ckpt=args.keep_ckpt, common_result=common,
-                               on_finish=save_model, log=lambda s: print(s, file=sys.stderr))
-    except engine.RunError as e:   # a run folder that cannot be resumed
-        engine.fail(prog, e)
+        results = engine.train([member], stream, (test_images, test_split.labels, None), recipe, common_result=common,
+                               on_finish=save_model, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+    except runs.RunError as e:  # a run folder that cannot be resumed
+        cli.fail(prog, e)
     if not results:
-        return engine.EXIT_FAILED
+        return cli.EXIT_FAILED
     print(f"{prog}: {out}: test top-1 {results[0]['final']['top1']:.2f}%", file=sys.stderr)
     return 0
 

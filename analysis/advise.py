@@ -17,15 +17,15 @@ Rules (thresholds are this project's reading of the paper's Table 1, not the pap
   - --novel-classes (target classes absent from pretraining, like Cars)
                                                  -> smaller T (§4.5, Figs. 6-7)
 """
-import argparse
 import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import data    # noqa: E402
-import kd      # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
+import cli  # noqa: E402
+import data  # noqa: E402
+import distill  # noqa: E402
+import kd  # noqa: E402
 import models  # noqa: E402
 
 T_GRID = [1, 2, 3, 4, 5, 10, 20, 30, 40]
@@ -70,11 +70,12 @@ def advice(origination, stats, novel_classes):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog="advise.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--teacher", required=True, help="teacher checkpoint made by train_teacher.py")
     p.add_argument("--dataset", default=None, help="dataset to measure on (default: the teacher's own)")
     p.add_argument("--data-root", default="data", help="folder holding the dataset")
     p.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE", help="built-in dataset sizes, as in distill.py")
+    p.add_argument("--image-size", type=int, default=None, help="resolution (default: the one the teacher was trained at)")
     p.add_argument("--T", type=float, nargs="+", default=T_GRID, help="temperatures to report")
     p.add_argument("--novel-classes", action="store_true", help="the target's classes are absent from the pretraining data")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -82,28 +83,42 @@ def main(argv=None):
     try:
         ckpt = models.load_checkpoint(args.teacher)
         dataset = args.dataset or ckpt["dataset"]
-        synth = {k: int(v) if v.isdigit() else v for k, v in (kv.split("=", 1) for kv in args.synth)}
-        split = data.load_split(dataset, "train", args.data_root, synth=synth)
+        if dataset not in data.DATASETS:
+            raise ValueError(f"--dataset: unknown dataset '{dataset}' (expected one of {', '.join(data.DATASETS)})")
+        for T in args.T:
+            cli.check_range("--T", T, kd.T_RANGE[0], kd.T_RANGE[1])
+        synth = cli.parse_key_values(args.synth, "--synth")
+        data.check_synth_args(dataset, synth)
+        trained_at = models.trained_image_size(ckpt)
+        if args.image_size is None and dataset == ckpt["dataset"]:
+            args.image_size = trained_at
+        elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
+            print(f"advise.py: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px",
+                  file=sys.stderr)  # fmt: skip
+        if args.image_size is not None:
+            cli.check_range("--image-size", args.image_size, 8, 4096, integer=True)
+        aug = data.aug_config_for(dataset, args.image_size)
+        split = data.load_split(dataset, "train", args.data_root, image_size=args.image_size, synth=synth)
         if len(split.classes) != ckpt["num_classes"]:
             raise ValueError(f"--dataset: {dataset} has {len(split.classes)} classes, the teacher {ckpt['num_classes']}")
+        device = cli.resolve_device(args.device)
+        model = models.model_from_checkpoint(ckpt, args.teacher)
     except ValueError as e:
-        print(f"advise.py: error: {e}", file=sys.stderr)
-        return 2
-    import torch
-    model = models.create_model(ckpt["arch"], ckpt["num_classes"], args.teacher, dataset=ckpt["dataset"])[0]
-    norm = (tuple(ckpt["normalization"]["mean"]), tuple(ckpt["normalization"]["std"]))
-    aug = data.aug_config_for(dataset)
-    logits = models.predict(model.to(args.device), data.eval_images(split, aug), norm, torch.device(args.device))
+        cli.fail("advise.py", e)
+    logits = models.predict(model.to(device), data.eval_images(split, aug), models.checkpoint_normalization(ckpt), device)
     stats = teacher_statistics(logits, args.T)
     o = ckpt["origination"]
     print(f"teacher {args.teacher}: {ckpt['arch']} on {ckpt['dataset']}, origination: "
           f"{'from scratch' if o.get('from_scratch') else 'pretrained ' + str(o.get('pretrained'))}, "
-          f"{o.get('target_epochs')} target epochs; measured on {len(split)} {dataset} train images (K = {len(split.classes)})")
+          f"{o.get('target_epochs')} target epochs; measured on {len(split)} {dataset} train images "
+          f"(K = {len(split.classes)}, {aug.image_size} px)")  # fmt: skip
     print(f"{'T':>5} {'H_rel':>7} {'H_rel^-max':>11} {'p(1st)':>8} {'p(2nd)':>8} {'p(last)':>9}")
     for r in stats:
         print(f"{r['T']:>5g} {r['H_rel']:>7.3f} {r['H_rel_without_max']:>11.3f} {r['p1']:>8.4f} {r['p2']:>8.4f} {r['p_last']:>9.2e}")
-    chance = math.log(len(split.classes))
-    print(f"(relative entropies are H / log K with log K = {chance:.2f}; 1 = uniform, 0 = one-hot)\n")
+    print(f"(relative entropies are H / log K with log K = {math.log(len(split.classes)):.2f}; 1 = uniform, 0 = one-hot)")
+    for name, m in distill.wrong_class_mass(logits, split).items():
+        print(f"wrong-class probability on the true class's {name}: {m['share']:.1%} (chance {m['chance']:.1%})")
+    print()
     for sentence in advice(o, stats, args.novel_classes):
         print("- " + sentence)
     return 0

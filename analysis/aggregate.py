@@ -7,12 +7,15 @@ run results are reported (path + reason) and skipped. Standard library only.
 """
 import argparse
 import csv
+import io
 import json
 import math
 import os
 import sys
-import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
+from runs import atomic_write  # noqa: E402
 
 # One row per distillation run (the CSV written by --runs-out).
 RUN_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
@@ -187,21 +190,13 @@ def aggregate(rows):
 # Writing
 
 def write_csv(rows, path, columns):
-    """Write `rows` (dicts) as CSV with `columns`, atomically (temp file in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write `rows` (dicts) as CSV with `columns`, atomically."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: "" if row.get(c) is None else row.get(c) for c in columns})
+    return atomic_write(path, text.getvalue())
 
 
 def print_problems(problems, prog):

@@ -12,20 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-if __package__:
-    from . import aggregate, selection, tables
-    from .plotting import (PALETTE, format_T_axis, heatmap, legend, panel_grid, plot_reference_line, plot_T_curve,
-                           png_path, save, sequential_colours, style, suptitle, title)
-    from .selection import best_cell, describe, fmt
-else:   # run as a script: python analysis/figures.py
-    import aggregate
-    import selection
-    import tables
-    from plotting import (PALETTE, format_T_axis, heatmap, legend, panel_grid, plot_reference_line, plot_T_curve,
-                          png_path, save, sequential_colours, style, suptitle, title)
-    from selection import best_cell, describe, fmt
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
+import kd  # noqa: E402
+from analysis import aggregate, selection, tables
+from analysis.plotting import (PALETTE, format_T_axis, heatmap, legend, panel_grid, plot_reference_line, plot_T_curve,
+                       png_path, save, sequential_colours, style, suptitle, title)
+from analysis.selection import best_cell, describe, fmt
 
-METHODS = ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]
+METHODS = list(kd.METHODS)
 CONTROLS = ["smooth-global", "smooth-instance", "bottomk"]
 
 

@@ -5,13 +5,8 @@ it exceeds the seed margin (the largest seed std of the cells compared, or 1 poi
 smaller ones are "no clear difference". A finding is "reproduced" when more than half of its
 comparisons support it clearly, "not reproduced" otherwise, "not enough results" without any.
 """
-if __package__:
-    from . import aggregate, selection
-    from .selection import LARGE_T, at_T, best_cell, by_T, describe, fmt, keep, margin, preferred_T
-else:   # run as a script: python analysis/report.py
-    import aggregate
-    import selection
-    from selection import LARGE_T, at_T, best_cell, by_T, describe, fmt, keep, margin, preferred_T
+from analysis import aggregate, selection
+from analysis.selection import LARGE_T, at_T, best_cell, by_T, describe, fmt, keep, margin, preferred_T
 
 REPRODUCED, NOT_REPRODUCED, NOT_ENOUGH = "reproduced", "not reproduced", "not enough results"
 OUTCOME_WORDS = {"yes": "supports", "no": "contradicts", "unclear": "no clear difference"}

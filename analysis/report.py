@@ -8,17 +8,13 @@ report, whose links are relative to RESULTS.
 import argparse
 import os
 import sys
-import tempfile
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-if __package__:
-    from . import aggregate, figures, findings
-else:   # run as a script: python analysis/report.py
-    import aggregate
-    import figures
-    import findings
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
+from analysis import aggregate, figures, findings  # noqa: E402
+from runs import atomic_write  # noqa: E402
 
 VERDICT_MARKS = {findings.REPRODUCED: "✅", findings.NOT_REPRODUCED: "❌", findings.NOT_ENOUGH: "⚪"}
 
@@ -106,19 +102,6 @@ def artifacts_section(made, report_dir):
     return lines
 
 
-def write_text_atomic(text, path):
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_report(results_dir, out=None, figures_dir=None):
     """Aggregate, draw and check everything under results_dir; write results.csv, figures/ and REPORT.md.
     Returns (report path, findings, artifacts, problems)."""
@@ -135,7 +118,7 @@ def write_report(results_dir, out=None, figures_dir=None):
              f"Generated {stamp} from `{results_dir}` by `analysis/report.py`; per-configuration means in "
              f"[results.csv]({csv_link}). Accuracy is final test top-1 (%), mean ± std over seeds.", ""]
     lines += provenance_section(records, problems) + findings_section(checked) + artifacts_section(made, out.parent)
-    path = write_text_atomic("\n".join(lines) + "\n", out)
+    path = atomic_write(out, "\n".join(lines) + "\n")
     return path, checked, made, problems
 
 

@@ -3,10 +3,7 @@
 A "cell" is one row of aggregate.aggregate(): one configuration with top1_mean / top1_std / top1_n
 over its seeds. Plain data only (no plotting): shared by figures.py, tables.py and findings.py.
 """
-if __package__:
-    from . import aggregate
-else:   # run as a script: python analysis/report.py
-    import aggregate
+from analysis import aggregate
 
 # Granularity of the datasets (Fig. 6); "novel" = fine classes absent from ImageNet-1k pretraining.
 GRANULARITY = {"pets": "fine", "cifar100": "coarse", "cars": "fine, novel", "tiny-imagenet": "coarse",

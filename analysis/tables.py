@@ -6,12 +6,9 @@ Called from figures.py; each function returns the same dict as a figure function
 """
 from pathlib import Path
 
-if __package__:
-    from . import selection
-    from .plotting import heatmap, panel_grid, png_path, save, title
-else:   # run as a script: python analysis/figures.py
-    import selection
-    from plotting import heatmap, panel_grid, png_path, save, title
+from analysis import selection
+from runs import atomic_write
+from analysis.plotting import heatmap, panel_grid, png_path, save, title
 
 
 def markdown_table(header, rows):
@@ -46,10 +43,7 @@ def table_heatmap(rows, temperatures, heading, path):
 
 
 def write_markdown(lines, path):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-    return str(path)
+    return str(atomic_write(path, "\n".join(lines) + "\n"))
 
 
 def all_temperatures(lines):

@@ -33,6 +33,13 @@ def distill_args(teacher, out, *extra):
             "--out", str(out), "--allow-weak-teacher", *FAST, *extra]
 
 
+def without_synth(args):
+    """The same command line without its --synth KEY=VALUE flags (for a real --dataset)."""
+    i = args.index("--synth")
+    j = next((k for k in range(i + 1, len(args)) if args[k].startswith("--")), len(args))
+    return args[:i] + args[j:]
+
+
 def main_error(main, args, capsys):
     """Run a script's main() in-process; it must end with one error line and exit code 2. Returns the line."""
     capsys.readouterr()

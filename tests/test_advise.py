@@ -1,7 +1,7 @@
 """The temperature advisor reads a teacher checkpoint, measures its entropies across T and cites
 the paper's finding that matches its origination."""
 from analysis import advise
-from helpers import TINY
+from helpers import TINY, main_error
 
 
 def synth_flags():
@@ -29,5 +29,4 @@ def test_rules_cite_the_paper():
 
 
 def test_bad_teacher_is_one_line(tmp_path, capsys):
-    assert advise.main(["--teacher", str(tmp_path / "missing.pt")]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "does not exist" in main_error(advise.main, ["--teacher", str(tmp_path / "missing.pt")], capsys)

@@ -231,7 +231,8 @@ def test_synth_names_call_make_synth(monkeypatch, tmp_path):
 
     def make_synth(view, split, **config):
         calls.append((view, split, config))
-        return torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 2, 3]), list("abcd"), [0, 0, 1, 1]
+        return (torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 2, 3]), list("abcd"), [0, 0, 1, 1],
+                [0, 1, 3, 4])
 
     monkeypatch.setitem(sys.modules, "synth", types.SimpleNamespace(make_synth=make_synth))
     split = data.load_split("synth-coarse", "test", tmp_path, synth={"seed": 3})

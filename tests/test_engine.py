@@ -17,6 +17,7 @@ import data
 import distill
 import engine
 import models
+import runs
 import train_teacher
 
 from helpers import FAST, ROOT, TINY, distill_args, intra_op_threads, main_error, results_in, run_script
@@ -75,14 +76,15 @@ def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
         for T in (1.0, 4.0):
             torch.manual_seed(0)
             model = models.create_model("test_resnet", len(split.classes))[0]
-            run = engine.RunDir(tmp_path / folder / str(T), {"T": T})
+            run = runs.RunDir(tmp_path / folder / str(T), {"T": T})
             run.start({})
             objective = lambda s, b, t, e, i, T=T: F.cross_entropy(F.dropout(s / T, 0.5), b["y"])
             members.append(engine.Member(name=str(T), run=run, model=model, objective=objective,
                                          norm=models.normalization(model)))
         stream = data.TrainStream(split, aug, batch_size=16, seed=0)
-        results = engine.train(members, stream, data.eval_images(split, aug), split.labels, epochs=1, opt="sgd",
-                               lr=0.01, wd=0, parallel=parallel, log=logs.append)
+        recipe = engine.Recipe(epochs=1, opt="sgd", lr=0.01, wd=0, parallel=parallel)
+        results = engine.train(members, stream, (data.eval_images(split, aug), split.labels, None), recipe,
+                               log=logs.append)
         return [r["curve"][-1]["train_loss"] for r in results], logs
 
     with intra_op_threads(2):
@@ -173,7 +175,8 @@ def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, capsy
 
 def test_bad_input_exit_code_from_the_shell(teacher, tmp_path):
     r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "-4"))
-    assert r.returncode == 2 and r.stderr.strip() == "distill.py: error: --T: temperatures must be finite and > 0, got -4.0"
+    assert r.returncode == 2 and r.stderr.strip() == ("distill.py: error: --T: temperatures must be in [0.5, 100] "
+                                                      "(where every loss is finite and meaningful), got -4")
 
 
 def test_bad_files_fail_clearly(teacher, tmp_path, capsys):
@@ -189,7 +192,7 @@ def test_bad_files_fail_clearly(teacher, tmp_path, capsys):
         assert str(path) in main_error(distill.main, distill_args(path, tmp_path / "runs", "--T", "1"), capsys), what
     # a teacher trained on another class count than the dataset
     err = main_error(distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--dataset", "synth-coarse"), capsys)
-    assert "3 classes" in err and "synth-coarse has 2" in err
+    assert "3 classes" in err and "synth-coarse has 6" in err   # 2 groups x 3 classes
     # a student initialisation of another architecture
     err = main_error(distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--student", "resnet10t",
                                                 "--student-init", str(teacher)), capsys)

@@ -12,11 +12,14 @@ import time
 import pytest
 import torch
 
+import cli
+import data
 import distill
 import engine
 import models
+import runs
 import train_teacher
-from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script
+from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script, without_synth
 
 
 class Exploit:
@@ -52,8 +55,8 @@ def test_checkpoints_with_pickled_code_are_refused_and_never_run(teacher, tmp_pa
 
 
 def test_missing_dataset_and_unwritable_out(teacher, tmp_path, capsys):
-    err = main_error(distill.main, distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
-                                                "--data-root", str(tmp_path / "nowhere")), capsys)
+    err = main_error(distill.main, without_synth(distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
+                                                              "--data-root", str(tmp_path / "nowhere"))), capsys)
     assert "cifar100" in err and "nowhere" in err
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -62,7 +65,7 @@ def test_missing_dataset_and_unwritable_out(teacher, tmp_path, capsys):
 
 
 def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
-    run = engine.RunDir(tmp_path / "run", {"x": 1})
+    run = runs.RunDir(tmp_path / "run", {"x": 1})
     run.start({})
     run.save_state({"position": 1, "weights": torch.ones(3)})
 
@@ -78,7 +81,7 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monke
     assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")] == []   # no temp files left behind
     with pytest.raises(OSError):
         monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
-        engine.write_json_atomic({"status": "ok"}, run.file("result.json"))
+        runs.write_json({"status": "ok"}, run.file("result.json"))
     assert not run.file("result.json").exists()
 
 
@@ -86,20 +89,21 @@ class Diverging:
     """An objective that turns NaN in epoch 2 (1-indexed), after a good first epoch."""
 
     def __call__(self, logits, batch, teacher_logits, epoch, step):
-        loss = engine.soft_cross_entropy(logits, batch["y_soft"])
+        loss = engine.label_smoothed_cross_entropy(logits, batch["y_soft"])
         return loss * float("nan") if epoch == 2 else loss
 
 
 def test_divergence_stops_the_run_keeps_the_last_good_checkpoint_and_says_why(tmp_path):
     import data
-    split = data.load_split("synth-fine", "train", "unused", synth=engine.parse_key_values(TINY[1:TINY.index("--data-root")], "--synth"))
+    split = data.load_split("synth-fine", "train", "unused", synth=cli.parse_key_values(TINY[1:TINY.index("--data-root")], "--synth"))
     aug = data.aug_config_for("synth-fine")
     model = models.create_model("test_resnet", len(split.classes))[0]
-    run = engine.RunDir(tmp_path / "run", {"what": "diverges"})
+    run = runs.RunDir(tmp_path / "run", {"what": "diverges"})
     run.start({})
     m = engine.Member(name="nan", run=run, model=model, objective=Diverging(), norm=models.normalization(model))
-    results = engine.train([m], data.TrainStream(split, aug, batch_size=12, seed=0), data.eval_images(split, aug),
-                           split.labels, epochs=3, opt="adamw", lr=1e-3, wd=0.0, log=lambda s: None)
+    recipe = engine.Recipe(epochs=3, opt="adamw", lr=1e-3, wd=0.0)
+    results = engine.train([m], data.TrainStream(split, aug, batch_size=12, seed=0),
+                           (data.eval_images(split, aug), split.labels, None), recipe, log=lambda s: None)
     assert results == []
     r = json.loads(run.file("result.json").read_text())
     assert r["status"] == "failed" and "non-finite training loss in epoch 2" in r["reason"] and r["final"] is None
@@ -110,7 +114,7 @@ def test_divergence_stops_the_run_keeps_the_last_good_checkpoint_and_says_why(tm
 
 def test_a_diverging_cli_run_exits_3_with_a_failed_result(teacher, tmp_path):
     r = run_script("distill.py", *distill_args(teacher, tmp_path, "--T", "1", "--lr", "1e30", "--clip", "0", "--epochs", "1"))
-    assert r.returncode == engine.EXIT_FAILED and "FAILED: non-finite training loss" in r.stderr
+    assert r.returncode == cli.EXIT_FAILED and "FAILED: non-finite training loss" in r.stderr
     (res,) = results_in(tmp_path).values()
     assert res["status"] == "failed"
 
@@ -170,6 +174,6 @@ def test_run_all_slurm_without_sbatch(tmp_path):
 
 
 def test_download_is_the_one_flag_that_goes_online_and_it_says_so(teacher, tmp_path, capsys):
-    err = main_error(distill.main, distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
-                                                "--data-root", str(tmp_path / "data"), "--download"), capsys)
+    err = main_error(distill.main, without_synth(distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
+                                                              "--data-root", str(tmp_path / "data"), "--download")), capsys)
     assert "cifar100: download into" in err and "failed" in err

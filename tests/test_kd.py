@@ -25,7 +25,7 @@ TOY_A_T = torch.tensor([[0.0, LN(3)]])           # teacher p(T=1) = [0.25, 0.75]
 TOY_A_S = torch.zeros(1, 2)
 TOY_B_T = torch.tensor([[LN(6), LN(3), 0.0]])    # teacher p(T=1) = [0.6, 0.3, 0.1]
 TOY_B_S = torch.zeros(1, 3)
-METHODS = ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]
+METHODS = list(kd.METHODS)
 
 
 def close(x, expected, rel=1e-5, atol=1e-6):
@@ -566,6 +566,7 @@ def test_per_layer_clip_clips_each_tensor_separately():
 # Every method: interface, finiteness, autocast
 
 def test_build_loss_interface_and_errors():
+    assert METHODS == ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]   # the study's eight
     for name in METHODS:
         loss = kd.build_loss(name)
         assert isinstance(loss, torch.nn.Module) and loss.name == name
@@ -647,3 +648,35 @@ def test_kd_imports_without_numpy_timm_torchvision():
             "sys.modules['numpy'] = None; import kd")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# Copyable: each method runs from "Shared pieces" plus its own section, as kd.py's docstring says
+
+SECTION_OF = {"kd": "KD --", "dkd": "DKD --", "eakd": "EA-KD --", "ctkd": "CTKD --", "lskd": "LS --",
+              "mlkd": "MLKD --", "rld": "RLD --", "dist": "DIST --"}
+
+
+def kd_sections():
+    """{title: source} of kd.py's sections (split at its '# ====' rules); '' is the part before the first."""
+    rule = "# " + "=" * 94
+    parts = (ROOT / "kd.py").read_text().split(rule + "\n")
+    sections = {"": parts[0]}
+    for part in parts[1:]:
+        title, _, body = part.partition("\n")
+        sections[title.lstrip("# ")] = body
+    return sections
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_each_method_runs_from_shared_pieces_plus_its_own_section(name):
+    sections = kd_sections()
+    own = [title for title in sections if title.startswith(SECTION_OF[name])]
+    assert len(own) == 1, f"kd.py has no single section for {name}: {list(sections)}"
+    namespace = {}
+    exec(compile(sections[""] + sections["Shared pieces"] + sections[own[0]], f"copied-{name}", "exec"), namespace)
+    cls = next(v for v in namespace.values() if isinstance(v, type) and getattr(v, "name", None) == name)
+    s, t, y = random_logits(31, B=8, K=10)
+    copied, original = cls(), kd.build_loss(name)
+    assert copied.hparams == original.hparams
+    assert torch.equal(call(copied, s, t, y, epoch=3), call(original, s, t, y, epoch=3))

@@ -10,21 +10,21 @@ SMALL = dict(src_train_per_class=6, target_train_per_class=5, test_per_class=4)
 @pytest.mark.parametrize("view", ["src", "fine", "coarse", "novel"])
 @pytest.mark.parametrize("split", ["train", "test"])
 def test_shapes_dtypes_and_balanced_labels(view, split):
-    x, y, names, groups = make_synth(view, split, **SMALL)
+    x, y, names, groups, sources = make_synth(view, split, **SMALL)
     K = len(names)
     assert x.dtype == torch.uint8 and x.shape[1:] == (3, 32, 32)
     assert y.dtype == torch.int64 and y.shape == (x.shape[0],)
-    assert len(groups) == K and all(0 <= g < 8 for g in groups)
+    assert len(groups) == len(sources) == K and all(0 <= g < 8 for g in groups) and all(0 <= c < 48 for c in sources)
     assert len(set(names)) == K
     counts = torch.bincount(y, minlength=K)
     assert int(y.min()) == 0 and int(y.max()) == K - 1 and bool((counts == counts[0]).all())
-    assert {"src": 48, "fine": 24, "coarse": 8, "novel": 24}[view] == K
+    assert {"src": 48, "fine": 24, "coarse": 24, "novel": 24}[view] == K
 
 
 def test_default_sizes_and_other_resolution():
-    x, y, names, _ = make_synth("src", "train", src_train_per_class=2, image_size=24)
+    x, y, names, _, _ = make_synth("src", "train", src_train_per_class=2, image_size=24)
     assert x.shape == (96, 3, 24, 24)
-    x, _, names, _ = make_synth("fine", "test", test_per_class=3, groups=6, classes_per_group=3,
+    x, _, names, _, _ = make_synth("fine", "test", test_per_class=3, groups=6, classes_per_group=3,
                                 fine_groups=2)
     assert len(names) == 6 and x.shape[0] == 18
 
@@ -49,21 +49,23 @@ def test_splits_and_views_share_no_image():
 
 
 def test_class_relationships_between_views():
-    _, _, src, src_g = make_synth("src", "test", **SMALL)
-    _, _, fine, fine_g = make_synth("fine", "test", **SMALL)
-    _, _, novel, novel_g = make_synth("novel", "test", **SMALL)
-    _, yc, coarse, coarse_g = make_synth("coarse", "test", **SMALL)
+    _, _, src, src_g, src_c = make_synth("src", "test", **SMALL)
+    _, _, fine, fine_g, fine_c = make_synth("fine", "test", **SMALL)
+    _, _, novel, novel_g, novel_c = make_synth("novel", "test", **SMALL)
+    _, _, coarse, coarse_g, coarse_c = make_synth("coarse", "test", **SMALL)
+    assert src_c == list(range(48)) and [src[c] for c in fine_c] == fine and [src[c] for c in coarse_c] == coarse
     group_of = dict(zip(src, src_g))
-    # fine: a subset of src classes, several per coarse group, same group indices
+    # fine-grained: a subset of src classes, all 6 classes of each of 4 groups (5 relatives per class)
     assert all(group_of[n] == g for n, g in zip(fine, fine_g))
-    assert min(fine_g.count(g) for g in set(fine_g)) >= 3
+    assert sorted(set(fine_g)) == [0, 1, 2, 3] and all(fine_g.count(g) == 6 for g in set(fine_g))
+    # coarse-grained: as many src classes, spread over all 8 groups, 3 each (2 relatives per class)
+    assert all(group_of[n] == g for n, g in zip(coarse, coarse_g))
+    assert sorted(set(coarse_g)) == list(range(8)) and all(coarse_g.count(g) == 3 for g in set(coarse_g))
     # novel: each class is (src class, sub-variant); every src class appears with all its variants
     bases = [n.rsplit("/", 1)[0] for n in novel]
     assert all(group_of[b] == g for b, g in zip(bases, novel_g))
-    assert all(bases.count(b) == 2 for b in bases)
+    assert all(bases.count(b) == 2 for b in bases) and [src[c] for c in novel_c] == bases
     assert [n.rsplit("/", 1)[1] for n in novel] == ["v0", "v1"] * (len(novel) // 2)
-    # coarse: labels are the groups, named after them
-    assert coarse_g == list(range(8)) and all(s.startswith(coarse[g] + "/") for s, g in zip(src, src_g))
 
 
 def _per_class(stat, y, K):
@@ -85,7 +87,7 @@ def _stripe_energy(xf):
 
 
 def test_hierarchy_colour_is_coarse_stripes_are_fine():
-    x, y, names, groups = make_synth("src", "train", src_train_per_class=30)
+    x, y, names, groups, _ = make_synth("src", "train", src_train_per_class=30)
     xf, g, K = x.float() / 255, torch.tensor(groups), len(names)
     # coarse: every class's nearest other class (by object colour) lies in its own group, and
     # same-group classes are on average far closer than cross-group ones
@@ -100,7 +102,7 @@ def test_hierarchy_colour_is_coarse_stripes_are_fine():
 
 
 def test_hidden_subvariant_is_stripe_orientation():
-    x, y, names, _ = make_synth("novel", "train", target_train_per_class=30)
+    x, y, names, _, _ = make_synth("novel", "train", target_train_per_class=30)
     xf, K = x.float() / 255, len(names)
     # an orientation statistic separates the two sub-variants of every class: v0 has vertical
     # stripes (horizontal gradients dominate), v1 horizontal ones

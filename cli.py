@@ -1,0 +1,161 @@
+"""Command-line pieces shared by the scripts: one-line errors, flag groups, and checks of values.
+
+Every script parses with `ArgumentParser` (one-line errors, exit code 2, defaults in --help) and
+raises ValueError for bad input before any work starts; `fail` turns it into one line on stderr.
+"""
+
+import argparse
+import math
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+import data
+
+EXIT_BAD_INPUT = 2  # bad flags or files: nothing was started
+EXIT_FAILED = 3  # a run diverged (NaN/inf loss); its result.json says why
+EXIT_PREEMPTED = 75  # SIGTERM/SIGINT (Slurm preemption, time limit, Ctrl-C): checkpoint saved, re-run to resume
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Appends '(default: X)' to a flag's help unless the help already names its default or X is empty."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        empty = action.default in (None, False, [], argparse.SUPPRESS)
+        if "default" not in text and not empty:
+            text += " (default: %(default)s)"
+        return text
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump), exit code 2, and defaults shown in --help."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
+
+    def error(self, message):
+        fail(self.prog, message)
+
+
+def fail(prog, message):
+    """Bad input: one line naming the flag or file and what is expected, exit code 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def parse_value(text):
+    """'1' -> 1, '0.5' -> 0.5, 'true' -> True, 'none' -> None, '3,5' -> (3, 5), anything else: the string."""
+    if "," in text:
+        return tuple(parse_value(part) for part in text.split(","))
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def parse_key_values(items, flag):
+    """['a=1', 'b=0.5', 'c=x'] -> {'a': 1, 'b': 0.5, 'c': 'x'} (see parse_value)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag}: expected KEY=VALUE, got '{item}'")
+        out[key.replace("-", "_")] = parse_value(value)
+    return out
+
+
+def check_range(flag, value, low=None, high=None, integer=False):
+    """`value` if it is a finite number (an int with integer=True) within [low, high], else ValueError."""
+    kind = "an integer" if integer else "a finite number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{flag}: expected {kind}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"<= {high}" if low is None else f"in [{low}, {high}]"
+        raise ValueError(f"{flag}: must be {bounds}, got {value}")
+    return value
+
+
+def add_data_args(parser):
+    g = parser.add_argument_group("data")
+    g.add_argument("--dataset", default="synth-fine",
+                   help="pets, cifar100, cars, tiny-imagenet, imagefolder, or built-in synth-{src,fine,coarse,novel}")  # fmt: skip
+    g.add_argument("--data-root", default="data", help="folder holding the dataset (for imagefolder: the dataset folder itself)")  # fmt: skip
+    g.add_argument("--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)")  # fmt: skip
+    g.add_argument("--image-size", type=int, default=None,
+                   help="training resolution (default: the teacher's; else 224 for real datasets, 32 for synth-*)")  # fmt: skip
+    g.add_argument("--synth", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: synth.make_synth)")  # fmt: skip
+    g = parser.add_argument_group("augmentation (defaults: the study's, docs/STUDY.md)")
+    g.add_argument("--randaug-n", type=int, default=None, help="RandAugment operations per image (default 2, synth 1; 0: off)")  # fmt: skip
+    g.add_argument("--randaug-m", type=int, default=None, help="RandAugment magnitude, 0-30 (default 9, synth 5)")
+    g.add_argument("--mixup-alpha", type=float, default=None, help="MixUp alpha (default 1.0; 0: only CutMix)")
+    g.add_argument("--cutmix-alpha", type=float, default=None, help="CutMix alpha (default 1.0; 0: only MixUp)")
+    return g
+
+
+def aug_config(args):
+    """The study's augmentation for args.dataset with the user's --randaug-*/--*-alpha overrides."""
+    overrides = {k: getattr(args, k) for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha")
+                 if getattr(args, k) is not None}  # fmt: skip
+    for k, v in overrides.items():
+        check_range(f"--{k.replace('_', '-')}", v, 0, 30 if k == "randaug_m" else None)
+    if args.image_size is not None:
+        check_range("--image-size", args.image_size, 8, 4096, integer=True)
+    return data.aug_config_for(args.dataset, args.image_size, **overrides)
+
+
+def add_runtime_args(parser):
+    g = parser.add_argument_group("device and runtime (do not change results, except --amp)")
+    g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, or cuda[:N]")
+    g.add_argument("--amp", action="store_true", help="bf16 autocast (losses stay float32); on a GPU, or a CPU with bf16 units")  # fmt: skip
+    g.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
+                   help="channels_last memory format: on (the bare flag), off, or auto (on a GPU, for each model that is mostly convolutions)")  # fmt: skip
+    g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
+    g.add_argument("--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)")  # fmt: skip
+    g.add_argument("--augment-on", default="auto", choices=["auto", "workers", "device"],
+                   help="augment per sample in the --workers processes, or whole batches on --device (auto: device on a GPU or with --workers 0); same batches")  # fmt: skip
+    g.add_argument("--parallel", type=int, default=1,
+                   help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)")
+    g.add_argument("--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)")  # fmt: skip
+    g.add_argument("--keep-ckpt", action="store_true", help="keep ckpt.pt (model + optimizer) after the run finishes")
+    g.add_argument("--retry-failed", action="store_true", help="start runs that failed (diverged) again from scratch")
+    return g
+
+
+def check_runtime_args(args):
+    """Range checks of the runtime flags (argparse checks only their types)."""
+    check_range("--workers", args.workers, 0, 256, integer=True)
+    check_range("--parallel", args.parallel, 1, 256, integer=True)
+    check_range("--eval-every", args.eval_every, 0, None, integer=True)
+
+
+def resolve_device(name):
+    """--device: 'auto' -> cuda if available else cpu; 'cuda' without CUDA is an input error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device: expected auto, cpu or cuda[:N], got '{name}'") from None
+
+
+def check_writable(folder, flag="--out"):
+    """Whether `folder` can be created (or written) by this process, without creating anything."""
+    folder = Path(folder).expanduser().absolute()
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"{flag}: '{folder}' is not writable ('{existing}' is a file, not a folder)")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag}: folder '{existing}' is not writable")
+
+
+def data_id(args):
+    """Which image folder an `imagefolder` run used (e.g. 'imagenet-birds'); None for named datasets."""
+    return Path(args.data_root).resolve().name if args.dataset == "imagefolder" else None
