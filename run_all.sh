@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The whole study as one resumable grid:  bash run_all.sh PRESET [options]
 #
-#   bash run_all.sh demo                       # the whole study on the built-in dataset, on a CPU
+#   bash run_all.sh demo                       # the study on the built-in dataset in 10 minutes on a CPU
+#   bash run_all.sh lab                        # its decisive version: 3 seeds, converged students, ~1 hour
 #   bash run_all.sh paper --data-root /data --extra "--amp --workers 8"
 #   bash run_all.sh config --slurm --partition gpu --time 04:00:00 --gpus 1 --max-concurrent 32
 #   bash run_all.sh paper --dry-run            # runs per stage and the first commands
 #
-# Presets: demo, paper (all five studies), methods, config, origination, init, granularity, and
-# demo-tiny (the demo at test size). grid.py holds every value of the grid; this script only runs
-# its manifests, stage after stage: pretrain -> teachers (and student initial weights) -> distill
-# -> analysis. Re-running finishes only what is missing: every command skips runs whose
-# result.json exists and resumes interrupted ones; a command that succeeded is marked done in
+# Presets: lab, lab-full (the lab plus Fig. 1, the batch size, Table 2, Fig. 6), demo, paper (all five
+# studies on the real datasets), methods, config, origination, init, granularity, demo-tiny (tests).
+# grid.py holds every value of the grid; this script only runs its manifests, stage after stage:
+# pretrain -> teachers (and student initial weights) -> distill -> analysis. Re-running finishes
+# only what is missing: every command skips finished runs, resumes interrupted ones and refuses to
+# redo failed ones (pass --extra --retry-failed); a command that succeeded is marked done in
 # <out>/.done/. Each command holds a lock while it runs (flock: released by the kernel if its
 # holder is killed), so two run_all.sh on the same folder never run one command twice.
 set -uo pipefail
@@ -51,7 +53,7 @@ run_one() {
 }
 if [[ "${1:-}" == __one ]]; then shift; run_one "$@"; fi
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; cat <<'EOF'
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; cat <<'EOF'
 
 Options:
   --out DIR             results folder (default: results/<preset>)
@@ -59,6 +61,7 @@ Options:
   --jobs N              local workers (default: one per visible GPU, else one per CPU core)
   --extra "FLAGS"       flags appended to every training command (e.g. "--amp --workers 8")
   --dry-run             print runs per stage and the first commands, run nothing
+  --stop-after STAGE    pretrain, teachers or distill (default): e.g. check the teachers before distilling
   --slurm               submit each stage as an sbatch --array job (stages depend on each other)
   --wait                with --slurm: wait for the jobs, then list failures and run the analysis
   --partition P, --time T, --account A, --gpus G, --cpus C, --mem M
@@ -71,10 +74,10 @@ EOF
 PRESET=$1; shift
 case "$PRESET" in
   -h|--help) usage; exit 0;;
-  demo|demo-tiny|paper|methods|config|origination|init|granularity) ;;
-  *) die "unknown preset '$PRESET' (expected demo, paper, methods, config, origination, init or granularity)";;
+  lab|lab-full|demo|demo-tiny|paper|methods|config|origination|init|granularity) ;;
+  *) die "unknown preset '$PRESET' (expected lab, lab-full, demo, paper, methods, config, origination, init or granularity)";;
 esac
-OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=()
+OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=() STOP=distill
 # An option's value must be there and must not look like another option (--out --dry-run is refused).
 value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1: expected a value after it, got '${2:-}'"; }
 while [[ $# -gt 0 ]]; do
@@ -83,6 +86,7 @@ while [[ $# -gt 0 ]]; do
     --data-root) value "$@"; DATA_ROOT=$2; shift;;
     --jobs) value "$@"; JOBS=$2; shift;;
     --extra) [[ $# -ge 2 ]] || die "--extra: expected a value after it"; EXTRA=$2; shift;;
+    --stop-after) value "$@"; STOP=$2; shift;;
     --dry-run) DRY=1;;
     --slurm) SLURM=1;;
     --wait) WAIT=1;;
@@ -96,6 +100,7 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 [[ "$MAXC" =~ ^[1-9][0-9]*$ ]] || die "--max-concurrent: expected a positive integer, got '$MAXC'"
+case "$STOP" in pretrain|teachers|distill) ;; *) die "--stop-after: expected pretrain, teachers or distill, got '$STOP'";; esac
 [[ -z "$JOBS" || "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer, got '$JOBS'"
 
 if [[ $DRY == 1 ]]; then
@@ -107,7 +112,8 @@ fi
 mkdir -p "$OUT" 2>/dev/null && [[ -w "$OUT" ]] || die "--out: folder '$OUT' is not writable"
 OUT=$(cd "$OUT" && pwd)
 "$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" >/dev/null || exit 2
-STAGES=(pretrain teachers distill)
+STAGES=()
+for stage in pretrain teachers distill; do STAGES+=("$stage"); [[ $stage == "$STOP" ]] && break; done
 
 # Lines of a stage's manifest whose command has not succeeded yet.
 pending() {
@@ -154,10 +160,14 @@ if [[ $SLURM == 0 ]]; then
     pending "$stage" | xargs -P "$JOBS" --process-slot-var=KD_SLOT -I{} \
       bash "$HERE/run_all.sh" __one "$OUT" "$stage" "$OUT/manifest/$stage.txt" {}
   done
-  echo "== analysis" >&2
-  mkdir -p "$OUT/.locks"
-  flock "$OUT/.locks/analysis.lock" "$PY" analysis/report.py "$OUT" || echo "run_all.sh: analysis failed" >&2
-  echo "== done in $((SECONDS - t0)) s: $OUT/REPORT.md" >&2
+  if [[ $STOP == distill ]]; then
+    echo "== analysis" >&2
+    mkdir -p "$OUT/.locks"
+    flock "$OUT/.locks/analysis.lock" "$PY" analysis/report.py "$OUT" || echo "run_all.sh: analysis failed" >&2
+    echo "== done in $((SECONDS - t0)) s: $OUT/REPORT.md" >&2
+  else
+    echo "== stopped after the $STOP stage in $((SECONDS - t0)) s (--stop-after)" >&2
+  fi
   list_failures
   exit $?
 fi

@@ -108,7 +108,8 @@ def _number(value, kind=float):
 def flatten(result):
     """One distillation result.json -> one flat row (RUN_COLUMNS, plus the teacher's sorted softmax).
 
-    The extra keys "stats_T" and "sorted_softmax" (teacher statistics, Fig. 4) are not CSV columns."""
+    The extra keys "stats_T", "sorted_softmax" (teacher statistics, Fig. 4), "curve" ([(epoch, top1)] of the
+    evaluated epochs) and "wrong_class_mass" are not CSV columns."""
     cfg = result["config"]
     teacher = result.get("teacher") or {}
     t_origin = teacher.get("origination") or {}
@@ -134,6 +135,8 @@ def flatten(result):
         "H_rel": _number(stats.get("H_rel")), "H_rel_without_max": _number(stats.get("H_rel_without_max")),
         "run_dir": result.get("run_dir", ""),
         "stats_T": _number(stats.get("T")), "sorted_softmax": stats.get("mean_sorted_softmax"),
+        "curve": [(c["epoch"], c["top1"]) for c in result.get("curve") or [] if isinstance(c, dict) and "top1" in c],
+        "wrong_class_mass": teacher.get("wrong_class_mass"),
     }
 
 

@@ -13,10 +13,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
-from analysis import aggregate, figures, findings  # noqa: E402
+from analysis import aggregate, figures, findings, selection, stats  # noqa: E402
 from runs import atomic_write  # noqa: E402
 
-VERDICT_MARKS = {findings.REPRODUCED: "✅", findings.NOT_REPRODUCED: "❌", findings.NOT_ENOUGH: "⚪"}
+VERDICT_MARKS = {stats.REPRODUCED: "✅", stats.CONTRADICTED: "❌", stats.UNDECIDED: "❔", stats.UNTESTED: "⚪"}
 
 
 def counted(values):
@@ -71,14 +71,110 @@ def provenance_section(records, problems):
 
 
 def findings_section(checked):
+    """Markdown lines: a table of every finding's verdict and effect, then each one's rule and evidence."""
     lines = ["## Findings", "",
-             "Each of the paper's conclusions (STUDY.md §5) checked on these results. Differences smaller than the "
-             "seed spread (the largest std of the compared points, or 1 point with a single seed) count as "
-             "\"no clear difference\".", ""]
-    for f in checked:
-        lines.append(f"- {VERDICT_MARKS[f['verdict']]} **{f['verdict']}** — {f['claim']} ({f['summary']})")
-        lines.append(f"  - rule: {f['rule']}")
-        lines += [f"  - {e}" for e in f["evidence"]]
+             "Each of the paper's conclusions, decided on these results by one pre-specified statistic with a 95% "
+             "interval (`analysis/stats.py`): seeds are blocks (one seed = the same student initialisation and "
+             "batches at every temperature), the seed noise comes from the residuals of all compared runs, and the "
+             f"interval from a parametric bootstrap of it. **reproduced**: the interval is above 0 in the paper's "
+             f"direction; **contradicted**: it is below 0, or it excludes every effect of {stats.MIN_EFFECT:g} "
+             "point or more; **undecided**: it holds both; **not tested**: the runs are not there.", "",
+             "| | finding (paper) | verdict | effect, 95% interval | seeds |", "|---|---|---|---|---|"]
+    for i, f in enumerate(checked, 1):
+        effect = "–" if f["estimate"] is None else stats.describe(f["estimate"], f["low"], f["high"])
+        lines.append(f"| {i} | {escape(f['claim'])} ({f['source']}) | {VERDICT_MARKS[f['verdict']]} {f['verdict']} | "
+                     f"{escape(effect)} | {f['seeds'] or '–'} |")  # fmt: skip
+    lines.append("")
+    for i, f in enumerate(checked, 1):
+        lines += [f"### {i}. {f['claim']}", "", f"- **{f['verdict']}**: {f['summary']}", f"- statistic: {f['rule']}"]
+        if f.get("sigma") is not None:
+            lines.append(f"- seed noise of the compared runs: sigma = {f['sigma']:.2f} points")
+        lines += [f"- {e}" for e in f["evidence"]] + [""]
+    return lines
+
+
+def properties_section(rows, records):
+    """Markdown lines: what the lab's teachers and labels-only students are (the regime the findings live in)."""
+    lines = ["## Teachers and students on labels alone", "",
+             "The teachers' test top-1; their train-set statistics at T = 1: the mean top probability p(1st), H_rel "
+             "and H_rel^-max (Table 1), and the share of their wrong-class probability on the true class's coarse "
+             "group and on its sibling (for data with a class hierarchy; chance = a uniform tail).", "",
+             "| teacher | dataset | origination | test top-1 | p(1st) | H_rel | H_rel^-max | wrong mass: group (chance) "
+             "| sibling (chance) |", "|---|---|---|---|---|---|---|---|---|"]
+    teachers = {}
+    for r in rows:
+        if r.get("teacher") and r.get("stats_T") == 1.0:
+            teachers.setdefault(r["teacher"], r)
+    for name, r in sorted(teachers.items()):
+        mass = r.get("wrong_class_mass") or {}
+        origin = "from scratch" if r["teacher_from_scratch"] else f"fine-tuned {r['teacher_target_epochs']} ep"
+        rel = [f"{m['share']:.1%} ({m['chance']:.1%})" if m else "–" for m in (mass.get("group"), mass.get("sibling"))]
+        p1 = r["sorted_softmax"][0] if r.get("sorted_softmax") else None
+        lines.append(f"| {name} | {selection.dataset_label(r)} | {origin} | {r['teacher_top1']:.2f} | "
+                     f"{'–' if p1 is None else f'{p1:.3f}'} | {r['H_rel']:.3f} | {r['H_rel_without_max']:.3f} | "
+                     f"{rel[0]} | {rel[1]} |")  # fmt: skip
+    if not teachers:
+        lines.append("| (no distillation at T = 1) | | | | | | | | |")
+    labels = [r for r in rows if r.get("method") == "labels" and r.get("status") == "ok"]
+    lines += ["", "Students trained on labels alone (the no-KD reference, `distill.py --baseline`):", ""]
+    for key, members in sorted(groups_of(labels, ["dataset", "student", "student_init", "opt", "bs", "epochs"]).items(),
+                               key=lambda kv: aggregate.sort_key(kv[0])):  # fmt: skip
+        mean, std, n = aggregate.mean_std_n([r["top1"] for r in members])
+        lines.append(f"- {key[0]} · {key[1]} ({key[2]}) · {key[3]} bs{key[4]} {key[5]} ep: {mean:.2f} ± {std:.2f} "
+                     f"({n} seeds)")  # fmt: skip
+    if not labels:
+        lines.append("- none")
+    trained = [r for r in records if r.get("kind") == "train" and r.get("status") == "ok"]
+    if trained:
+        lines += ["", "Checkpoints trained by train_teacher.py (test top-1 of the checkpoint's own dataset):", ""]
+        lines += [f"- {r.get('checkpoint')}: {(r.get('final') or {}).get('top1', float('nan')):.2f}" for r in trained]
+    return lines + [""]
+
+
+def groups_of(rows, columns):
+    out = {}
+    for r in rows:
+        out.setdefault(tuple(r.get(c) for c in columns), []).append(r)
+    return out
+
+
+def power_section(rows):
+    """Markdown lines: seed spread and convergence of every configuration at its longest budget."""
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("top1") is not None]
+    columns = [c for c in aggregate.CONFIG_COLUMNS if c != "epochs"]
+    table = []
+    for key, members in groups_of(ok, columns).items():
+        top = max(r["epochs"] for r in members)
+        runs = [r for r in members if r["epochs"] == top]
+        _, std, n = aggregate.mean_std_n([r["top1"] for r in runs])
+        curves = [dict(r["curve"]) for r in runs if r.get("curve")]
+        epochs = sorted(set.intersection(*(set(c) for c in curves))) if curves else []
+        last = [e for e in epochs if e >= 0.75 * top]
+        mean_curve = [sum(c[e] for c in curves) / len(curves) for e in last]
+        move = max(mean_curve) - min(mean_curve) if len(mean_curve) > 1 else None
+        table.append((dict(zip(columns, key)), top, std, n, move, len(last)))
+    lines = ["## Power and convergence", "",
+             "For every configuration at its longest budget: the seed std of the final top-1, and how much the "
+             "seed-mean test top-1 moves (max - min) over the evaluations in the last quarter of its epochs.", ""]
+    if not table:
+        return lines + ["No finished runs.", ""]
+    stds = [t[2] for t in table if t[3] > 1]
+    moves = [t[4] for t in table if t[4] is not None]
+    if stds:
+        lines.append(f"- seed std of top-1: mean {sum(stds) / len(stds):.2f}, max {max(stds):.2f} points over "
+                     f"{len(stds)} configurations with several seeds")  # fmt: skip
+    if moves:
+        worst = max(table, key=lambda t: -1 if t[4] is None else t[4])
+        lines.append(f"- last-quarter movement: mean {sum(moves) / len(moves):.2f}, max {max(moves):.2f} points "
+                     f"({selection.describe(worst[0])}, {worst[1]} ep) over {len(moves)} configurations")  # fmt: skip
+    else:
+        lines.append("- last-quarter movement: not measurable (evaluate more often: --eval-every)")
+    lines += ["", "| configuration | epochs | seeds | seed std | last-quarter movement |", "|---|---|---|---|---|"]
+    for key, top, std, n, move, k in sorted(table, key=lambda t: aggregate.sort_key([str(t[0]), t[1]])):
+        name = selection.describe(key) + ("" if key.get("T") is None else f" · T={key['T']:g}")
+        if key.get("method") == "labels":
+            name += " · labels only"
+        lines.append(f"| {escape(name)} | {top} | {n} | {std:.2f} | {'–' if move is None else f'{move:.2f} ({k} evals)'} |")
     return lines + [""]
 
 
@@ -117,7 +213,8 @@ def write_report(results_dir, out=None, figures_dir=None):
     lines = ["# KD temperature study: results report", "",
              f"Generated {stamp} from `{results_dir}` by `analysis/report.py`; per-configuration means in "
              f"[results.csv]({csv_link}). Accuracy is final test top-1 (%), mean ± std over seeds.", ""]
-    lines += provenance_section(records, problems) + findings_section(checked) + artifacts_section(made, out.parent)
+    lines += findings_section(checked) + properties_section(rows, records) + power_section(rows)
+    lines += provenance_section(records, problems) + artifacts_section(made, out.parent)
     path = atomic_write(out, "\n".join(lines) + "\n")
     return path, checked, made, problems
 
@@ -134,7 +231,7 @@ def main(argv=None):
     path, checked, made, problems = write_report(args.results, args.out)
     aggregate.print_problems(problems, prog)
     for f in checked:
-        print(f"{f['verdict']:>18}: {f['claim']}")
+        print(f"{f['verdict']:>12}: {f['claim']}")
     print(f"{prog}: {sum(bool(m['files']) for m in made.values())} of {len(made)} figures/tables made -> {path}")
     return 0
 

@@ -53,6 +53,29 @@ def test_paper_grid_arithmetic():
     assert all(cmd.count(" --T ") == 1 for cmd in g.stages["distill"])   # sweeps are lockstep commands
 
 
+def test_lab_grid_shape():
+    """The lab decides the central findings: 3 seeds, 6 temperatures from 1 to 40, 3 budgets for both
+    optimizers, every setting with a labels-only student; lab-full adds the rest of the study."""
+    g = grid.build("lab", "python", "out", "data", [])
+    runs = {part: sum(cmds.values()) for part, cmds in g.parts.items() if part != "teachers"}
+    # (6 T + 1 labels-only) x 2 optimizers x 3 budgets x 3 seeds
+    assert runs["training configuration (Figs. 2-3)"] == 7 * 2 * 3 * 3
+    assert runs["controls (Fig. 5)"] == 3 * 3 * 3               # smooth-global, smooth-instance, bottom-1 at 3 T
+    assert runs["teacher origination (Table 1)"] == 2 * 6 * 3   # long fine-tuned and from-scratch teachers
+    assert runs["overlapping vs novel classes (Fig. 7)"] == 7 * 3
+    assert grid.LAB["seeds"] == [0, 1, 2] and {1, 2, 4, 8, 16, 40} <= set(grid.LAB["T"])
+    assert len(grid.LAB["budgets"]) >= 3
+    distill = list(g.stages["distill"])
+    assert len(distill) == 36 and all(" --amp " in c for c in distill)
+    assert sum(" --baseline " in c for c in distill) == 2 * 3 * 3 + 3   # one labels-only student per setting
+    trained = {c.split(" --out ")[1].split()[0] for stage in ("pretrain", "teachers") for c in g.stages[stage]}
+    assert {c.split(" --teacher ")[1].split()[0] for c in distill} <= trained   # every teacher is trained first
+    full = grid.build("lab-full", "python", "out", "data", [])
+    assert set(full.parts) - set(g.parts) == {"methods (Fig. 1)", "batch size (Fig. 2)",
+                                              "student initialization (Table 2)", "dataset granularity (Fig. 6)"}
+    assert set(distill) <= set(full.stages["distill"])                   # lab-full finishes what the lab started
+
+
 def test_dry_run_prints_counts_and_commands():
     r = run_all("paper", "--dry-run")
     assert r.returncode == 0, r.stderr
