@@ -1,7 +1,8 @@
 """Benchmarks: this project's performance claims, measured side by side in one run on one machine.
 
-    python bench.py --quick          # 2 CPU cores: built-in 32 px data, small timm models (< 2 minutes)
+    python bench.py --quick          # 2 CPU cores: built-in 32 px data, small timm models (a few minutes)
     python bench.py                  # on a GPU: adds ResNet50->ResNet18 and ViT-S->MNv4 at 224 px
+    python bench.py --parity         # accuracy of every speed lever vs float32 (3 seeds, the lab's teacher)
 
 sweep  K temperatures as K separate runs of a plain single-run loop vs one lockstep run of this
        project replaying a teacher-logit tape (same data, same epochs) -> wall-time ratio
@@ -9,7 +10,12 @@ step   distillation img/s of this project's loop (teacher live, and teacher repl
        vs a plain loop written here in the style of common KD repos: fp32, images decoded from
        files with PIL and transformed per sample in a DataLoader, teacher under no_grad,
        per-parameter clipping in a Python loop -> ratio
-data   img/s of the augmentation pipeline alone vs the training step rate -> ratio
+data   img/s of the augmentation pipeline alone vs the training step rate -> ratio; and the same
+       images as PNG files in an image folder (written here): decoding them once vs generating synth-*
+levers student img/s of a lockstep sweep of the lab's student (tape replayed) with each speed lever
+       (bf16 autocast, channels_last, torch.compile, --parallel, --batched) vs float32 -> ratio
+parity final top-1 with each lever vs float32 (mean and seed std over 3 seeds): a lever is kept only
+       when its mean is within the seed std of float32's
 cuda   absolute distillation img/s at 224 px with data included (CUDA only)
 
 Prints a table and one JSON line with every figure, the device, models, resolution and batch size.
@@ -85,16 +91,17 @@ def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, d
 # This project's loop
 
 def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, bs, seed, device, workers,
-                tape_dir=None, amp=False, channels_last=False, parallel=1):
-    """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape).
-    channels_last: the students' and the teacher's inputs (pass a teacher already in that format)."""
+                tape_dir=None, amp=False, channels_last=False, parallel=1, evaluate=None, **recipe):
+    """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape),
+    or with evaluate=N the results (final top-1 on the first N test images). channels_last: the students'
+    and the teacher's inputs (pass a teacher already in that format); recipe: more engine.Recipe fields."""
     aug = data.aug_config_for("synth-fine", train.images.shape[-1])
     stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers,
                               device=engine.augment_device("auto", device, workers))
     forward = teacher_forward(teacher, t_norm, channels_last)
     if tape_dir is not None:
         key = {"bench": True, "seed": seed, "bs": bs, "steps_per_epoch": stream.steps_per_epoch, "amp": amp}
-        forward = TeacherTape(tape_dir, forward, key)
+        forward = TeacherTape(tape_dir, forward, key, log=lambda s: None)
     members = []
     for T in temps:
         torch.manual_seed(seed)
@@ -104,13 +111,16 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
         run.start({})
         members.append(engine.Member(name=f"T={T}", run=run, model=student, norm=models.normalization(student),
                                      objective=lambda s, b, t, e, i, loss=loss: loss(s, t)))
-    test_images = data.eval_images(test, aug)[:bs]
+    n_test = evaluate or bs
+    test_images = data.eval_images(test, aug)[:n_test]
     t0 = time.time()
     recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, clip=1.0, seed=seed, device=device, amp=amp,
-                           channels_last=channels_last, parallel=parallel)
-    results = engine.train(members, stream, (test_images, test.labels[:bs], None), recipe, teacher=forward,
+                           channels_last=channels_last, parallel=parallel, **recipe)
+    results = engine.train(members, stream, (test_images, test.labels[:n_test], None), recipe, teacher=forward,
                            log=lambda s: None)
     wall = time.time() - t0
+    if evaluate:
+        return results
     return wall, sum(r["img_per_s"] for r in results) / len(results), forward
 
 
@@ -148,7 +158,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="CPU-sized: 32 px built-in data, small models, < 2 minutes on 2 cores")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--teacher", default="resnet18d", help="teacher architecture for the 32 px sections")
-    p.add_argument("--student", default="resnet10t", help="student architecture for the 32 px sections")
+    p.add_argument("--student", default="test_resnet", help="student architecture for the 32 px sections (the lab's)")
     p.add_argument("--K", type=int, default=9, help="temperatures in the sweep")
     p.add_argument("--bs", type=int, default=64, help="batch size")
     p.add_argument("--images", type=int, default=640, help="training images of the 32 px data (per epoch)")
@@ -160,8 +170,26 @@ def main():
     p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
                    help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)")
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
+    p.add_argument("--parity", action="store_true", help="only the accuracy of every lever vs float32 (minutes)")
+    p.add_argument("--parity-teacher", default="results/lab/teachers/synth-fine-ft4.pt",
+                   help="--parity: teacher checkpoint; its own data (default: the lab's briefly fine-tuned teacher)")
+    p.add_argument("--parity-epochs", type=int, default=48, help="--parity: distillation epochs")
+    p.add_argument("--parity-T", type=float, nargs="+", default=[1.0, 8.0], help="--parity: temperatures")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--parity: seeds")
     args = p.parse_args()
     device = cli.resolve_device(args.device)
+    if args.parity:
+        if not Path(args.parity_teacher).is_file():
+            raise SystemExit(f"bench.py: error: --parity-teacher: '{args.parity_teacher}' does not exist; make it with "
+                             "`bash run_all.sh lab --stop-after teachers` or pass another checkpoint")
+        print(f"device: {runs.provenance(device)['device']}  student {args.student}  teacher {args.parity_teacher}  "
+              f"{args.parity_epochs} epochs  T {args.parity_T}  seeds {args.seeds}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            out = section_parity(args.parity_teacher, args.student, args.parity_T, args.parity_epochs, args.seeds,
+                                 device, tmp)
+        print_parity(out)
+        print(json.dumps({"device": runs.provenance(device)["device"], "parity_top1": out}))
+        return
     if args.only_cuda:
         row = {"device": runs.provenance(device)["device"], "host": platform.node(), "torch": torch.__version__}
         row.update(cuda_224(device, args.workers or 16))
@@ -216,10 +244,109 @@ def main():
                                          args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape",
                                          parallel=args.parallel, channels_last=row["channels_last"])
         row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
+        row.update(section_images(train, args.bs, tmp))
+        lever_temps = [1, 2, 4, 8, 16, 40, 20]   # the lab's lockstep size: 6 temperatures + 1 student
+        row["levers_K"] = len(lever_temps)
+        row["levers_student_img_s"] = section_levers(train, test, teacher, args.student, lever_temps, 2, args.bs,
+                                                     device, tmp)
     if device.type == "cuda" and not args.quick:
         row.update(cuda_224(device, args.workers or 16))
     print_table(row)
     print(json.dumps(row))
+
+
+# ---------------------------------------------------------------------------------------------
+# Speed levers: each measured on the same sweep, and its accuracy against float32
+
+LEVERS = {  # name: engine.Recipe fields (and distill.py flags) that the lever changes
+    "float32": {},
+    "bf16 autocast (--amp)": {"amp": True},
+    "channels_last (--channels-last on)": {"channels_last": True},
+    "bf16 + channels_last": {"amp": True, "channels_last": True},
+    "torch.compile (--compile)": {"compile": True},
+    "2 students at once (--parallel 2)": {"parallel": 2},
+    "one vmapped computation (--batched)": {"batched": True},
+}
+
+
+def levers_on(device):
+    return {k: v for k, v in LEVERS.items() if device.type == "cpu" or "parallel" not in v}
+
+
+def section_levers(train, test, teacher, student, temps, epochs, bs, device, tmp):
+    """Student img/s of one lockstep sweep (K students, tape replayed) per lever; the last epoch counts."""
+    out = {}
+    for name, lever in levers_on(device).items():
+        model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
+        results = project_run(Path(tmp) / f"lever{len(out)}", train, test, model, models.normalization(teacher),
+                              student, temps, epochs, bs, 0, device, 0, tape_dir=Path(tmp) / f"tape-{lever.get('amp')}",
+                              evaluate=bs, **lever)  # fmt: skip
+        out[name] = len(temps) * results[0]["curve"][-1]["img_per_s"]
+    return out
+
+
+def section_images(train, bs, tmp):
+    """The real-image path beside synth-*: the same images as PNG files in an image folder, decoded once
+    (then cached as uint8) vs generated; then the training stream of each (they must give the same batches)."""
+    folder = Path(tmp) / "imagefolder"
+    for split in ("train", "test"):
+        for i, (img, label) in enumerate(zip(train.images, train.labels.tolist())):
+            d = folder / split / f"{label:03d}"
+            d.mkdir(parents=True, exist_ok=True)
+            torchvision.io.write_png(img, str(d / f"{i:05d}.png"))
+    t0 = time.time()
+    size = train.images.shape[-1]
+    png = data.load_split("imagefolder", "train", folder, image_size=size)
+    decode = len(png) / (time.time() - t0)
+    t0 = time.time()
+    data.load_split("synth-fine", "train", "unused", synth={"target_train_per_class": len(train) // 24})
+    generate = len(train) / (time.time() - t0)
+    steps = len(train) // bs
+    stream_synth = data_rate(train, bs, 0, 0, steps, device=torch.device("cpu"))
+    stream_png = data_rate(png, bs, 0, 0, steps, device=torch.device("cpu"))
+    return {"images_png_decode_img_s": decode, "images_synth_generate_img_s": generate,
+            "images_png_stream_img_s": stream_png, "images_synth_stream_img_s": stream_synth}
+
+
+def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp):
+    """Final top-1 per lever, T and seed on the teacher checkpoint's own data (the lab's, by default)."""
+    ckpt = models.load_checkpoint(ckpt_path)
+    synth = (ckpt.get("args") or {}).get("synth") or {}
+    train = data.load_split(ckpt["dataset"], "train", "unused", synth=synth)
+    test = data.load_split(ckpt["dataset"], "test", "unused", synth=synth)
+    teacher = models.model_from_checkpoint(ckpt, ckpt_path).to(device)
+    norm = models.checkpoint_normalization(ckpt)
+    out = {}
+    for name, lever in levers_on(device).items():
+        model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
+        for seed in seeds:
+            results = project_run(Path(tmp) / f"parity-{len(out)}-{seed}", train, test, model, norm, student, temps,
+                                  epochs, 64, seed, device, 0, tape_dir=Path(tmp) / f"ptape-{seed}-{lever.get('amp')}",
+                                  evaluate=len(test), **lever)  # fmt: skip
+            for T, r in zip(temps, results):
+                out.setdefault(name, {}).setdefault(T, []).append(r["final"]["top1"])
+        print(f"parity: {name}: " + ", ".join(f"T={T:g} {fmt_seeds(v)}" for T, v in out[name].items()), flush=True)
+    return out
+
+
+def fmt_seeds(values):
+    mean = sum(values) / len(values)
+    std = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
+    return f"{mean:.2f} ± {std:.2f}"
+
+
+def print_parity(out):
+    """A lever is kept when, at every T, its mean final top-1 is within float32's seed std of float32's mean."""
+    ref = out["float32"]
+    for name, by_T in out.items():
+        parts, kept = [], True
+        for T, values in by_T.items():
+            mean, ref_mean = sum(values) / len(values), sum(ref[T]) / len(ref[T])
+            ref_std = (sum((v - ref_mean) ** 2 for v in ref[T]) / max(1, len(ref[T]) - 1)) ** 0.5
+            kept &= abs(mean - ref_mean) <= ref_std
+            parts.append(f"T={T:g}: {fmt_seeds(values)} ({mean - ref_mean:+.2f} vs float32, its seed std {ref_std:.2f})")
+        verdict = "reference" if name == "float32" else ("parity: kept" if kept else "NO parity")
+        print(f"  {name:<38} {verdict:<14} " + "; ".join(parts))
 
 
 class CachedStream:
@@ -287,7 +414,14 @@ def print_table(r):
             (f"data: per sample ({r['workers']} workers)", f"{r['data_workers_img_s']:.0f} img/s", f"{r['data_workers_img_s'] / r['step_live_img_s']:.1f}x step rate"),
             ("data: whole batches on the device", f"{r['data_device_img_s']:.0f} img/s", f"{r['data_device_img_s'] / r['step_live_img_s']:.1f}x step rate"),
             (f"sweep: {r['K']} plain runs", f"{r['sweep_plain_s']:.1f} s", ""),
-            (f"sweep: 1 lockstep run of {r['K']}, tape", f"{r['sweep_lockstep_tape_s']:.1f} s", f"ratio {r['sweep_ratio']:.2f}")]
+            (f"sweep: 1 lockstep run of {r['K']}, tape", f"{r['sweep_lockstep_tape_s']:.1f} s", f"ratio {r['sweep_ratio']:.2f}"),
+            ("images: PNG folder decoded once (then cached)", f"{r['images_png_decode_img_s']:.0f} img/s", ""),
+            ("images: synth-* generated", f"{r['images_synth_generate_img_s']:.0f} img/s", ""),
+            ("images: stream from the PNG folder's cache", f"{r['images_png_stream_img_s']:.0f} img/s", ""),
+            ("images: stream from synth-*", f"{r['images_synth_stream_img_s']:.0f} img/s", "")]
+    base = r["levers_student_img_s"]["float32"]
+    rows += [(f"lever ({r['levers_K']} students, tape): {k}", f"{v:.0f} img/s", f"{v / base:.2f}x float32")
+             for k, v in r["levers_student_img_s"].items()]
     rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]
     w = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:

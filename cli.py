@@ -89,7 +89,8 @@ def add_data_args(parser):
     g.add_argument("--image-size", type=int, default=None,
                    help="training resolution (default: the teacher's; else 224 for real datasets, 32 for synth-*)")  # fmt: skip
     g.add_argument("--synth", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: synth.make_synth)")  # fmt: skip
+                   help="built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: synth.make_synth; "
+                        "distill.py: default the teacher's)")  # fmt: skip
     g = parser.add_argument_group("augmentation (defaults: the study's, docs/STUDY.md)")
     g.add_argument("--randaug-n", type=int, default=None, help="RandAugment operations per image (default 2, synth 1; 0: off)")  # fmt: skip
     g.add_argument("--randaug-m", type=int, default=None, help="RandAugment magnitude, 0-30 (default 9, synth 5)")
@@ -121,6 +122,8 @@ def add_runtime_args(parser):
                    help="augment per sample in the --workers processes, or whole batches on --device (auto: device on a GPU or with --workers 0); same batches")  # fmt: skip
     g.add_argument("--parallel", type=int, default=1,
                    help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)")
+    g.add_argument("--batched", action="store_true",
+                   help="step the lockstep students as one vmapped computation (for GPUs; slower on a CPU)")
     g.add_argument("--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)")  # fmt: skip
     g.add_argument("--keep-ckpt", action="store_true", help="keep ckpt.pt (model + optimizer) after the run finishes")
     g.add_argument("--retry-failed", action="store_true", help="start runs that failed (diverged) again from scratch")

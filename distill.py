@@ -117,6 +117,9 @@ def validate(args):
         coupled = f", and {args.method} is batch-coupled" if first.batch_coupled else ""
         raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples{coupled}), got {args.bs}")
     teacher = models.load_checkpoint(args.teacher)  # CheckpointError names the file and the reason
+    recorded = teacher.get("args") or {}
+    if not args.synth and teacher["dataset"] == args.dataset and isinstance(recorded.get("synth"), dict):
+        args.synth = recorded["synth"]  # the built-in data the teacher learned, unless --synth says otherwise
     trained_at = models.trained_image_size(teacher)
     if args.image_size is None and trained_at is not None and teacher["dataset"] == args.dataset:
         args.image_size = trained_at  # the resolution the teacher learned
@@ -325,7 +328,8 @@ def prepare(args, claimed):
     recipe = engine.Recipe(epochs=args.epochs, opt=args.opt, lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs,
                            clip=args.clip, seed=args.seed, device=device, amp=args.amp, compile=args.compile,
                            channels_last=engine.channels_last_for(args.channels_last, members[0].model, device),
-                           eval_every=args.eval_every, parallel=args.parallel, keep_ckpt=args.keep_ckpt)  # fmt: skip
+                           eval_every=args.eval_every, parallel=args.parallel, batched=args.batched,
+                           keep_ckpt=args.keep_ckpt)  # fmt: skip
     common = {"kind": "distill", **runs.provenance(device), "seed": args.seed, "num_classes": len(train_split.classes)}
     return members, stream, (test_images, test_split.labels, t_test.argmax(1)), recipe, forward, common
 

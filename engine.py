@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 import kd
+from batched import BatchedStudents, can_batch
 from cli import EXIT_PREEMPTED
 from models import is_convnet, model_input, predict
 from runs import RunDir
@@ -114,6 +115,7 @@ class Recipe:
     compile: bool = False
     eval_every: int = 0  # also evaluate every N epochs (0: only after the last)
     parallel: int = 1  # CPU: step up to N members at once in threads
+    batched: bool = False  # step the members as one vmapped computation (batched.py)
     keep_ckpt: bool = False
 
 
@@ -211,8 +213,10 @@ def prepare(m, recipe, spe, log):
 
 
 def checkpoint(m):
-    """What resuming needs: model, optimizer, objective (CTKD's temperature), position and this epoch's loss."""
-    return {"model": m.model.state_dict(), "optimizer": m.optimizer.state_dict(),
+    """What resuming needs: model, optimizer, objective (CTKD's temperature), position and this epoch's loss.
+    Tensors are copied: a batched member's weights are views of a larger stack (batched.py)."""
+    return {"model": {k: v.detach().clone() for k, v in m.model.state_dict().items()},
+            "optimizer": m.optimizer.state_dict(),
             "objective": m.objective_module.state_dict() if m.objective_module is not None else {},
             "position": m.position, "curve": m.curve, "epoch_loss": [float(m.loss_sum), m.loss_n],
             "elapsed": time.time() - m.t0}  # fmt: skip
@@ -297,14 +301,22 @@ class StopSignals:
 
 
 class Stepper:
-    """Steps the active members on one batch: one after the other, or (CPU, --parallel N) N at a time in
-    threads, each thread on its share of the cores. CPU float results depend on the intra-op thread count
-    (a per-thread setting), so every thread uses the same count for the whole run, serial fallback included."""
+    """Steps the active members on one batch: one after the other; or (CPU, --parallel N) N at a time in
+    threads, each thread on its share of the cores; or (--batched) all of them as one vmapped computation.
+    CPU float results depend on the intra-op thread count (a per-thread setting), so every thread uses the
+    same count for the whole run, serial fallback included."""
 
     def __init__(self, members, stream, recipe, log):
-        self.recipe, self.views, self.pool = recipe, getattr(stream, "views", 1), None
+        self.recipe, self.views, self.pool, self.batched = recipe, getattr(stream, "views", 1), None, None
         self.total, self.warmup = recipe.epochs * stream.steps_per_epoch, recipe.warmup_epochs * stream.steps_per_epoch
         self.threads = torch.get_num_threads()
+        if recipe.batched:
+            why_not = can_batch(members, recipe) or ("two views (MLKD)" if self.views == 2 else "")
+            if why_not:
+                log(f"--batched: stepping the students one at a time instead ({why_not})")
+            else:
+                self.batched = BatchedStudents(members, lambda p: build_optimizer(p, recipe.opt, recipe.lr, recipe.wd))
+                return
         n = min(recipe.parallel, len(members))
         if n > 1 and recipe.device.type == "cpu":  # small models use 2+ cores poorly; one core each, well
             torch.set_num_threads(max(1, self.threads // n))
@@ -324,6 +336,9 @@ class Stepper:
     def step(self, active, batch, xs, t_logits, epoch, step, g):
         """One optimizer step of every active member; each starts from the same RNG state."""
         seed, device = self.recipe.seed, self.recipe.device
+        if self.batched is not None:
+            seed_step(seed, epoch, step, device)
+            return self.step_batched(active, batch, xs, t_logits, epoch, step, g)
         if self.pool is None:
             for m in active:
                 seed_step(seed, epoch, step, device)
@@ -351,6 +366,26 @@ class Stepper:
         m.loss_sum += loss.detach().float()
         m.loss_n += 1
         m.position = g + 1
+
+
+    def step_batched(self, active, batch, xs, t_logits, epoch, step, g):
+        """One step of all members as one computation (a failed member's slice keeps stepping, unrecorded)."""
+        r, b = self.recipe, self.batched
+        for group in b.optimizer.param_groups:
+            group["lr"] = lr_at(g, self.total, r.lr, self.warmup)
+        with torch.autocast(r.device.type, dtype=torch.bfloat16, enabled=r.amp):
+            logits = b.forward(xs[0], b.members[0].norm, r.channels_last)
+            losses = [m.objective(logits[k], batch, t_logits, epoch + 1, step) for k, m in enumerate(b.members)]
+        b.optimizer.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()  # each student's loss depends on its own slice only
+        if r.clip > 0:
+            b.clip_(r.clip)
+        b.optimizer.step()
+        for m, loss in zip(b.members, losses):
+            if m in active:
+                m.loss_sum += loss.detach().float()
+                m.loss_n += 1
+                m.position = g + 1
 
 
 def draws_random_numbers(members, stream, recipe):

@@ -160,6 +160,13 @@ if [[ $SLURM == 0 ]]; then
     pending "$stage" | xargs -P "$JOBS" --process-slot-var=KD_SLOT -I{} \
       bash "$HERE/run_all.sh" __one "$OUT" "$stage" "$OUT/manifest/$stage.txt" {}
   done
+  # The demo leaves its briefly fine-tuned teacher where distill.py looks by default (if none is there yet),
+  # so that `python distill.py --T 40 --opt sgd` works right after it (grid.DEMO: brief = 4 epochs).
+  if [[ $PRESET == demo && -f "$OUT/teachers/synth-fine-ft4.pt" && ! -e teachers/synth-fine.pt ]]; then
+    mkdir -p teachers && cp "$OUT/teachers/synth-fine-ft4.pt" teachers/.synth-fine.pt.tmp \
+      && mv teachers/.synth-fine.pt.tmp teachers/synth-fine.pt \
+      && echo "== the demo's teacher is now also teachers/synth-fine.pt (distill.py's default --teacher)" >&2
+  fi
   if [[ $STOP == distill ]]; then
     echo "== analysis" >&2
     mkdir -p "$OUT/.locks"

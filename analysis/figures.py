@@ -119,6 +119,7 @@ def fig2_heatmaps(rows, out):
 def fig3_epochs(rows, out):
     """Fig. 3: top-1 vs T; the longest epoch budget in colour, shorter budgets in grey; a panel per (opt, bs)."""
     groups = selection.training_config_groups(selection.cells_of(rows))
+    baselines = selection.labels_only(rows)
     if not groups:
         return artifact(missing=["Fig. 3: no teacher x student with more than one training configuration"])
     files, key_numbers, single = [], {}, []
@@ -130,6 +131,9 @@ def fig3_epochs(rows, out):
             for shade, e in zip(greys, epochs[:-1]):
                 plot_T_curve(ax, budgets[e], f"{e} ep", color=str(shade), marker=".")
             plot_T_curve(ax, budgets[epochs[-1]], f"{epochs[-1]} ep (longest)", color=PALETTE[0], marker="o")
+            base = selection.labels_only_for(baselines, dict(key, opt=opt, bs=bs, epochs=epochs[-1]))
+            if base:
+                plot_reference_line(ax, base, f"labels only, {epochs[-1]} ep")
             format_T_axis(ax, [c["T"] for line in budgets.values() for c in line])
             accuracy_axis(ax)
             title(ax, f"{opt} · batch size {bs}")
@@ -201,8 +205,11 @@ def fig5_controls(rows, out):
         return artifact(missing=["Fig. 5: no runs of the teacher signal together with a control "
                                  "(smooth-global, smooth-instance, bottomk) in the same setting"])
     fig, axes = panel_grid(len(chosen))
-    key_numbers, seen = {}, set()
+    key_numbers, seen, baselines = {}, set(), selection.labels_only(rows)
     for ax, (key, lines) in zip(axes, chosen):
+        base = selection.labels_only_for(baselines, key)
+        if base:
+            plot_reference_line(ax, base, "labels only (no KD)")
         ranked = sorted(lines.items(), key=lambda kv: (signal_rank(kv[0][0]), kv[0][1] or 0))
         for i, ((signal, k), line) in enumerate(ranked):
             seen.add(signal)
@@ -229,7 +236,7 @@ def fig5_controls(rows, out):
 # ---------------------------------------------------------------------------------------------
 # Figs. 6-7: datasets
 
-def plot_dataset_panels(chosen, out, name, heading, label_text, order):
+def plot_dataset_panels(chosen, out, name, heading, label_text, order, baselines=()):
     """One PNG of dataset-comparison panels (lines from selection.dataset_panels) -> (path, key numbers)."""
     fig, axes = panel_grid(len(chosen))
     key_numbers = {}
@@ -239,6 +246,11 @@ def plot_dataset_panels(chosen, out, name, heading, label_text, order):
                 continue
             colour, marker = style(order.index(label) if label in order else len(order))
             plot_T_curve(ax, line, label_text(label, line), color=colour, marker=marker)
+            first = line[0]
+            base = selection.labels_only_for(baselines, dict(key, dataset=first["dataset"], data_id=first["data_id"],
+                                                             student_init="random", epochs=first["epochs"]))
+            if base:
+                plot_reference_line(ax, base, f"{label}: labels only", colour)
             key_numbers[f"{describe(key)} · {label_text(label, line)}"] = (
                 f"teacher {line[0]['teacher']}; best {fmt(best_cell(line))}; plateau from T={selection.preferred_T(line):g}")
         format_T_axis(ax, [c["T"] for line in lines.values() for c in line])
@@ -268,7 +280,8 @@ def fig6_granularity(rows, out):
             continue
         path, numbers = plot_dataset_panels(
             chosen, out, f"fig6_granularity_{family}.png", f"Fig. 6: dataset granularity ({family} datasets)",
-            lambda label, line: f"{label} ({selection.GRANULARITY[label]}; {line_setting(line)})", names)
+            lambda label, line: f"{label} ({selection.GRANULARITY[label]}; {line_setting(line)})", names,
+            selection.labels_only(rows))
         files.append(path)
         key_numbers.update(numbers)
     return artifact(files, missing, key_numbers)
@@ -291,7 +304,7 @@ def fig7_overlap(rows, out):
         path, numbers = plot_dataset_panels(
             chosen, out, f"fig7_overlap_{family}.png", f"Fig. 7: overlapping vs novel fine classes ({pair})",
             lambda label, line: f"{label}: {selection.dataset_label(line[0])} ({line_setting(line)})",
-            ["overlapping", "novel"])
+            ["overlapping", "novel"], selection.labels_only(rows))
         files.append(path)
         key_numbers.update(numbers)
     return artifact(files, missing, key_numbers)

@@ -1,7 +1,10 @@
 """Small matplotlib helpers shared by figures.py and tables.py (Agg backend, colour-blind-safe colours)."""
+import io
 import math
 import re
 from pathlib import Path
+
+from runs import atomic_write
 
 import matplotlib
 
@@ -65,8 +68,9 @@ def plot_T_curve(ax, cells, label, color, marker="o", **kwargs):
                 linewidth=1.5, **kwargs)
 
 
-def plot_reference_line(ax, cell, label, color):
-    """A horizontal line (with a ± std band) for a result without a fixed T (CTKD's learned T)."""
+def plot_reference_line(ax, cell, label, color="0.35"):
+    """A horizontal line (with a ± std band) for a result without a fixed T: CTKD's learned T, or the
+    student trained on labels alone."""
     mean, std = cell["top1_mean"], cell.get("top1_std") or 0.0
     ax.axhline(mean, color=color, linestyle="--", linewidth=1.5, label=label)
     if (cell.get("top1_n") or 0) > 1 and std > 0:
@@ -121,10 +125,9 @@ def heatmap(ax, values, row_labels, col_labels, cmap="viridis", colorbar_label="
 
 
 def save(fig, path):
-    """Save and close `fig`; returns the path as a string."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Save (atomically) and close `fig`; returns the path as a string."""
+    buffer = io.BytesIO()
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(buffer, dpi=DPI, format="png")
     plt.close(fig)
-    return str(path)
+    return str(atomic_write(path, buffer.getvalue()))

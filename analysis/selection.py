@@ -20,6 +20,18 @@ def cells_of(rows):
     return [c for c in aggregate.aggregate(rows) if all(c.get(k) is not None for k in REQUIRED)]
 
 
+def labels_only(rows):
+    """Cells (aggregate.aggregate) of the students trained on labels alone (distill.py --baseline)."""
+    return [c for c in aggregate.aggregate([r for r in rows if r.get("method") == "labels"])
+            if c.get("top1_mean") is not None]  # fmt: skip
+
+
+def labels_only_for(baselines, key):
+    """The labels-only cell for a panel key (same data, student, initialisation and recipe), or None."""
+    columns = ["dataset", "data_id", "student", "student_init", "opt", "bs", "epochs"]
+    return next((c for c in baselines if all(c.get(k) == key[k] for k in columns if k in key)), None)
+
+
 def dataset_label(cell):
     """The dataset's name; for image folders its folder name (e.g. 'imagenet-birds')."""
     if cell.get("dataset") == "imagefolder" and cell.get("data_id"):

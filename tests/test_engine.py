@@ -65,6 +65,34 @@ def test_parallel_students_compute_what_serial_students_compute(teacher, tmp_pat
         assert par[name]["final"]["top1"] == ser[name]["final"]["top1"]
 
 
+def test_batched_students_compute_what_serial_students_compute(teacher, tmp_path):
+    """--batched steps the students as one vmapped computation: the same update rule as stepping them one by
+    one (floats differ by rounding only), BatchNorm statistics kept per student, and each student's checkpoint
+    holds its own weights and optimizer state, so a batched run and a serial one resume each other."""
+    sweep = ["--T", "1", "4", "--keep-ckpt", "--epochs", "2"]
+    with intra_op_threads(1):
+        assert distill.main(distill_args(teacher, tmp_path / "serial", *sweep)) == 0
+        assert distill.main(distill_args(teacher, tmp_path / "batched", *sweep, "--batched")) == 0
+    serial, batched = results_in(tmp_path / "serial"), results_in(tmp_path / "batched")
+    assert sorted(serial) == sorted(batched) and len(serial) == 2
+    for name in serial:
+        a = [r["train_loss"] for r in serial[name]["curve"]]
+        assert [r["train_loss"] for r in batched[name]["curve"]] == pytest.approx(a, rel=1e-4)
+        wa = torch.load(tmp_path / "serial" / name / "ckpt.pt", weights_only=True)
+        wb = torch.load(tmp_path / "batched" / name / "ckpt.pt", weights_only=True)
+        for key, value in wa["model"].items():
+            assert torch.allclose(value.float(), wb["model"][key].float(), atol=1e-3), key   # running stats too
+        assert wa["optimizer"]["state"].keys() == wb["optimizer"]["state"].keys()
+        assert (tmp_path / "batched" / name / "ckpt.pt").stat().st_size < 1.2 * (tmp_path / "serial" / name / "ckpt.pt").stat().st_size
+    t1, t4 = (next(r for r in batched.values() if r["T"] == T) for T in (1.0, 4.0))
+    assert t1["curve"][-1]["train_loss"] != t4["curve"][-1]["train_loss"]   # two students, not one copied
+
+
+def test_batched_falls_back_where_it_cannot_batch(teacher, tmp_path, capsys):
+    assert distill.main(distill_args(teacher, tmp_path, "--T", "4", "--method", "ctkd", "--batched")) == 0
+    assert "--batched: stepping the students one at a time instead" in capsys.readouterr().err
+
+
 def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
     """A student whose step uses the global RNG (here: dropout in its objective) must not share the
     generator across threads: --parallel falls back to serial steps, and the results stay reproducible."""
@@ -88,8 +116,9 @@ def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
         return [r["curve"][-1]["train_loss"] for r in results], logs
 
     with intra_op_threads(2):
-        a, logs = sweep("a", parallel=2)
-        b, _ = sweep("b", parallel=2)
+        a, logs = sweep("a", parallel=2)   # falls back to serial steps, each on 2 // 2 = 1 thread
+    with intra_op_threads(1):
+        b, _ = sweep("b", parallel=1)      # serial from the start, on 1 thread: the same floats
     assert any("one at a time" in line for line in logs) and a == b and a[0] != a[1]
 
 
