@@ -315,7 +315,7 @@ class AugConfig:
 
 
 def aug_config_for(name: str, image_size: int | None = None, **overrides) -> AugConfig:
-    """The study's augmentation defaults for dataset `name` (STUDY.md §1), with overrides."""
+    """The study's augmentation defaults for dataset `name` (docs/STUDY.md §1), with overrides."""
     spec = dataset_spec(name)
     defaults = {k: spec[k] for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha") if k in spec}
     return AugConfig(**{"image_size": image_size or spec["image_size"], "crop": spec["crop"],

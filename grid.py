@@ -2,7 +2,7 @@
 
 run_all.sh calls this to write <out>/manifest/<stage>.txt (one shell command per line) and then
 runs the stages in order: pretrain -> teachers (and student initial weights) -> distill -> analysis.
-Every value below comes from STUDY.md; those marked (default) are the project's choices where
+Every value below comes from docs/STUDY.md; those marked (default) are the project's choices where
 the paper's text lost the number. Temperature sweeps are one lockstep command per configuration.
 
     python grid.py paper --dry-run          # runs per stage and the first commands
@@ -18,7 +18,7 @@ import kd
 from runs import atomic_write
 
 # ---------------------------------------------------------------------------------------------
-# The paper (STUDY.md §1-§4)
+# The paper (docs/STUDY.md §1-§4)
 
 T_GRID = [1, 2, 3, 4, 5, 10, 20, 30, 40]                  # spans 1..40 (paper); the values (default)
 SEEDS = [0, 1, 2]                                          # mean of 3 seeds (paper)
@@ -80,7 +80,6 @@ DEMO_TINY = dict(
     DEMO, synth=["groups=4", "classes_per_group=2", "fine_groups=2", "novel_groups=2", "novel_classes_per_group=2",
                  "coarse_classes_per_group=2", "src_train_per_class=8", "target_train_per_class=32", "test_per_class=4"],
     pretrain_epochs=1, brief=1, long=2, scratch=2, T=[1, 4], seeds=[0], budgets=[1, 2], control_T=[4],
-    studies=LAB_FULL["studies"], method_T=[4], methods=["dkd"],
     distill_args=["--allow-weak-teacher"],   # its toy teachers are near chance by design
 )
 BUILTIN = {"lab": LAB, "lab-full": LAB_FULL, "demo": DEMO, "demo-tiny": DEMO_TINY}

@@ -14,7 +14,7 @@ import torch
 
 from runs import atomic_torch_save
 
-# The study's architectures (STUDY.md §2) and the pinned timm tag used for `--init in1k`.
+# The study's architectures (docs/STUDY.md §2) and the pinned timm tag used for `--init in1k`.
 # All are ImageNet-1k-only weights. timm's *default* tags differ for two of them:
 # convnext_tiny defaults to `in12k_ft_in1k` (ImageNet-12k pretraining) and
 # vit_small_patch16_224 to `augreg_in21k_ft_in1k` (ImageNet-21k pretraining).

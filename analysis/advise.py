@@ -74,7 +74,8 @@ def main(argv=None):
     p.add_argument("--teacher", required=True, help="teacher checkpoint made by train_teacher.py")
     p.add_argument("--dataset", default=None, help="dataset to measure on (default: the teacher's own)")
     p.add_argument("--data-root", default="data", help="folder holding the dataset")
-    p.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE", help="built-in dataset sizes, as in distill.py")
+    p.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="built-in dataset sizes, as in distill.py (default: the teacher's own)")
     p.add_argument("--image-size", type=int, default=None, help="resolution (default: the one the teacher was trained at)")
     p.add_argument("--T", type=float, nargs="+", default=T_GRID, help="temperatures to report")
     p.add_argument("--novel-classes", action="store_true", help="the target's classes are absent from the pretraining data")
@@ -89,6 +90,8 @@ def main(argv=None):
             cli.check_range("--T", T, kd.T_RANGE[0], kd.T_RANGE[1])
         synth = cli.parse_key_values(args.synth, "--synth")
         data.check_synth_args(dataset, synth)
+        if not synth and dataset == ckpt["dataset"]:  # the built-in data the teacher learned
+            synth = (ckpt.get("args") or {}).get("synth") or {}
         trained_at = models.trained_image_size(ckpt)
         if args.image_size is None and dataset == ckpt["dataset"]:
             args.image_size = trained_at

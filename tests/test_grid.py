@@ -36,7 +36,7 @@ def executions(out):
 
 
 def test_paper_grid_arithmetic():
-    """Run counts are the products of STUDY.md §4's factors (3 seeds, 9 temperatures)."""
+    """Run counts are the products of docs/STUDY.md §4's factors (3 seeds, 9 temperatures)."""
     g = grid.build("paper", "python", "out", "data", [])
     runs = {part: sum(cmds.values()) for part, cmds in g.parts.items()}
     # 2 teachers x 2 students x 2 datasets x 2 optimizers x 2 batch sizes x 5 budgets x 9 T x 3 seeds

@@ -1,7 +1,7 @@
 """Tests for kd.py. They double as usage examples.
 
 Hand-computed values come from docs/METHODS.md (float64); kd.py runs in float32 here, so they are
-compared at ~1e-5 relative. Section numbers refer to METHODS.md.
+compared at ~1e-5 relative. Section numbers refer to docs/METHODS.md.
 """
 import ast
 import math
