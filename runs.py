@@ -224,7 +224,11 @@ class RunDir:
         return True
 
     def check_config(self):
-        """True if config.json exists and describes this run, False if there is none; RunError otherwise."""
+        """True if config.json exists and describes this run, False if there is none; RunError otherwise
+        (also for a folder or other non-file in place of one of the run's files: it would fail mid-run)."""
+        for name in ("config.json", "log.jsonl", "ckpt.pt", "result.json", ".lock"):
+            if self.file(name).exists() and not self.file(name).is_file():
+                raise RunError(f"'{self.file(name)}' is not a file; move it away, then run this command again")
         cfg = self.file("config.json")
         if not cfg.exists():
             return False
