@@ -88,8 +88,8 @@ def validate(args):
     if not models.is_known_arch(args.student):
         raise ValueError(f"--student: unknown timm architecture '{args.student}'")
     if args.method == "ctkd" and len(args.T) > 1:
-        raise ValueError("--T: --method ctkd learns its temperature (--hp T_start, T_range), so a sweep of --T "
-                         "would train one run; give a single --T")  # fmt: skip
+        print(f"{PROG}: note: --method ctkd learns its temperature (--hp T_start, T_range): --T "
+              f"{' '.join(f'{T:g}' for T in args.T)} trains one run", file=sys.stderr)  # fmt: skip
     for T in args.T:
         if not (math.isfinite(T) and kd.T_RANGE[0] <= T <= kd.T_RANGE[1]):
             raise ValueError(f"--T: temperatures must be in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}] (where every "
@@ -346,12 +346,13 @@ def prepare(args, claimed, failed):
 
 
 def check_same_classes(args, teacher_classes, classes):
-    """ValueError unless the teacher's class names (in order) are the dataset's: a teacher of other classes
-    with the same count would be distilled silently, its outputs matched to the wrong labels."""
+    """A note unless the teacher's class names (in order) are the dataset's: a teacher of other classes with
+    the same count is distilled by class index, which is only right if the names merely differ."""
     differ = next((i for i, (a, b) in enumerate(zip(teacher_classes, classes)) if a != b), None)
     if differ is not None:
-        raise ValueError(f"--teacher: '{args.teacher}' was trained on other classes than {args.dataset}'s "
-                         f"(class {differ}: '{teacher_classes[differ]}' vs '{classes[differ]}')")  # fmt: skip
+        print(f"{PROG}: note: --teacher: '{args.teacher}' names other classes than {args.dataset} (class {differ}: "
+              f"'{teacher_classes[differ]}' vs '{classes[differ]}'); its outputs are matched to the labels by index",
+              file=sys.stderr)  # fmt: skip
 
 
 def main(argv=None):
