@@ -153,6 +153,8 @@ def resolve_device(name):
 
 def check_writable(folder, flag="--out"):
     """Whether `folder` can be created (or written) by this process, without creating anything."""
+    if not str(folder).strip():  # Path("") is the current folder: it would fill it with run folders
+        raise ValueError(f"{flag}: expected a folder, got an empty string")
     folder = Path(folder).expanduser().absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():

@@ -128,6 +128,10 @@ def validate(args):
     elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
         print(f"{PROG}: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px",
               file=sys.stderr)
+    elif trained_at is not None and data.aug_config_for(args.dataset).image_size != trained_at:
+        print(f"{PROG}: note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; "
+              f"the teacher was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)",
+              file=sys.stderr)  # fmt: skip
     if args.signal == "bottomk":
         if args.k is None:
             raise ValueError("--signal bottomk needs --k (how many of the teacher's top classes stay in place)")
@@ -141,7 +145,7 @@ def validate(args):
                              f"not --student {args.student}")  # fmt: skip
     args.device = cli.resolve_device(args.device)
     cli.check_writable(args.out)
-    if args.teacher_tape:
+    if args.teacher_tape is not None:
         cli.check_writable(args.teacher_tape, "--teacher-tape")
     return teacher
 

@@ -100,6 +100,10 @@ def main(argv=None):
         elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
             print(f"advise.py: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px",
                   file=sys.stderr)  # fmt: skip
+        elif trained_at is not None and data.aug_config_for(dataset).image_size != trained_at:
+            print(f"advise.py: note: {dataset} runs at its default {data.aug_config_for(dataset).image_size} px; "
+                  f"the teacher was trained at {trained_at} px on {ckpt['dataset']} (--image-size chooses)",
+                  file=sys.stderr)  # fmt: skip
         aug = data.aug_config_for(dataset, args.image_size)
         split = data.load_split(dataset, "train", args.data_root, image_size=args.image_size, synth=synth)
         if len(split.classes) != ckpt["num_classes"]:

@@ -554,3 +554,29 @@ def test_train_teacher_refuses_to_overwrite_its_own_init_or_a_file_in_place_of_i
     (tmp_path / "blocked.run").write_text("not a folder")
     err = main_error(train_teacher.main, teacher_args(tmp_path / "blocked.pt"), capsys)
     assert f"run folder '{tmp_path / 'blocked.run'}' is a file" in err
+
+
+@pytest.mark.parametrize("flag, needle", [("--out", "--out: expected a folder, got an empty string"),
+                                          ("--teacher-tape", "--teacher-tape: expected a folder"),
+                                          ("--teacher", "checkpoint path is empty")])
+def test_an_empty_path_is_refused(teacher, tmp_path, capsys, monkeypatch, flag, needle):
+    """probe: --out '' filled the current folder with run folders, --teacher-tape '' recorded no tape without
+    a word, --teacher '' said that '.' is a folder."""
+    monkeypatch.chdir(tmp_path)
+    args = distill_args(teacher, tmp_path / "runs", "--epochs", "1", flag, "")
+    assert needle in main_error(distill.main, args, capsys)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_teacher_trained_at_another_resolution_on_another_dataset_is_said(tmp_path, capsys):
+    """probe (P9): a teacher trained at 24 px on synth-src, measured or distilled on synth-coarse (the same
+    classes), ran at synth-coarse's 32 px without a word."""
+    t24 = tmp_path / "src24.pt"
+    assert train_teacher.main([*teacher_args(t24, "--image-size", "24"), "--dataset", "synth-src"]) == 0
+    note = "note: synth-coarse runs at its default 32 px; the teacher was trained at 24 px on synth-src"
+    capsys.readouterr()
+    args = distill_args(t24, tmp_path / "runs", "--T", "2", "--epochs", "1", "--dataset", "synth-coarse")
+    assert distill.main(args) == 0
+    assert f"distill.py: {note}" in capsys.readouterr().err
+    assert advise.main(["--teacher", str(t24), "--dataset", "synth-coarse", "--synth", *SYNTH, "--T", "1"]) == 0
+    assert f"advise.py: {note}" in capsys.readouterr().err
