@@ -146,6 +146,18 @@ def test_a_failed_run_stays_failed_until_retry_failed(teacher, tmp_path, capsys)
     assert "starting" in err and "again from scratch" in err and "FAILED: non-finite training loss" in err
 
 
+def test_a_failed_teacher_run_stays_failed_until_retry_failed(tmp_path, capsys):
+    """P2 through train_teacher.py: no checkpoint is written for a diverged teacher, and re-running says why."""
+    out = tmp_path / "t.pt"
+    args = teacher_args(out, "--lr", "1e30")
+    assert train_teacher.main(args) == cli.EXIT_FAILED and not out.exists()
+    capsys.readouterr()
+    assert train_teacher.main(args) == cli.EXIT_FAILED
+    assert "non-finite training loss in epoch 1; no checkpoint); pass --retry-failed" in capsys.readouterr().err
+    assert train_teacher.main([*args, "--retry-failed"]) == cli.EXIT_FAILED
+    assert "again from scratch" in capsys.readouterr().err and not out.exists()
+
+
 def test_a_failed_run_does_not_block_the_rest_of_its_sweep(teacher, tmp_path, capsys):
     """P2 (probe): one failed temperature of a sweep made the whole command refuse, so an interrupted
     sweep could not finish its other runs without retrying the failed one."""
