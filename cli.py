@@ -144,13 +144,20 @@ def resolve_device(name):
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("--device cuda: CUDA is not available on this machine (use --device cpu or auto)")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"--device: expected auto, cpu or cuda[:N], got '{name}'") from None
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):  # e.g. meta: accepted by torch, fails mid-run
+        raise ValueError(f"--device: expected auto, cpu or cuda[:N], got '{name}'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def check_writable(folder, flag="--out"):
     """Whether `folder` can be created (or written) by this process, without creating anything."""
+    if not str(folder).strip():  # Path("") is the current folder: it would fill it with run folders
+        raise ValueError(f"{flag}: expected a folder, got an empty string")
     folder = Path(folder).expanduser().absolute()
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():

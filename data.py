@@ -6,7 +6,6 @@ number of loader workers, so resumes, lockstep students and teacher tapes see id
 
     python data.py fewshot SRC OUT [--n-train 30 --n-test 20 --seed 0 --copy]
 """
-import argparse
 import functools
 import json
 import math
@@ -138,7 +137,7 @@ def check_synth_args(name: str, synth: dict):
     if synth:
         import synth as synth_module
 
-        synth_module.check_sizes(synth)
+        synth_module.check_sizes(synth, view=name.removeprefix("synth-"))
 
 
 def write_cache(path: Path, split: Split):
@@ -588,7 +587,7 @@ class TrainStream:
         self.views, self.workers = views, workers
         self.steps_per_epoch = len(split) // batch_size
         if self.steps_per_epoch < 1:
-            raise ValueError(f"batch size {batch_size} exceeds the {len(split)} training samples "
+            raise ValueError(f"--bs: batch size {batch_size} exceeds the {len(split)} training samples "
                              f"(incomplete batches are dropped)")
         self.device, self.images = (None if device is None else torch.device(device)), None
         if self.device is not None:   # the uint8 images move to the device once, here
@@ -673,7 +672,9 @@ def make_fewshot(src_dir, out_dir, *, n_train: int = 30, n_test: int = 20, seed:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    import cli  # here only: cli imports this module
+
+    parser = cli.ArgumentParser(prog="data.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fewshot = commands.add_parser("fewshot", help="write a few-shot imagefolder (train/test per class)")
     fewshot.add_argument("src", help="folder of class folders of images")
@@ -684,10 +685,12 @@ def main(argv=None):
     fewshot.add_argument("--copy", action="store_true", help="copy files instead of symlinking")
     args = parser.parse_args(argv)
     try:
+        cli.check_range("--n-train", args.n_train, 1, None, integer=True)
+        cli.check_range("--n-test", args.n_test, 1, None, integer=True)
         summary = make_fewshot(args.src, args.out, n_train=args.n_train, n_test=args.n_test,
                                seed=args.seed, copy=args.copy)
-    except DatasetError as e:
-        sys.exit(f"error: {e}")
+    except (ValueError, OSError) as e:
+        cli.fail("data.py", e)
     print(json.dumps(summary))
 
 

@@ -87,6 +87,9 @@ def validate(args):
         raise ValueError(f"--opt: unknown optimizer '{args.opt}' (expected adamw or sgd)")
     if not models.is_known_arch(args.student):
         raise ValueError(f"--student: unknown timm architecture '{args.student}'")
+    if args.method == "ctkd" and len(args.T) > 1:
+        print(f"{PROG}: note: --method ctkd learns its temperature (--hp T_start, T_range): --T "
+              f"{' '.join(f'{T:g}' for T in args.T)} trains one run", file=sys.stderr)  # fmt: skip
     for T in args.T:
         if not (math.isfinite(T) and kd.T_RANGE[0] <= T <= kd.T_RANGE[1]):
             raise ValueError(f"--T: temperatures must be in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}] (where every "
@@ -120,12 +123,18 @@ def validate(args):
     recorded = teacher.get("args") or {}
     if not args.synth and teacher["dataset"] == args.dataset and isinstance(recorded.get("synth"), dict):
         args.synth = recorded["synth"]  # the built-in data the teacher learned, unless --synth says otherwise
+    if args.image_size is not None:  # before the note below, which would talk about a bad value
+        cli.check_range("--image-size", args.image_size, 8, 4096, integer=True)
     trained_at = models.trained_image_size(teacher)
     if args.image_size is None and trained_at is not None and teacher["dataset"] == args.dataset:
         args.image_size = trained_at  # the resolution the teacher learned
     elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
         print(f"{PROG}: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px",
               file=sys.stderr)
+    elif trained_at is not None and data.aug_config_for(args.dataset).image_size != trained_at:
+        print(f"{PROG}: note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; "
+              f"the teacher was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)",
+              file=sys.stderr)  # fmt: skip
     if args.signal == "bottomk":
         if args.k is None:
             raise ValueError("--signal bottomk needs --k (how many of the teacher's top classes stay in place)")
@@ -139,7 +148,7 @@ def validate(args):
                              f"not --student {args.student}")  # fmt: skip
     args.device = cli.resolve_device(args.device)
     cli.check_writable(args.out)
-    if args.teacher_tape:
+    if args.teacher_tape is not None:
         cli.check_writable(args.teacher_tape, "--teacher-tape")
     return teacher
 
@@ -241,12 +250,18 @@ def identities(args, aug, teacher_ckpt):
     return out
 
 
-def claim_runs(args, ids, claimed):
-    """{T: RunDir} of the runs with work left, each claimed (locked) by this process and added to `claimed`."""
+def claim_runs(args, ids, claimed, failed):
+    """{T: RunDir} of the runs with work left, each claimed (locked) by this process and added to `claimed`.
+    Runs that failed before (unless --retry-failed) are said and added to `failed`: the others still train."""
     pending = {}
     for T, identity in ids.items():
         run = runs.RunDir(Path(args.out) / f"{run_name(args, T)}-{runs.run_id(identity)}", identity)
-        if run.claim(args.retry_failed, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr)):
+        state, reason = run.state()
+        if state == "failed" and not args.retry_failed:
+            print(f"{PROG}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
+                  file=sys.stderr)  # fmt: skip
+            failed.append(run)
+        elif run.claim(args.retry_failed, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr)):
             claimed.append(run)
             pending[T] = run
         else:
@@ -254,9 +269,9 @@ def claim_runs(args, ids, claimed):
     return pending
 
 
-def prepare(args, claimed):
+def prepare(args, claimed, failed):
     """Everything before training: checks, data, the runs still to do (claimed), the teacher and its
-    statistics, the tape, one member per run. None when every run is done already."""
+    statistics, the tape, one member per run. None when every run is done (or `failed`) already."""
     teacher_ckpt = validate(args)
     aug = cli.aug_config(args)
     train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
@@ -266,11 +281,12 @@ def prepare(args, claimed):
     if teacher_ckpt["num_classes"] != len(train_split.classes):
         raise ValueError(f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
                          f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}")  # fmt: skip
+    check_same_classes(args, teacher_ckpt["classes"], train_split.classes)
     stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=args.views,
                               workers=args.workers,
                               device=engine.augment_device(args.augment_on, args.device, args.workers))  # fmt: skip
     ids = identities(args, aug, teacher_ckpt)
-    pending = claim_runs(args, ids, claimed)
+    pending = claim_runs(args, ids, claimed, failed)
     if not pending:
         return None
 
@@ -283,6 +299,9 @@ def prepare(args, claimed):
     t_norm = models.checkpoint_normalization(teacher_ckpt)
     test_images = data.eval_images(test_split, aug)
     t_test = models.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=t_channels_last)
+    if not torch.isfinite(t_test).all():  # else every student would "diverge" and be recorded as failed
+        raise ValueError(f"--teacher: '{args.teacher}' outputs non-finite logits (NaN/inf weights?) on "
+                         f"{args.dataset} test images")  # fmt: skip
     t_acc = engine.accuracy(t_test, test_split.labels)
     chance = 100.0 / teacher_ckpt["num_classes"]
     print(f"{PROG}: teacher {args.teacher} ({teacher_ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% "
@@ -334,17 +353,31 @@ def prepare(args, claimed):
     return members, stream, (test_images, test_split.labels, t_test.argmax(1)), recipe, forward, common
 
 
+def check_same_classes(args, teacher_classes, classes):
+    """A note unless the teacher's class names (in order) are the dataset's: a teacher of other classes with
+    the same count is distilled by class index, which is only right if the names merely differ."""
+    differ = next((i for i, (a, b) in enumerate(zip(teacher_classes, classes)) if a != b), None)
+    if differ is not None:
+        print(f"{PROG}: note: --teacher: '{args.teacher}' names other classes than {args.dataset} (class {differ}: "
+              f"'{teacher_classes[differ]}' vs '{classes[differ]}'); its outputs are matched to the labels by index",
+              file=sys.stderr)  # fmt: skip
+
+
 def main(argv=None):
     args = get_args(argv)
-    claimed = []
+    claimed, failed = [], []
     try:
-        job = prepare(args, claimed)
-    except (ValueError, OSError) as e:
+        job = prepare(args, claimed, failed)
+    except (ValueError, OSError, KeyboardInterrupt) as e:
         for run in claimed:  # leave nothing behind
             run.abandon()
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C before training: nothing to save
+            print(f"{PROG}: SIGINT before training started: nothing was trained; run the same command again",
+                  file=sys.stderr)  # fmt: skip
+            sys.exit(cli.EXIT_PREEMPTED)
         cli.fail(PROG, e)
     if job is None:
-        return 0
+        return cli.EXIT_FAILED if failed else 0
     members, stream, test, recipe, forward, common = job
     try:
         results = engine.train(members, stream, test, recipe, teacher=forward, common_result=common, log=print_err)
@@ -356,7 +389,7 @@ def main(argv=None):
     for r in results:
         print(f"{PROG}: {r['run_id']}: final top-1 {r['final']['top1']:.2f}% (best {r['best']['top1']:.2f}%)",
               file=sys.stderr)
-    return 0 if len(results) == len(members) else cli.EXIT_FAILED
+    return 0 if len(results) == len(members) and not failed else cli.EXIT_FAILED
 
 
 def print_err(line):

@@ -149,6 +149,8 @@ def weights_fingerprint(ckpt):
 
 def load_checkpoint(path):
     """Load one of this project's checkpoints with weights_only=True; CheckpointError says what is wrong."""
+    if not str(path).strip():  # Path("") would be the current folder
+        raise CheckpointError("checkpoint path is empty, expected a .pt file written by train_teacher.py")
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")

@@ -103,9 +103,14 @@ def provenance(device):
     return {"device": name, "code_version": code_version(), "versions": versions}
 
 
+def identity_sha1(identity):
+    """sha1 of a run's canonical (sorted-key) identity."""
+    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
 def run_id(identity):
-    """Short deterministic id of a run: sha1 of its canonical (sorted-key) identity."""
-    return hashlib.sha1(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
+    """Short deterministic id of a run: the start of its identity's sha1."""
+    return identity_sha1(identity)[:10]
 
 
 def differing_keys(a, b):
@@ -155,6 +160,8 @@ class RunDir:
     def lock(self):
         """Hold the folder's advisory lock for as long as this process lives (the kernel releases it when
         the process dies). RunError, naming the holder, if another process holds it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunError(f"run folder '{self.path}' is a file, not a folder; move it away")
         existing = next(p for p in (self.path, *self.path.parents) if p.exists())
         created = [existing.joinpath(*self.path.relative_to(existing).parts[:i + 1])
                    for i in range(len(self.path.relative_to(existing).parts))]  # fmt: skip
@@ -195,7 +202,9 @@ class RunDir:
     def claim(self, retry_failed=False, log=print):
         """Take the folder for this process if its run has work left: True, and the lock is held until the
         process ends. False: the run is done. RunError: it failed (unless retry_failed: then it starts again
-        from scratch), or another process is writing it. An untrusted result.json is moved aside, and said."""
+        from scratch), the folder holds another run, or another process is writing it. An untrusted
+        result.json is moved aside, and said."""
+        self.check_config()  # before anything is moved: a refused command must leave the folder as it was
         state, reason = self.state()
         if state == "failed" and not retry_failed:
             raise RunError(f"run '{self.path}' failed ({reason}); pass --retry-failed to start it again from scratch")
@@ -214,18 +223,28 @@ class RunDir:
             self.set_aside_result()
         return True
 
+    def check_config(self):
+        """True if config.json exists and describes this run, False if there is none; RunError otherwise
+        (also for a folder or other non-file in place of one of the run's files: it would fail mid-run)."""
+        for name in ("config.json", "log.jsonl", "ckpt.pt", "result.json", ".lock"):
+            if self.file(name).exists() and not self.file(name).is_file():
+                raise RunError(f"'{self.file(name)}' is not a file; move it away, then run this command again")
+        cfg = self.file("config.json")
+        if not cfg.exists():
+            return False
+        identity = read_json(cfg).get("identity")
+        if not isinstance(identity, dict):
+            raise RunError(f"'{cfg}' holds no run identity; delete it to start this run again")
+        differ = differing_keys(identity, self.identity)
+        if differ:
+            raise RunError(f"run folder '{self.path}' holds a different run (keys that differ: {', '.join(differ)}); "
+                           "use another --out or delete the folder")  # fmt: skip
+        return True
+
     def start(self, runtime):
         """Write config.json, or check that an existing one describes the same run."""
-        cfg = self.file("config.json")
-        if cfg.is_file():
-            differ = differing_keys(read_json(cfg).get("identity") or {}, self.identity)
-            if differ:
-                raise RunError(
-                    f"run folder '{self.path}' holds a different run (keys that differ: {', '.join(differ)}); "
-                    "use another --out or delete the folder"
-                )
-            return
-        write_json({"identity": self.identity, "runtime": runtime}, cfg)
+        if not self.check_config():
+            write_json({"identity": self.identity, "runtime": runtime}, self.file("config.json"))
 
     def load_state(self):
         """The checkpoint dict, or None without one; RunError if it cannot be loaded safely."""
@@ -235,16 +254,21 @@ class RunDir:
         if not ckpt.is_file():
             return None
         try:
-            return torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = torch.load(ckpt, map_location="cpu", weights_only=True)
         except Exception as e:  # truncated by a full disk, or not ours: never unpickle code
             reason = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
             raise RunError(
                 f"run folder '{self.path}': ckpt.pt cannot be loaded safely ({reason}); "
                 "delete it to restart this run from scratch"
             ) from None
+        if not isinstance(state, dict) or state.get("identity_sha1") != identity_sha1(self.identity):
+            raise RunError(f"run folder '{self.path}': ckpt.pt was written for another run (or by older code); "
+                           "delete it to restart this run from scratch")  # fmt: skip
+        return state
 
     def save_state(self, state):
-        atomic_torch_save(state, self.file("ckpt.pt"))
+        """The checkpoint, stamped with the run it belongs to (a copied-in ckpt.pt is never resumed)."""
+        atomic_torch_save({**state, "identity_sha1": identity_sha1(self.identity)}, self.file("ckpt.pt"))
 
     def rewrite_log(self, curve):
         """log.jsonl holds exactly the epochs in the checkpoint (no duplicates after a resume)."""

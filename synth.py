@@ -144,12 +144,10 @@ def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, gr
     if split not in SPLITS:
         raise ValueError(f"unknown synth split {split!r}; expected 'train' or 'test'")
     G, C, S = groups, classes_per_group, subvariants
-    if not (G >= 1 and C >= 1 and S >= 1 and 1 <= fine_groups <= G and 1 <= novel_groups <= G
-            and 1 <= novel_classes_per_group <= C):
-        raise ValueError("synth sizes out of range (need 1 <= fine_groups, novel_groups <= groups, "
-                         "1 <= novel_classes_per_group <= classes_per_group)")
-    if view == "coarse" and not 1 <= coarse_classes_per_group <= C:
-        raise ValueError("synth sizes out of range (need 1 <= coarse_classes_per_group <= classes_per_group)")
+    problem = _size_problem(view, G, C, S, fine_groups, novel_groups, novel_classes_per_group,
+                            coarse_classes_per_group)  # fmt: skip
+    if problem:
+        raise ValueError(f"synth sizes out of range ({problem})")
     st = style or SynthStyle()
     src_names = class_names(G, C, len(st.stripe_freqs))
     per = test_per_class if split == "test" else (
@@ -186,12 +184,23 @@ def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, gr
     return images, labels, names, cgroup, cls
 
 
-def check_sizes(sizes):
-    """ValueError naming --synth for an unknown key or a value that is not a positive integer."""
+def _size_problem(view, G, C, S, fine_groups, novel_groups, novel_classes_per_group, coarse_classes_per_group):
+    """What is wrong with a combination of sizes (None: nothing)."""
+    if not (G >= 1 and C >= 1 and S >= 1 and 1 <= fine_groups <= G and 1 <= novel_groups <= G
+            and 1 <= novel_classes_per_group <= C):
+        return "need 1 <= fine_groups, novel_groups <= groups, 1 <= novel_classes_per_group <= classes_per_group"
+    if view == "coarse" and not 1 <= coarse_classes_per_group <= C:
+        return "need 1 <= coarse_classes_per_group <= classes_per_group"
+    return None
+
+
+def check_sizes(sizes, view=None):
+    """ValueError naming --synth for an unknown key, a value that is not a positive integer, or sizes that do
+    not fit together (for `view`)."""
     import inspect
 
-    valid = [k for k, p in inspect.signature(make_synth).parameters.items() if p.kind == p.KEYWORD_ONLY
-             and k != "style"]  # fmt: skip
+    params = inspect.signature(make_synth).parameters
+    valid = [k for k, p in params.items() if p.kind == p.KEYWORD_ONLY and k != "style"]
     for key, value in sizes.items():
         if key not in valid:
             raise ValueError(f"--synth: unknown key '{key}' (expected one of {', '.join(valid)})")
@@ -200,3 +209,8 @@ def check_sizes(sizes):
             raise ValueError(f"--synth {key}: expected an integer >= {low}, got {value!r}")
         if key == "image_size" and not 8 <= value <= 1024:
             raise ValueError(f"--synth image_size: expected an integer in [8, 1024], got {value}")
+    s = {**{k: params[k].default for k in valid}, **sizes}
+    problem = _size_problem(view, s["groups"], s["classes_per_group"], s["subvariants"], s["fine_groups"],
+                            s["novel_groups"], s["novel_classes_per_group"], s["coarse_classes_per_group"])  # fmt: skip
+    if problem:
+        raise ValueError(f"--synth: sizes out of range ({problem})")

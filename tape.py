@@ -37,6 +37,8 @@ class TeacherTape:
         self.folder, self.forward, self.key, self.log = Path(folder), forward, key, log
         self.key_sha1 = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()
         key_file = self.folder / "key.json"
+        if key_file.exists() and not key_file.is_file():
+            raise ValueError(f"--teacher-tape: '{key_file}' is not a file; delete it to record the tape again")
         if key_file.is_file():
             try:
                 old = read_json(key_file)
@@ -89,7 +91,11 @@ class TeacherTape:
             self.recorded.append(torch.stack([v.float().cpu() for v in views]))
             if step + 1 == self.key["steps_per_epoch"]:
                 record = {"key_sha1": self.key_sha1, "epoch": epoch + 1, "logits": torch.stack(self.recorded)}
-                atomic_torch_save(record, self._file(epoch))
+                try:
+                    atomic_torch_save(record, self._file(epoch))
+                except OSError as e:  # the tape is a cache: a full disk or a blocked path must not stop training
+                    self.log(f"teacher tape: cannot write {self._file(epoch)} ({e.strerror or e}); "
+                             "this epoch stays unrecorded")  # fmt: skip
                 self.recorded = []
         self.recorded_steps += 1
         return logits

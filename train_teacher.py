@@ -72,6 +72,8 @@ def validate(args):
     if not 0 <= args.label_smoothing < 1:
         raise ValueError(f"--label-smoothing: must be in [0, 1), got {args.label_smoothing}")
     if args.init not in ("random", "in1k"):
+        if Path(args.init).resolve() == Path(args.out).resolve():  # it would overwrite its own initialisation
+            raise ValueError(f"--init: '{args.init}' is also --out; write the fine-tuned model to another file")
         ckpt = models.load_checkpoint(args.init)  # raises CheckpointError with the reason
         if ckpt["arch"] != args.arch:
             raise ValueError(f"--init: checkpoint '{args.init}' holds a '{ckpt['arch']}', not --arch {args.arch}")
@@ -111,9 +113,14 @@ def main(argv=None):
         classes = train_split.classes
         model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file,
                                                  dataset=args.dataset)  # fmt: skip
-        if run.state()[0] == "done":
+        state, reason = run.state()
+        if state == "done":
             print(f"{prog}: {out} is missing: training it again", file=sys.stderr)
             run.set_aside_result()
+        elif state == "failed" and not args.retry_failed:
+            print(f"{prog}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
+                  file=sys.stderr)  # fmt: skip
+            return cli.EXIT_FAILED
         if not run.claim(args.retry_failed, log=lambda line: print(f"{prog}: {line}", file=sys.stderr)):
             print(f"{prog}: already done: {out}", file=sys.stderr)
             return 0
@@ -124,6 +131,10 @@ def main(argv=None):
             raise
     except (ValueError, OSError) as e:
         cli.fail(prog, e)
+    except KeyboardInterrupt:  # Ctrl-C before training: nothing to save (the lock dies with the process)
+        print(f"{prog}: SIGINT before training started: nothing was trained; run the same command again",
+              file=sys.stderr)  # fmt: skip
+        sys.exit(cli.EXIT_PREEMPTED)
     origination["epochs_trained"] += args.epochs
     origination["target_epochs"] += args.epochs
     label_smoothing = args.label_smoothing

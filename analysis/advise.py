@@ -21,6 +21,8 @@ import math
 import sys
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
 import cli  # noqa: E402
 import data  # noqa: E402
@@ -74,7 +76,7 @@ def main(argv=None):
     p.add_argument("--teacher", required=True, help="teacher checkpoint made by train_teacher.py")
     p.add_argument("--dataset", default=None, help="dataset to measure on (default: the teacher's own)")
     p.add_argument("--data-root", default="data", help="folder holding the dataset")
-    p.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE",
+    p.add_argument("--synth", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                    help="built-in dataset sizes, as in distill.py (default: the teacher's own)")
     p.add_argument("--image-size", type=int, default=None, help="resolution (default: the one the teacher was trained at)")
     p.add_argument("--T", type=float, nargs="+", default=T_GRID, help="temperatures to report")
@@ -92,23 +94,30 @@ def main(argv=None):
         data.check_synth_args(dataset, synth)
         if not synth and dataset == ckpt["dataset"]:  # the built-in data the teacher learned
             synth = (ckpt.get("args") or {}).get("synth") or {}
+        if args.image_size is not None:
+            cli.check_range("--image-size", args.image_size, 8, 4096, integer=True)
         trained_at = models.trained_image_size(ckpt)
         if args.image_size is None and dataset == ckpt["dataset"]:
             args.image_size = trained_at
         elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
             print(f"advise.py: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px",
                   file=sys.stderr)  # fmt: skip
-        if args.image_size is not None:
-            cli.check_range("--image-size", args.image_size, 8, 4096, integer=True)
+        elif trained_at is not None and data.aug_config_for(dataset).image_size != trained_at:
+            print(f"advise.py: note: {dataset} runs at its default {data.aug_config_for(dataset).image_size} px; "
+                  f"the teacher was trained at {trained_at} px on {ckpt['dataset']} (--image-size chooses)",
+                  file=sys.stderr)  # fmt: skip
         aug = data.aug_config_for(dataset, args.image_size)
         split = data.load_split(dataset, "train", args.data_root, image_size=args.image_size, synth=synth)
         if len(split.classes) != ckpt["num_classes"]:
             raise ValueError(f"--dataset: {dataset} has {len(split.classes)} classes, the teacher {ckpt['num_classes']}")
         device = cli.resolve_device(args.device)
         model = models.model_from_checkpoint(ckpt, args.teacher)
+        logits = models.predict(model.to(device), data.eval_images(split, aug), models.checkpoint_normalization(ckpt),
+                                device)  # fmt: skip
+        if not torch.isfinite(logits).all():  # entropies of NaN would read as a "structured tail"
+            raise ValueError(f"--teacher: '{args.teacher}' outputs non-finite logits (NaN/inf weights?)")
     except ValueError as e:
         cli.fail("advise.py", e)
-    logits = models.predict(model.to(device), data.eval_images(split, aug), models.checkpoint_normalization(ckpt), device)
     stats = teacher_statistics(logits, args.T)
     o = ckpt["origination"]
     print(f"teacher {args.teacher}: {ckpt['arch']} on {ckpt['dataset']}, origination: "
