@@ -60,9 +60,12 @@ class BatchedStudents:
             return
         for i, p in enumerate(self.params.values()):
             per = [s[i] for s in states]
-            self.optimizer.state[p] = {key: (per[0][key].clone() if per[0][key].dim() == 0 else
-                                             torch.stack([q[key] for q in per]).to(p.device))
-                                       for key in per[0]}  # fmt: skip
+            self.optimizer.state[p] = {
+                key: (
+                    per[0][key].clone() if per[0][key].dim() == 0 else torch.stack([q[key] for q in per]).to(p.device)
+                )
+                for key in per[0]
+            }
 
     def forward(self, x, norm, channels_last):
         """(K, B, classes) logits of every student on the same input batch."""

@@ -20,6 +20,7 @@ cuda   absolute distillation img/s at 224 px with data included (CUDA only)
 
 Prints a table and one JSON line with every figure, the device, models, resolution and batch size.
 """
+
 import argparse
 import copy
 import json
@@ -43,9 +44,9 @@ import runs
 from distill import teacher_forward
 from tape import TeacherTape
 
-
 # ---------------------------------------------------------------------------------------------
 # The plain reference loop (what a typical KD repo does)
+
 
 def write_image_folder(split, folder):
     """Save a Split as PNG files in an ImageFolder layout (what the plain loop decodes)."""
@@ -60,10 +61,24 @@ def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, d
     torch.manual_seed(0)
     student = models.create_model(student_arch, num_classes)[0].to(device)
     mean, std = models.normalization(student)
-    tf = v2.Compose([v2.PILToTensor(), v2.Resize(size), v2.CenterCrop(size), v2.RandAugment(2, 9),
-                     v2.RandomHorizontalFlip(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])
-    loader = DataLoader(torchvision.datasets.ImageFolder(folder, transform=tf), batch_size=bs, shuffle=True,
-                        drop_last=True, num_workers=workers)
+    tf = v2.Compose(
+        [
+            v2.PILToTensor(),
+            v2.Resize(size),
+            v2.CenterCrop(size),
+            v2.RandAugment(2, 9),
+            v2.RandomHorizontalFlip(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )
+    loader = DataLoader(
+        torchvision.datasets.ImageFolder(folder, transform=tf),
+        batch_size=bs,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+    )
     mix = v2.RandomChoice([v2.MixUp(alpha=1.0, num_classes=num_classes), v2.CutMix(alpha=1.0, num_classes=num_classes)])
     opt = torch.optim.AdamW(student.parameters(), lr=1e-3, weight_decay=0.05)
     teacher.eval()
@@ -90,14 +105,34 @@ def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, d
 # ---------------------------------------------------------------------------------------------
 # This project's loop
 
-def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, bs, seed, device, workers,
-                tape_dir=None, amp=False, channels_last=False, parallel=1, evaluate=None, **recipe):
+
+def project_run(
+    out,
+    train,
+    test,
+    teacher,
+    t_norm,
+    student_arch,
+    temps,
+    epochs,
+    bs,
+    seed,
+    device,
+    workers,
+    tape_dir=None,
+    amp=False,
+    channels_last=False,
+    parallel=1,
+    evaluate=None,
+    **recipe,
+):
     """engine.train with one student per temperature in lockstep. Returns (wall s, mean epoch img/s, tape),
     or with evaluate=N the results (final top-1 on the first N test images). channels_last: the students'
     and the teacher's inputs (pass a teacher already in that format); recipe: more engine.Recipe fields."""
     aug = data.aug_config_for("synth-fine", train.images.shape[-1])
-    stream = data.TrainStream(train, aug, batch_size=bs, seed=seed, workers=workers,
-                              device=engine.augment_device("auto", device, workers))
+    stream = data.TrainStream(
+        train, aug, batch_size=bs, seed=seed, workers=workers, device=engine.augment_device("auto", device, workers)
+    )
     forward = teacher_forward(teacher, t_norm, channels_last)
     if tape_dir is not None:
         key = {"bench": True, "seed": seed, "bs": bs, "steps_per_epoch": stream.steps_per_epoch, "amp": amp}
@@ -109,15 +144,34 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
         loss = kd.build_loss("kd", T=T)
         run = runs.RunDir(Path(out) / f"T{T}", {"T": T})
         run.start({})
-        members.append(engine.Member(name=f"T={T}", run=run, model=student, norm=models.normalization(student),
-                                     objective=lambda s, b, t, e, i, loss=loss: loss(s, t)))
+        members.append(
+            engine.Member(
+                name=f"T={T}",
+                run=run,
+                model=student,
+                norm=models.normalization(student),
+                objective=lambda s, b, t, e, i, loss=loss: loss(s, t),
+            )
+        )
     n_test = evaluate or bs
     test_images = data.eval_images(test, aug)[:n_test]
     t0 = time.time()
-    recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, clip=1.0, seed=seed, device=device, amp=amp,
-                           channels_last=channels_last, parallel=parallel, **recipe)
-    results = engine.train(members, stream, (test_images, test.labels[:n_test], None), recipe, teacher=forward,
-                           log=lambda s: None)
+    recipe = engine.Recipe(
+        epochs=epochs,
+        opt="adamw",
+        lr=1e-3,
+        wd=0.05,
+        clip=1.0,
+        seed=seed,
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        parallel=parallel,
+        **recipe,
+    )
+    results = engine.train(
+        members, stream, (test_images, test.labels[:n_test], None), recipe, teacher=forward, log=lambda s: None
+    )
     wall = time.time() - t0
     if evaluate:
         return results
@@ -127,8 +181,14 @@ def project_run(out, train, test, teacher, t_norm, student_arch, temps, epochs, 
 def data_rate(train, bs, seed, workers, steps, device=None):
     """img/s of the deterministic augmentation stream alone: per sample in `workers` processes, or
     whole batches on `device`."""
-    stream = data.TrainStream(train, data.aug_config_for("synth-fine", train.images.shape[-1]), batch_size=bs,
-                              seed=seed, workers=workers, device=device)
+    stream = data.TrainStream(
+        train,
+        data.aug_config_for("synth-fine", train.images.shape[-1]),
+        batch_size=bs,
+        seed=seed,
+        workers=workers,
+        device=device,
+    )
     t0, seen = time.time(), 0
     for step, batch in stream.epoch(0):
         seen += len(batch["x"])
@@ -145,17 +205,29 @@ def train_teacher_quickly(arch, train, test, epochs, device):
         aug = data.aug_config_for("synth-fine", train.images.shape[-1])
         run = runs.RunDir(Path(tmp) / "t", {})
         run.start({})
-        m = engine.Member(name="teacher", run=run, model=model, norm=models.normalization(model),
-                          objective=lambda s, b, t, e, i: engine.label_smoothed_cross_entropy(s, b["y_soft"], 0.1))
+        m = engine.Member(
+            name="teacher",
+            run=run,
+            model=model,
+            norm=models.normalization(model),
+            objective=lambda s, b, t, e, i: engine.label_smoothed_cross_entropy(s, b["y_soft"], 0.1),
+        )
         recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=5e-4, wd=0.05, clip=0, device=device)
-        engine.train([m], data.TrainStream(train, aug, batch_size=64, seed=0),
-                     (data.eval_images(test, aug)[:64], test.labels[:64], None), recipe, log=lambda s: None)
+        engine.train(
+            [m],
+            data.TrainStream(train, aug, batch_size=64, seed=0),
+            (data.eval_images(test, aug)[:64], test.labels[:64], None),
+            recipe,
+            log=lambda s: None,
+        )
     return model.to(device).eval()
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="CPU-sized: 32 px built-in data, small models, < 2 minutes on 2 cores")
+    p.add_argument(
+        "--quick", action="store_true", help="CPU-sized: 32 px built-in data, small models, < 2 minutes on 2 cores"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--teacher", default="resnet18d", help="teacher architecture for the 32 px sections")
     p.add_argument("--student", default="test_resnet", help="student architecture for the 32 px sections (the lab's)")
@@ -165,14 +237,25 @@ def main():
     p.add_argument("--epochs", type=int, default=1, help="epochs per run in the sweep and step sections")
     p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
     p.add_argument("--repeat", type=int, default=2, help="step section: runs of each loop; the fastest counts")
-    p.add_argument("--parallel", type=int, default=torch.get_num_threads(),
-                   help="CPU: students of the lockstep sweep stepped at once (distill.py --parallel)")
-    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto",
-                   help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)")
+    p.add_argument(
+        "--parallel",
+        type=int,
+        default=torch.get_num_threads(),
+        help="CPU: students of the lockstep sweep stepped at once (distill.py --parallel)",
+    )
+    p.add_argument(
+        "--channels-last",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)",
+    )
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
     p.add_argument("--parity", action="store_true", help="only the accuracy of every lever vs float32 (minutes)")
-    p.add_argument("--parity-teacher", default="results/lab/teachers/synth-fine-ft4.pt",
-                   help="--parity: teacher checkpoint; its own data (default: the lab's briefly fine-tuned teacher)")
+    p.add_argument(
+        "--parity-teacher",
+        default="results/lab/teachers/synth-fine-ft4.pt",
+        help="--parity: teacher checkpoint; its own data (default: the lab's briefly fine-tuned teacher)",
+    )
     p.add_argument("--parity-epochs", type=int, default=48, help="--parity: distillation epochs")
     p.add_argument("--parity-T", type=float, nargs="+", default=[1.0, 8.0], help="--parity: temperatures")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--parity: seeds")
@@ -180,13 +263,19 @@ def main():
     device = cli.resolve_device(args.device)
     if args.parity:
         if not Path(args.parity_teacher).is_file():
-            raise SystemExit(f"bench.py: error: --parity-teacher: '{args.parity_teacher}' does not exist; make it with "
-                             "`bash run_all.sh lab --stop-after teachers` or pass another checkpoint")
-        print(f"device: {runs.provenance(device)['device']}  student {args.student}  teacher {args.parity_teacher}  "
-              f"{args.parity_epochs} epochs  T {args.parity_T}  seeds {args.seeds}", flush=True)
+            raise SystemExit(
+                f"bench.py: error: --parity-teacher: '{args.parity_teacher}' does not exist; make it with "
+                "`bash run_all.sh lab --stop-after teachers` or pass another checkpoint"
+            )
+        print(
+            f"device: {runs.provenance(device)['device']}  student {args.student}  teacher {args.parity_teacher}  "
+            f"{args.parity_epochs} epochs  T {args.parity_T}  seeds {args.seeds}",
+            flush=True,
+        )
         with tempfile.TemporaryDirectory() as tmp:
-            out = section_parity(args.parity_teacher, args.student, args.parity_T, args.parity_epochs, args.seeds,
-                                 device, tmp)
+            out = section_parity(
+                args.parity_teacher, args.student, args.parity_T, args.parity_epochs, args.seeds, device, tmp
+            )
         print_parity(out)
         print(json.dumps({"device": runs.provenance(device)["device"], "parity_top1": out}))
         return
@@ -204,51 +293,103 @@ def main():
     K, size = len(train.classes), train.images.shape[-1]
     teacher = train_teacher_quickly(args.teacher, train, test, 1, device)
     t_norm = models.normalization(teacher)
-    temps = [1, 2, 3, 4, 5, 10, 20, 30, 40][:args.K] if args.K <= 9 else list(range(1, args.K + 1))
-    row = {"device": runs.provenance(device)["device"], "host": platform.node(), "torch": torch.__version__,
-           "teacher": args.teacher, "student": args.student, "resolution": size, "batch_size": args.bs,
-           "train_images": len(train), "epochs": args.epochs, "K": len(temps), "workers": args.workers,
-           "parallel": args.parallel if device.type == "cpu" else 1,
-           "channels_last": engine.channels_last_for(args.channels_last, teacher, device)}
+    temps = [1, 2, 3, 4, 5, 10, 20, 30, 40][: args.K] if args.K <= 9 else list(range(1, args.K + 1))
+    row = {
+        "device": runs.provenance(device)["device"],
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "teacher": args.teacher,
+        "student": args.student,
+        "resolution": size,
+        "batch_size": args.bs,
+        "train_images": len(train),
+        "epochs": args.epochs,
+        "K": len(temps),
+        "workers": args.workers,
+        "parallel": args.parallel if device.type == "cpu" else 1,
+        "channels_last": engine.channels_last_for(args.channels_last, teacher, device),
+    }
     # in channels_last, this project's loop gets its own teacher copy: the plain loop keeps the default format
     fast_teacher = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if row["channels_last"] else teacher
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "png"
         write_image_folder(train, folder)
+
         # step: the fastest of --repeat runs of each loop (the first runs also warm up the kernels)
         def project(name, tape_dir=None):
-            return project_run(Path(tmp) / name, train, test, fast_teacher, t_norm, args.student, [4.0], args.epochs,
-                               args.bs, 0, device, args.workers, tape_dir=tape_dir, channels_last=row["channels_last"])
-        plain = max(plain_run(folder, teacher, args.student, K, 4.0, args.epochs, args.bs, size, device, args.workers)
-                    for _ in range(args.repeat))
+            return project_run(
+                Path(tmp) / name,
+                train,
+                test,
+                fast_teacher,
+                t_norm,
+                args.student,
+                [4.0],
+                args.epochs,
+                args.bs,
+                0,
+                device,
+                args.workers,
+                tape_dir=tape_dir,
+                channels_last=row["channels_last"],
+            )
+
+        plain = max(
+            plain_run(folder, teacher, args.student, K, 4.0, args.epochs, args.bs, size, device, args.workers)
+            for _ in range(args.repeat)
+        )
         live = max(project(f"live{i}")[1] for i in range(args.repeat))
         _, record, _ = project("record", tape_dir=Path(tmp) / "tape")
         replays = [project(f"replay{i}", tape_dir=Path(tmp) / "tape") for i in range(args.repeat)]
         assert all(tape.recorded_steps == 0 for _, _, tape in replays), "the tape should have been replayed"
         replay = max(r for _, r, _ in replays)
-        row.update(step_plain_img_s=plain, step_live_img_s=live, step_record_img_s=record, step_replay_img_s=replay,
-                   step_ratio_live=live / plain, step_ratio_replay=replay / plain)
+        row.update(
+            step_plain_img_s=plain,
+            step_live_img_s=live,
+            step_record_img_s=record,
+            step_replay_img_s=replay,
+            step_ratio_live=live / plain,
+            step_ratio_replay=replay / plain,
+        )
         # data: the augmentation stream alone vs the step rate, both ways of augmenting (same batches)
         steps = len(train) // args.bs
         row["data_workers_img_s"] = data_rate(train, args.bs, 0, args.workers, steps)
         row["data_device_img_s"] = data_rate(train, args.bs, 0, args.workers, steps, device=device)
-        row["data_img_s"] = row["data_device_img_s"] if engine.augment_device("auto", device, args.workers) \
+        row["data_img_s"] = (
+            row["data_device_img_s"]
+            if engine.augment_device("auto", device, args.workers)
             else row["data_workers_img_s"]
+        )
         row["data_ratio"] = row["data_img_s"] / live
         # sweep: K plain runs vs one lockstep run replaying the tape
         t0 = time.time()
         for T in temps:
             plain_run(folder, teacher, args.student, K, T, args.epochs, args.bs, size, device, args.workers)
         plain_wall = time.time() - t0
-        lock_wall, _, tape = project_run(Path(tmp) / "sweep", train, test, fast_teacher, t_norm, args.student, temps,
-                                         args.epochs, args.bs, 0, device, args.workers, tape_dir=Path(tmp) / "tape",
-                                         parallel=args.parallel, channels_last=row["channels_last"])
+        lock_wall, _, tape = project_run(
+            Path(tmp) / "sweep",
+            train,
+            test,
+            fast_teacher,
+            t_norm,
+            args.student,
+            temps,
+            args.epochs,
+            args.bs,
+            0,
+            device,
+            args.workers,
+            tape_dir=Path(tmp) / "tape",
+            parallel=args.parallel,
+            channels_last=row["channels_last"],
+        )
         row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
         row.update(section_images(train, args.bs, tmp))
-        lever_temps = [1, 2, 4, 8, 16, 40, 20]   # the lab's lockstep size: 6 temperatures + 1 student
+        lever_temps = [1, 2, 4, 8, 16, 40, 20]  # the lab's lockstep size: 6 temperatures + 1 student
         row["levers_K"] = len(lever_temps)
-        row["levers_student_img_s"] = section_levers(train, test, teacher, args.student, lever_temps, 2, args.bs,
-                                                     device, tmp)
+        row["levers_student_img_s"] = section_levers(
+            train, test, teacher, args.student, lever_temps, 2, args.bs, device, tmp
+        )
     if device.type == "cuda" and not args.quick:
         row.update(cuda_224(device, args.workers or 16))
     print_table(row)
@@ -278,9 +419,23 @@ def section_levers(train, test, teacher, student, temps, epochs, bs, device, tmp
     out = {}
     for name, lever in levers_on(device).items():
         model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
-        results = project_run(Path(tmp) / f"lever{len(out)}", train, test, model, models.normalization(teacher),
-                              student, temps, epochs, bs, 0, device, 0, tape_dir=Path(tmp) / f"tape-{lever.get('amp')}",
-                              evaluate=bs, **lever)  # fmt: skip
+        results = project_run(
+            Path(tmp) / f"lever{len(out)}",
+            train,
+            test,
+            model,
+            models.normalization(teacher),
+            student,
+            temps,
+            epochs,
+            bs,
+            0,
+            device,
+            0,
+            tape_dir=Path(tmp) / f"tape-{lever.get('amp')}",
+            evaluate=bs,
+            **lever,
+        )
         out[name] = len(temps) * results[0]["curve"][-1]["img_per_s"]
     return out
 
@@ -304,8 +459,12 @@ def section_images(train, bs, tmp):
     steps = len(train) // bs
     stream_synth = data_rate(train, bs, 0, 0, steps, device=torch.device("cpu"))
     stream_png = data_rate(png, bs, 0, 0, steps, device=torch.device("cpu"))
-    return {"images_png_decode_img_s": decode, "images_synth_generate_img_s": generate,
-            "images_png_stream_img_s": stream_png, "images_synth_stream_img_s": stream_synth}
+    return {
+        "images_png_decode_img_s": decode,
+        "images_synth_generate_img_s": generate,
+        "images_png_stream_img_s": stream_png,
+        "images_synth_stream_img_s": stream_synth,
+    }
 
 
 def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp):
@@ -320,9 +479,23 @@ def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp):
     for name, lever in levers_on(device).items():
         model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
         for seed in seeds:
-            results = project_run(Path(tmp) / f"parity-{len(out)}-{seed}", train, test, model, norm, student, temps,
-                                  epochs, 64, seed, device, 0, tape_dir=Path(tmp) / f"ptape-{seed}-{lever.get('amp')}",
-                                  evaluate=len(test), **lever)  # fmt: skip
+            results = project_run(
+                Path(tmp) / f"parity-{len(out)}-{seed}",
+                train,
+                test,
+                model,
+                norm,
+                student,
+                temps,
+                epochs,
+                64,
+                seed,
+                device,
+                0,
+                tape_dir=Path(tmp) / f"ptape-{seed}-{lever.get('amp')}",
+                evaluate=len(test),
+                **lever,
+            )
             for T, r in zip(temps, results):
                 out.setdefault(name, {}).setdefault(T, []).append(r["final"]["top1"])
         print(f"parity: {name}: " + ", ".join(f"T={T:g} {fmt_seeds(v)}" for T, v in out[name].items()), flush=True)
@@ -344,7 +517,9 @@ def print_parity(out):
             mean, ref_mean = sum(values) / len(values), sum(ref[T]) / len(ref[T])
             ref_std = (sum((v - ref_mean) ** 2 for v in ref[T]) / max(1, len(ref[T]) - 1)) ** 0.5
             kept &= abs(mean - ref_mean) <= ref_std
-            parts.append(f"T={T:g}: {fmt_seeds(values)} ({mean - ref_mean:+.2f} vs float32, its seed std {ref_std:.2f})")
+            parts.append(
+                f"T={T:g}: {fmt_seeds(values)} ({mean - ref_mean:+.2f} vs float32, its seed std {ref_std:.2f})"
+            )
         verdict = "reference" if name == "float32" else ("parity: kept" if kept else "NO parity")
         print(f"  {name:<38} {verdict:<14} " + "; ".join(parts))
 
@@ -374,54 +549,90 @@ def cuda_224(device, workers, n=4096, bs=256, epochs=2):
         teacher = models.create_model(t_arch, 100)[0].to(device).eval().to(memory_format=torch.channels_last)
         forward = teacher_forward(teacher, models.normalization(teacher), True)
         on_workers = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
-        on_device = data.TrainStream(split, aug, batch_size=bs, seed=0, device=device)   # copies the images
+        on_device = data.TrainStream(split, aug, batch_size=bs, seed=0, device=device)  # copies the images
         for name, stream in (("workers", on_workers), ("device", on_device)):
             t0 = time.time()
             cached = CachedStream(stream, 8)
             torch.cuda.synchronize()
             out[f"cuda_data_224_{name}_img_s"] = cached.steps_per_epoch * bs / (time.time() - t0)
-        for name, source in (("data_workers_and_step", on_workers), ("data_device_and_step", on_device),
-                             ("step_only", cached)):
+        for name, source in (
+            ("data_workers_and_step", on_workers),
+            ("data_device_and_step", on_device),
+            ("step_only", cached),
+        ):
             with tempfile.TemporaryDirectory() as tmp:
                 student = models.create_model(s_arch, 100)[0]
                 run = runs.RunDir(Path(tmp) / "s", {})
                 run.start({})
                 loss = kd.build_loss("kd", T=4.0)
-                m = engine.Member(name="s", run=run, model=student, norm=models.normalization(student),
-                                  objective=lambda s, b, t, e, i: loss(s, t))
-                recipe = engine.Recipe(epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True,
-                                       channels_last=True)
-                r = engine.train([m], source, (test, split.labels[:bs], None), recipe, teacher=forward,
-                                 log=lambda s: None)[0]
-            out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_{name}_img_s"] = r["curve"][-1]["img_per_s"]   # last epoch: warm
+                m = engine.Member(
+                    name="s",
+                    run=run,
+                    model=student,
+                    norm=models.normalization(student),
+                    objective=lambda s, b, t, e, i, loss=loss: loss(s, t),
+                )
+                recipe = engine.Recipe(
+                    epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True, channels_last=True
+                )
+                r = engine.train(
+                    [m], source, (test, split.labels[:bs], None), recipe, teacher=forward, log=lambda s: None
+                )[0]
+            out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_{name}_img_s"] = r["curve"][-1]["img_per_s"]  # last epoch: warm
     return out
 
 
 def print_table(r):
-    if "step_plain_img_s" not in r:   # --only-cuda
+    if "step_plain_img_s" not in r:  # --only-cuda
         print(f"device: {r['device']}")
         for k, v in r.items():
             if k.startswith("cuda_"):
                 print(f"  {k:<60} {v:>8.0f} img/s")
         return
-    print(f"device: {r['device']}  teacher {r['teacher']} -> student {r['student']}  {r['resolution']} px  "
-          f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}  "
-          f"channels_last {'on' if r['channels_last'] else 'off'}")
-    rows = [("step: plain KD loop", f"{r['step_plain_img_s']:.0f} img/s", ""),
-            ("step: this loop, teacher live", f"{r['step_live_img_s']:.0f} img/s", f"{r['step_ratio_live']:.2f}x plain"),
-            ("step: this loop, recording the tape", f"{r['step_record_img_s']:.0f} img/s", f"{r['step_record_img_s'] / r['step_plain_img_s']:.2f}x plain"),
-            ("step: this loop, teacher tape", f"{r['step_replay_img_s']:.0f} img/s", f"{r['step_ratio_replay']:.2f}x plain"),
-            (f"data: per sample ({r['workers']} workers)", f"{r['data_workers_img_s']:.0f} img/s", f"{r['data_workers_img_s'] / r['step_live_img_s']:.1f}x step rate"),
-            ("data: whole batches on the device", f"{r['data_device_img_s']:.0f} img/s", f"{r['data_device_img_s'] / r['step_live_img_s']:.1f}x step rate"),
-            (f"sweep: {r['K']} plain runs", f"{r['sweep_plain_s']:.1f} s", ""),
-            (f"sweep: 1 lockstep run of {r['K']}, tape", f"{r['sweep_lockstep_tape_s']:.1f} s", f"ratio {r['sweep_ratio']:.2f}"),
-            ("images: PNG folder decoded once (then cached)", f"{r['images_png_decode_img_s']:.0f} img/s", ""),
-            ("images: synth-* generated", f"{r['images_synth_generate_img_s']:.0f} img/s", ""),
-            ("images: stream from the PNG folder's cache", f"{r['images_png_stream_img_s']:.0f} img/s", ""),
-            ("images: stream from synth-*", f"{r['images_synth_stream_img_s']:.0f} img/s", "")]
+    print(
+        f"device: {r['device']}  teacher {r['teacher']} -> student {r['student']}  {r['resolution']} px  "
+        f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}  "
+        f"channels_last {'on' if r['channels_last'] else 'off'}"
+    )
+    rows = [
+        ("step: plain KD loop", f"{r['step_plain_img_s']:.0f} img/s", ""),
+        ("step: this loop, teacher live", f"{r['step_live_img_s']:.0f} img/s", f"{r['step_ratio_live']:.2f}x plain"),
+        (
+            "step: this loop, recording the tape",
+            f"{r['step_record_img_s']:.0f} img/s",
+            f"{r['step_record_img_s'] / r['step_plain_img_s']:.2f}x plain",
+        ),
+        (
+            "step: this loop, teacher tape",
+            f"{r['step_replay_img_s']:.0f} img/s",
+            f"{r['step_ratio_replay']:.2f}x plain",
+        ),
+        (
+            f"data: per sample ({r['workers']} workers)",
+            f"{r['data_workers_img_s']:.0f} img/s",
+            f"{r['data_workers_img_s'] / r['step_live_img_s']:.1f}x step rate",
+        ),
+        (
+            "data: whole batches on the device",
+            f"{r['data_device_img_s']:.0f} img/s",
+            f"{r['data_device_img_s'] / r['step_live_img_s']:.1f}x step rate",
+        ),
+        (f"sweep: {r['K']} plain runs", f"{r['sweep_plain_s']:.1f} s", ""),
+        (
+            f"sweep: 1 lockstep run of {r['K']}, tape",
+            f"{r['sweep_lockstep_tape_s']:.1f} s",
+            f"ratio {r['sweep_ratio']:.2f}",
+        ),
+        ("images: PNG folder decoded once (then cached)", f"{r['images_png_decode_img_s']:.0f} img/s", ""),
+        ("images: synth-* generated", f"{r['images_synth_generate_img_s']:.0f} img/s", ""),
+        ("images: stream from the PNG folder's cache", f"{r['images_png_stream_img_s']:.0f} img/s", ""),
+        ("images: stream from synth-*", f"{r['images_synth_stream_img_s']:.0f} img/s", ""),
+    ]
     base = r["levers_student_img_s"]["float32"]
-    rows += [(f"lever ({r['levers_K']} students, tape): {k}", f"{v:.0f} img/s", f"{v / base:.2f}x float32")
-             for k, v in r["levers_student_img_s"].items()]
+    rows += [
+        (f"lever ({r['levers_K']} students, tape): {k}", f"{v:.0f} img/s", f"{v / base:.2f}x float32")
+        for k, v in r["levers_student_img_s"].items()
+    ]
     rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]
     w = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:

@@ -82,17 +82,36 @@ def check_range(flag, value, low=None, high=None, integer=False):
 
 def add_data_args(parser):
     g = parser.add_argument_group("data")
-    g.add_argument("--dataset", default="synth-fine",
-                   help="pets, cifar100, cars, tiny-imagenet, imagefolder, or built-in synth-{src,fine,coarse,novel}")  # fmt: skip
-    g.add_argument("--data-root", default="data", help="folder holding the dataset (for imagefolder: the dataset folder itself)")  # fmt: skip
-    g.add_argument("--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)")  # fmt: skip
-    g.add_argument("--image-size", type=int, default=None,
-                   help="training resolution (default: the teacher's; else 224 for real datasets, 32 for synth-*)")  # fmt: skip
-    g.add_argument("--synth", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: synth.make_synth; "
-                        "distill.py: default the teacher's)")  # fmt: skip
+    g.add_argument(
+        "--dataset",
+        default="synth-fine",
+        help="pets, cifar100, cars, tiny-imagenet, imagefolder, or built-in synth-{src,fine,coarse,novel}",
+    )
+    g.add_argument(
+        "--data-root", default="data", help="folder holding the dataset (for imagefolder: the dataset folder itself)"
+    )
+    g.add_argument(
+        "--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)"
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="training resolution (default: the teacher's; else 224 for real datasets, 32 for synth-*)",
+    )
+    g.add_argument(
+        "--synth",
+        nargs="*",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: synth.make_synth; "
+        "distill.py: default the teacher's)",
+    )
     g = parser.add_argument_group("augmentation (defaults: the study's, docs/STUDY.md)")
-    g.add_argument("--randaug-n", type=int, default=None, help="RandAugment operations per image (default 2, synth 1; 0: off)")  # fmt: skip
+    g.add_argument(
+        "--randaug-n", type=int, default=None, help="RandAugment operations per image (default 2, synth 1; 0: off)"
+    )
     g.add_argument("--randaug-m", type=int, default=None, help="RandAugment magnitude, 0-30 (default 9, synth 5)")
     g.add_argument("--mixup-alpha", type=float, default=None, help="MixUp alpha (default 1.0; 0: only CutMix)")
     g.add_argument("--cutmix-alpha", type=float, default=None, help="CutMix alpha (default 1.0; 0: only MixUp)")
@@ -101,8 +120,11 @@ def add_data_args(parser):
 
 def aug_config(args):
     """The study's augmentation for args.dataset with the user's --randaug-*/--*-alpha overrides."""
-    overrides = {k: getattr(args, k) for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha")
-                 if getattr(args, k) is not None}  # fmt: skip
+    overrides = {
+        k: getattr(args, k)
+        for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha")
+        if getattr(args, k) is not None
+    }
     for k, v in overrides.items():
         check_range(f"--{k.replace('_', '-')}", v, 0, 30 if k == "randaug_m" else None)
     if args.image_size is not None:
@@ -113,18 +135,43 @@ def aug_config(args):
 def add_runtime_args(parser):
     g = parser.add_argument_group("device and runtime (do not change results, except --amp)")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, or cuda[:N]")
-    g.add_argument("--amp", action="store_true", help="bf16 autocast (losses stay float32); on a GPU, or a CPU with bf16 units")  # fmt: skip
-    g.add_argument("--channels-last", nargs="?", const="on", default="auto", choices=["auto", "on", "off"],
-                   help="channels_last memory format: on (the bare flag), off, or auto (on a GPU, for each model that is mostly convolutions)")  # fmt: skip
+    g.add_argument(
+        "--amp", action="store_true", help="bf16 autocast (losses stay float32); on a GPU, or a CPU with bf16 units"
+    )
+    g.add_argument(
+        "--channels-last",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="channels_last memory format: on (the bare flag), off, or auto (on a GPU, for each model that is "
+        "mostly convolutions)",
+    )
     g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
-    g.add_argument("--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)")  # fmt: skip
-    g.add_argument("--augment-on", default="auto", choices=["auto", "workers", "device"],
-                   help="augment per sample in the --workers processes, or whole batches on --device (auto: device on a GPU or with --workers 0); same batches")  # fmt: skip
-    g.add_argument("--parallel", type=int, default=1,
-                   help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)")
-    g.add_argument("--batched", action="store_true",
-                   help="step the lockstep students as one vmapped computation (for GPUs; slower on a CPU)")
-    g.add_argument("--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)")  # fmt: skip
+    g.add_argument(
+        "--workers", type=int, default=0, help="data loader worker processes (batches are identical for any number)"
+    )
+    g.add_argument(
+        "--augment-on",
+        default="auto",
+        choices=["auto", "workers", "device"],
+        help="augment per sample in the --workers processes, or whole batches on --device (auto: device on a GPU "
+        "or with --workers 0); same batches",
+    )
+    g.add_argument(
+        "--parallel",
+        type=int,
+        default=1,
+        help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)",
+    )
+    g.add_argument(
+        "--batched",
+        action="store_true",
+        help="step the lockstep students as one vmapped computation (for GPUs; slower on a CPU)",
+    )
+    g.add_argument(
+        "--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)"
+    )
     g.add_argument("--keep-ckpt", action="store_true", help="keep ckpt.pt (model + optimizer) after the run finishes")
     g.add_argument("--retry-failed", action="store_true", help="start runs that failed (diverged) again from scratch")
     return g

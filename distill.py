@@ -27,8 +27,17 @@ import runs
 import tape
 
 # Distillation epochs per dataset: Pets 100, CIFAR-100 40 (defaults; the paper's values were lost).
-EPOCHS = {"pets": 100, "cifar100": 40, "cars": 100, "tiny-imagenet": 40, "imagefolder": 100,
-          "synth-src": 10, "synth-fine": 10, "synth-coarse": 10, "synth-novel": 10}  # fmt: skip
+EPOCHS = {
+    "pets": 100,
+    "cifar100": 40,
+    "cars": 100,
+    "tiny-imagenet": 40,
+    "imagefolder": 100,
+    "synth-src": 10,
+    "synth-fine": 10,
+    "synth-coarse": 10,
+    "synth-novel": 10,
+}
 # Baseline optimiser settings (defaults): AdamW lr 1e-3 wd 0.05; SGD momentum 0.9 lr 0.05 wd 5e-4.
 OPT_DEFAULTS = {"adamw": (1e-3, 0.05), "sgd": (0.05, 5e-4)}
 PROG = "distill.py"
@@ -40,34 +49,73 @@ def get_args(argv=None):
     cli.add_data_args(p)
     g = p.add_argument_group("teacher and student")
     g.add_argument("--teacher", default="teachers/synth-fine.pt", help="teacher checkpoint made by train_teacher.py")
-    g.add_argument("--student", default="resnet10t", help="timm architecture of the student, e.g. resnet18, mobilenetv4_conv_medium")  # fmt: skip
-    g.add_argument("--student-init", default="random", help="random, in1k (timm weights, pinned tag), or a checkpoint (TT/FT student)")  # fmt: skip
-    g.add_argument("--pretrained-file", default=None, help="local timm weights file for --student-init in1k (offline clusters)")  # fmt: skip
-    g.add_argument("--allow-weak-teacher", action="store_true", help="distil even if the teacher's test accuracy is near chance")  # fmt: skip
+    g.add_argument(
+        "--student",
+        default="resnet10t",
+        help="timm architecture of the student, e.g. resnet18, mobilenetv4_conv_medium",
+    )
+    g.add_argument(
+        "--student-init",
+        default="random",
+        help="random, in1k (timm weights, pinned tag), or a checkpoint (TT/FT student)",
+    )
+    g.add_argument(
+        "--pretrained-file", default=None, help="local timm weights file for --student-init in1k (offline clusters)"
+    )
+    g.add_argument(
+        "--allow-weak-teacher", action="store_true", help="distil even if the teacher's test accuracy is near chance"
+    )
     g = p.add_argument_group("distillation")
-    g.add_argument("--T", type=float, nargs="+", default=[4.0],
-                   help=f"temperature(s) in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}]; several train in lockstep, one run each")  # fmt: skip
+    g.add_argument(
+        "--T",
+        type=float,
+        nargs="+",
+        default=[4.0],
+        help=f"temperature(s) in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}]; several train in lockstep, one run each",
+    )
     g.add_argument("--method", default="kd", help=f"KD method: {', '.join(kd.METHODS)}")
     g.add_argument("--signal", default="teacher", help=f"soft target for --method kd: {', '.join(kd.SIGNALS)}")
     g.add_argument("--k", type=int, default=None, help="top-k kept in place by --signal bottomk")
-    g.add_argument("--smooth-entropy", default="dataset", choices=["dataset", "batch"],
-                   help="smooth-global matches the teacher's mean entropy over the train set or over each batch")
-    g.add_argument("--ce-weight", type=float, default=None, help="weight of cross-entropy to labels (default: the method's own; 0 for kd)")  # fmt: skip
-    g.add_argument("--hp", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                   help="other method hyperparameters, e.g. --hp beta=2 warmup=1 (docs/METHODS.md)")
-    g.add_argument("--baseline", action="store_true",
-                   help="also train, in lockstep, a student on labels alone (no teacher): the no-KD reference")
+    g.add_argument(
+        "--smooth-entropy",
+        default="dataset",
+        choices=["dataset", "batch"],
+        help="smooth-global matches the teacher's mean entropy over the train set or over each batch",
+    )
+    g.add_argument(
+        "--ce-weight",
+        type=float,
+        default=None,
+        help="weight of cross-entropy to labels (default: the method's own; 0 for kd)",
+    )
+    g.add_argument(
+        "--hp",
+        nargs="*",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="other method hyperparameters, e.g. --hp beta=2 warmup=1 (docs/METHODS.md)",
+    )
+    g.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also train, in lockstep, a student on labels alone (no teacher): the no-KD reference",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--opt", default="adamw", help="adamw or sgd (momentum 0.9)")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: adamw 1e-3, sgd 0.05)")
     g.add_argument("--wd", type=float, default=None, help="weight decay (default: adamw 0.05, sgd 5e-4)")
     g.add_argument("--bs", type=int, default=64, help="batch size")
-    g.add_argument("--epochs", type=int, default=None, help="epochs (default per dataset: Pets 100, CIFAR-100 40, synth 10)")  # fmt: skip
+    g.add_argument(
+        "--epochs", type=int, default=None, help="epochs (default per dataset: Pets 100, CIFAR-100 40, synth 10)"
+    )
     g.add_argument("--warmup-epochs", type=float, default=0, help="linear learning-rate warmup before the cosine decay")
     g.add_argument("--clip", type=float, default=1.0, help="per-layer gradient-norm clip (0: off)")
     g.add_argument("--seed", type=int, default=0, help="seed of the student's initialisation and of the batch stream")
     g.add_argument("--out", default="runs", help="folder that holds one run folder per run")
-    g.add_argument("--teacher-tape", default=None, help="folder of recorded teacher logits: record on first use, replay after")  # fmt: skip
+    g.add_argument(
+        "--teacher-tape", default=None, help="folder of recorded teacher logits: record on first use, replay after"
+    )
     cli.add_runtime_args(p)
     return p.parse_args(argv)
 
@@ -88,12 +136,17 @@ def validate(args):
     if not models.is_known_arch(args.student):
         raise ValueError(f"--student: unknown timm architecture '{args.student}'")
     if args.method == "ctkd" and len(args.T) > 1:
-        print(f"{PROG}: note: --method ctkd learns its temperature (--hp T_start, T_range): --T "
-              f"{' '.join(f'{T:g}' for T in args.T)} trains one run", file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG}: note: --method ctkd learns its temperature (--hp T_start, T_range): --T "
+            f"{' '.join(f'{T:g}' for T in args.T)} trains one run",
+            file=sys.stderr,
+        )
     for T in args.T:
         if not (math.isfinite(T) and kd.T_RANGE[0] <= T <= kd.T_RANGE[1]):
-            raise ValueError(f"--T: temperatures must be in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}] (where every "
-                             f"loss is finite and meaningful), got {T:g}")  # fmt: skip
+            raise ValueError(
+                f"--T: temperatures must be in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}] (where every "
+                f"loss is finite and meaningful), got {T:g}"
+            )
     if len(set(args.T)) != len(args.T):
         raise ValueError(f"--T: repeated temperature in {args.T}")
     args.epochs = EPOCHS.get(args.dataset, 100) if args.epochs is None else args.epochs
@@ -129,23 +182,30 @@ def validate(args):
     if args.image_size is None and trained_at is not None and teacher["dataset"] == args.dataset:
         args.image_size = trained_at  # the resolution the teacher learned
     elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
-        print(f"{PROG}: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px",
-              file=sys.stderr)
+        print(
+            f"{PROG}: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px", file=sys.stderr
+        )
     elif trained_at is not None and data.aug_config_for(args.dataset).image_size != trained_at:
-        print(f"{PROG}: note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; "
-              f"the teacher was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG}: note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; "
+            f"the teacher was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)",
+            file=sys.stderr,
+        )
     if args.signal == "bottomk":
         if args.k is None:
             raise ValueError("--signal bottomk needs --k (how many of the teacher's top classes stay in place)")
         if not 0 <= args.k < teacher["num_classes"]:
-            raise ValueError(f"--k: must be in [0, {teacher['num_classes']}) for a {teacher['num_classes']}-class "
-                             f"teacher, got {args.k}")  # fmt: skip
+            raise ValueError(
+                f"--k: must be in [0, {teacher['num_classes']}) for a {teacher['num_classes']}-class "
+                f"teacher, got {args.k}"
+            )
     if args.student_init not in ("random", "in1k"):
         init = models.load_checkpoint(args.student_init)
         if init["arch"] != args.student:
-            raise ValueError(f"--student-init: checkpoint '{args.student_init}' holds a '{init['arch']}', "
-                             f"not --student {args.student}")  # fmt: skip
+            raise ValueError(
+                f"--student-init: checkpoint '{args.student_init}' holds a '{init['arch']}', "
+                f"not --student {args.student}"
+            )
     args.device = cli.resolve_device(args.device)
     cli.check_writable(args.out)
     if args.teacher_tape is not None:
@@ -178,8 +238,14 @@ def make_objective(args, loss_module, T, mean_entropy):
 
     def control(logits, batch, t_logits, epoch, step):
         gen = torch.Generator(device=t_logits.device).manual_seed(engine.step_seed(args.seed + 1, epoch, step))
-        target = kd.soft_targets(t_logits, T, signal=args.signal, k=args.k, generator=gen,
-                                 mean_entropy=mean_entropy if args.smooth_entropy == "dataset" else None)  # fmt: skip
+        target = kd.soft_targets(
+            t_logits,
+            T,
+            signal=args.signal,
+            k=args.k,
+            generator=gen,
+            mean_entropy=mean_entropy if args.smooth_entropy == "dataset" else None,
+        )
         return kd.soft_target_loss(logits, target, T)
 
     return control
@@ -206,9 +272,13 @@ def teacher_forward(model, norm, channels_last):
 def teacher_statistics(train_logits, T):
     """Train-set means of the teacher's relative entropies at T, and its mean sorted T-softmax (Fig. 4)."""
     h_rel, h_rest = kd.relative_entropies(train_logits, T)
-    return {"T": T, "H_rel": h_rel.mean().item(), "H_rel_without_max": h_rest.mean().item(),
-            "mean_entropy_nats": (h_rel.mean() * math.log(train_logits.shape[1])).item(),
-            "mean_sorted_softmax": kd.mean_sorted_softmax(train_logits, T).tolist()}  # fmt: skip
+    return {
+        "T": T,
+        "H_rel": h_rel.mean().item(),
+        "H_rel_without_max": h_rest.mean().item(),
+        "mean_entropy_nats": (h_rel.mean() * math.log(train_logits.shape[1])).item(),
+        "mean_sorted_softmax": kd.mean_sorted_softmax(train_logits, T).tolist(),
+    }
 
 
 def wrong_class_mass(train_logits, split):
@@ -233,18 +303,47 @@ def run_name(args, T):
 
 def identities(args, aug, teacher_ckpt):
     """{T (None: the --baseline student): the run's identity}: everything that changes its result."""
-    student_init = args.student_init if args.student_init in ("random", "in1k") else \
-        models.weights_fingerprint(models.load_checkpoint(args.student_init))  # fmt: skip
-    common = {"kind": "distill", "dataset": args.dataset, "data_id": cli.data_id(args), "synth": args.synth,
-              "aug": aug.to_dict(), "student": args.student, "student_init": student_init}  # fmt: skip
-    recipe = {"opt": args.opt, "lr": args.lr, "wd": args.wd, "bs": args.bs, "epochs": args.epochs,
-              "warmup_epochs": args.warmup_epochs, "clip": args.clip, "seed": args.seed, "amp": args.amp}  # fmt: skip
-    kd_identity = {**common, "teacher_weights_sha1": models.weights_fingerprint(teacher_ckpt),
-                   "teacher_arch": teacher_ckpt["arch"], "method": args.method, "signal": args.signal, "k": args.k,
-                   "smooth_entropy": args.smooth_entropy if args.signal == "smooth-global" else None,
-                   "ce_weight": args.ce_weight, "hp": args.hp, **recipe}  # fmt: skip
-    out = {T: dict(kd_identity, T=None if args.method == "ctkd" else T)
-           for T in (args.T[:1] if args.method == "ctkd" else args.T)}  # fmt: skip
+    student_init = (
+        args.student_init
+        if args.student_init in ("random", "in1k")
+        else models.weights_fingerprint(models.load_checkpoint(args.student_init))
+    )
+    common = {
+        "kind": "distill",
+        "dataset": args.dataset,
+        "data_id": cli.data_id(args),
+        "synth": args.synth,
+        "aug": aug.to_dict(),
+        "student": args.student,
+        "student_init": student_init,
+    }
+    recipe = {
+        "opt": args.opt,
+        "lr": args.lr,
+        "wd": args.wd,
+        "bs": args.bs,
+        "epochs": args.epochs,
+        "warmup_epochs": args.warmup_epochs,
+        "clip": args.clip,
+        "seed": args.seed,
+        "amp": args.amp,
+    }
+    kd_identity = {
+        **common,
+        "teacher_weights_sha1": models.weights_fingerprint(teacher_ckpt),
+        "teacher_arch": teacher_ckpt["arch"],
+        "method": args.method,
+        "signal": args.signal,
+        "k": args.k,
+        "smooth_entropy": args.smooth_entropy if args.signal == "smooth-global" else None,
+        "ce_weight": args.ce_weight,
+        "hp": args.hp,
+        **recipe,
+    }
+    out = {
+        T: dict(kd_identity, T=None if args.method == "ctkd" else T)
+        for T in (args.T[:1] if args.method == "ctkd" else args.T)
+    }
     if args.baseline:
         out[None] = {**common, "method": "labels", "label_smoothing": BASELINE_LABEL_SMOOTHING, **recipe}
     return out
@@ -258,8 +357,10 @@ def claim_runs(args, ids, claimed, failed):
         run = runs.RunDir(Path(args.out) / f"{run_name(args, T)}-{runs.run_id(identity)}", identity)
         state, reason = run.state()
         if state == "failed" and not args.retry_failed:
-            print(f"{PROG}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{PROG}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
+                file=sys.stderr,
+            )
             failed.append(run)
         elif run.claim(args.retry_failed, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr)):
             claimed.append(run)
@@ -274,17 +375,27 @@ def prepare(args, claimed, failed):
     statistics, the tape, one member per run. None when every run is done (or `failed`) already."""
     teacher_ckpt = validate(args)
     aug = cli.aug_config(args)
-    train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
-                                  image_size=args.image_size, synth=args.synth)  # fmt: skip
-    test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
-                                 image_size=args.image_size, synth=args.synth)  # fmt: skip
+    train_split = data.load_split(
+        args.dataset, "train", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
+    )
+    test_split = data.load_split(
+        args.dataset, "test", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
+    )
     if teacher_ckpt["num_classes"] != len(train_split.classes):
-        raise ValueError(f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
-                         f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}")  # fmt: skip
+        raise ValueError(
+            f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
+            f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}"
+        )
     check_same_classes(args, teacher_ckpt["classes"], train_split.classes)
-    stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, views=args.views,
-                              workers=args.workers,
-                              device=engine.augment_device(args.augment_on, args.device, args.workers))  # fmt: skip
+    stream = data.TrainStream(
+        train_split,
+        aug,
+        batch_size=args.bs,
+        seed=args.seed,
+        views=args.views,
+        workers=args.workers,
+        device=engine.augment_device(args.augment_on, args.device, args.workers),
+    )
     ids = identities(args, aug, teacher_ckpt)
     pending = claim_runs(args, ids, claimed, failed)
     if not pending:
@@ -300,17 +411,24 @@ def prepare(args, claimed, failed):
     test_images = data.eval_images(test_split, aug)
     t_test = models.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=t_channels_last)
     if not torch.isfinite(t_test).all():  # else every student would "diverge" and be recorded as failed
-        raise ValueError(f"--teacher: '{args.teacher}' outputs non-finite logits (NaN/inf weights?) on "
-                         f"{args.dataset} test images")  # fmt: skip
+        raise ValueError(
+            f"--teacher: '{args.teacher}' outputs non-finite logits (NaN/inf weights?) on {args.dataset} test images"
+        )
     t_acc = engine.accuracy(t_test, test_split.labels)
     chance = 100.0 / teacher_ckpt["num_classes"]
-    print(f"{PROG}: teacher {args.teacher} ({teacher_ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% "
-          f"(chance {chance:.1f}%)", file=sys.stderr)  # fmt: skip
+    print(
+        f"{PROG}: teacher {args.teacher} ({teacher_ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% "
+        f"(chance {chance:.1f}%)",
+        file=sys.stderr,
+    )
     if t_acc["top1"] < 2 * chance and not args.allow_weak_teacher:
-        raise ValueError(f"--teacher: '{args.teacher}' is near chance on {args.dataset} test ({t_acc['top1']:.1f}% "
-                         f"vs chance {chance:.1f}%); pass --allow-weak-teacher to distil anyway")  # fmt: skip
-    t_train = models.predict(teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp,
-                             channels_last=t_channels_last)  # fmt: skip
+        raise ValueError(
+            f"--teacher: '{args.teacher}' is near chance on {args.dataset} test ({t_acc['top1']:.1f}% "
+            f"vs chance {chance:.1f}%); pass --allow-weak-teacher to distil anyway"
+        )
+    t_train = models.predict(
+        teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp, channels_last=t_channels_last
+    )
     t_related = wrong_class_mass(t_train, train_split)
     forward = teacher_forward(teacher, t_norm, t_channels_last)
     if args.teacher_tape and any(T is not None for T in pending):
@@ -320,8 +438,9 @@ def prepare(args, claimed, failed):
     members = []
     for T, run in pending.items():
         torch.manual_seed(args.seed)  # every temperature's student starts from the same weights
-        student, origination = models.create_model(args.student, len(train_split.classes), args.student_init,
-                                                   args.pretrained_file, dataset=args.dataset)  # fmt: skip
+        student, origination = models.create_model(
+            args.student, len(train_split.classes), args.student_init, args.pretrained_file, dataset=args.dataset
+        )
         run.start(runtime={k: str(v) for k, v in vars(args).items()})
         extra = {"T": None if args.method == "ctkd" else T, "student_origination": origination}
         if T is None:
@@ -331,24 +450,52 @@ def prepare(args, claimed, failed):
             loss_module = build_objective_module(args, T)
             stats = teacher_statistics(t_train, T if args.method != "ctkd" else 1.0)
             objective = make_objective(args, loss_module, T, stats["mean_entropy_nats"])
-            extra["teacher"] = {"path": str(args.teacher), "arch": teacher_ckpt["arch"], **t_acc,
-                                "dataset": teacher_ckpt["dataset"], "origination": teacher_ckpt["origination"],
-                                "statistics": stats, "wrong_class_mass": t_related}  # fmt: skip
+            extra["teacher"] = {
+                "path": str(args.teacher),
+                "arch": teacher_ckpt["arch"],
+                **t_acc,
+                "dataset": teacher_ckpt["dataset"],
+                "origination": teacher_ckpt["origination"],
+                "statistics": stats,
+                "wrong_class_mass": t_related,
+            }
         learns = loss_module is not None and any(True for _ in loss_module.parameters())
-        members.append(engine.Member(name=run_name(args, T), run=run, model=student, objective=objective,
-                                     norm=models.normalization(student), result_extra=extra,
-                                     objective_module=loss_module if learns else None,
-                                     measure_agreement=T is not None))  # fmt: skip
+        members.append(
+            engine.Member(
+                name=run_name(args, T),
+                run=run,
+                model=student,
+                objective=objective,
+                norm=models.normalization(student),
+                result_extra=extra,
+                objective_module=loss_module if learns else None,
+                measure_agreement=T is not None,
+            )
+        )
 
     temps = ", ".join("labels only" if T is None else f"T={T:g}" for T in pending)
-    print(f"{PROG}: {len(members)} student(s) {args.student} ({args.method}: {temps}) on {args.dataset}: "
-          f"{len(train_split)} train images, {args.epochs} epochs, {stream.steps_per_epoch} steps/epoch, {device}",
-          file=sys.stderr)  # fmt: skip
-    recipe = engine.Recipe(epochs=args.epochs, opt=args.opt, lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs,
-                           clip=args.clip, seed=args.seed, device=device, amp=args.amp, compile=args.compile,
-                           channels_last=engine.channels_last_for(args.channels_last, members[0].model, device),
-                           eval_every=args.eval_every, parallel=args.parallel, batched=args.batched,
-                           keep_ckpt=args.keep_ckpt)  # fmt: skip
+    print(
+        f"{PROG}: {len(members)} student(s) {args.student} ({args.method}: {temps}) on {args.dataset}: "
+        f"{len(train_split)} train images, {args.epochs} epochs, {stream.steps_per_epoch} steps/epoch, {device}",
+        file=sys.stderr,
+    )
+    recipe = engine.Recipe(
+        epochs=args.epochs,
+        opt=args.opt,
+        lr=args.lr,
+        wd=args.wd,
+        warmup_epochs=args.warmup_epochs,
+        clip=args.clip,
+        seed=args.seed,
+        device=device,
+        amp=args.amp,
+        compile=args.compile,
+        channels_last=engine.channels_last_for(args.channels_last, members[0].model, device),
+        eval_every=args.eval_every,
+        parallel=args.parallel,
+        batched=args.batched,
+        keep_ckpt=args.keep_ckpt,
+    )
     common = {"kind": "distill", **runs.provenance(device), "seed": args.seed, "num_classes": len(train_split.classes)}
     return members, stream, (test_images, test_split.labels, t_test.argmax(1)), recipe, forward, common
 
@@ -358,9 +505,11 @@ def check_same_classes(args, teacher_classes, classes):
     the same count is distilled by class index, which is only right if the names merely differ."""
     differ = next((i for i, (a, b) in enumerate(zip(teacher_classes, classes)) if a != b), None)
     if differ is not None:
-        print(f"{PROG}: note: --teacher: '{args.teacher}' names other classes than {args.dataset} (class {differ}: "
-              f"'{teacher_classes[differ]}' vs '{classes[differ]}'); its outputs are matched to the labels by index",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG}: note: --teacher: '{args.teacher}' names other classes than {args.dataset} (class {differ}: "
+            f"'{teacher_classes[differ]}' vs '{classes[differ]}'); its outputs are matched to the labels by index",
+            file=sys.stderr,
+        )
 
 
 def main(argv=None):
@@ -372,8 +521,10 @@ def main(argv=None):
         for run in claimed:  # leave nothing behind
             run.abandon()
         if isinstance(e, KeyboardInterrupt):  # Ctrl-C before training: nothing to save
-            print(f"{PROG}: SIGINT before training started: nothing was trained; run the same command again",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{PROG}: SIGINT before training started: nothing was trained; run the same command again",
+                file=sys.stderr,
+            )
             sys.exit(cli.EXIT_PREEMPTED)
         cli.fail(PROG, e)
     if job is None:
@@ -384,11 +535,16 @@ def main(argv=None):
     except runs.RunError as e:  # a run folder that cannot be resumed
         cli.fail(PROG, e)
     if isinstance(forward, tape.TeacherTape):
-        print(f"{PROG}: teacher tape {args.teacher_tape}: {forward.replayed_steps} steps replayed, "
-              f"{forward.recorded_steps} computed", file=sys.stderr)  # fmt: skip
+        print(
+            f"{PROG}: teacher tape {args.teacher_tape}: {forward.replayed_steps} steps replayed, "
+            f"{forward.recorded_steps} computed",
+            file=sys.stderr,
+        )
     for r in results:
-        print(f"{PROG}: {r['run_id']}: final top-1 {r['final']['top1']:.2f}% (best {r['best']['top1']:.2f}%)",
-              file=sys.stderr)
+        print(
+            f"{PROG}: {r['run_id']}: final top-1 {r['final']['top1']:.2f}% (best {r['best']['top1']:.2f}%)",
+            file=sys.stderr,
+        )
     return 0 if len(results) == len(members) and not failed else cli.EXIT_FAILED
 
 

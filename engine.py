@@ -87,8 +87,10 @@ def accuracy(logits, labels, reference_pred=None):
     """top-1, top-5 (%) and, given another model's predictions, top-1 agreement with it (%)."""
     k = min(5, logits.shape[1])
     top = logits.topk(k, dim=1).indices
-    metrics = {"top1": 100.0 * (top[:, 0] == labels).float().mean().item(),
-               "top5": 100.0 * (top == labels[:, None]).any(1).float().mean().item()}  # fmt: skip
+    metrics = {
+        "top1": 100.0 * (top[:, 0] == labels).float().mean().item(),
+        "top5": 100.0 * (top == labels[:, None]).any(1).float().mean().item(),
+    }
     if reference_pred is not None:
         metrics["agreement"] = 100.0 * (top[:, 0] == reference_pred).float().mean().item()
     return metrics
@@ -175,8 +177,18 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
             done = (epoch + 1) * spe - start
             eta = (time.time() - t_start) / max(1, done) * (recipe.epochs - epoch - 1) * spe
             for m in members:
-                end_of_epoch(m, epoch, seen / max(time.time() - t_epoch, 1e-9), eta, test, recipe, spe,
-                             common_result, keep_ckpt=recipe.keep_ckpt or bool(stop.signal), log=log)  # fmt: skip
+                end_of_epoch(
+                    m,
+                    epoch,
+                    seen / max(time.time() - t_epoch, 1e-9),
+                    eta,
+                    test,
+                    recipe,
+                    spe,
+                    common_result,
+                    keep_ckpt=recipe.keep_ckpt or bool(stop.signal),
+                    log=log,
+                )
             if stop.signal:
                 stop.exit(log, f"the end of epoch {epoch + 1}")
     results = []
@@ -215,11 +227,15 @@ def prepare(m, recipe, spe, log):
 def checkpoint(m):
     """What resuming needs: model, optimizer, objective (CTKD's temperature), position and this epoch's loss.
     Tensors are copied: a batched member's weights are views of a larger stack (batched.py)."""
-    return {"model": {k: v.detach().clone() for k, v in m.model.state_dict().items()},
-            "optimizer": m.optimizer.state_dict(),
-            "objective": m.objective_module.state_dict() if m.objective_module is not None else {},
-            "position": m.position, "curve": m.curve, "epoch_loss": [float(m.loss_sum), m.loss_n],
-            "elapsed": time.time() - m.t0}  # fmt: skip
+    return {
+        "model": {k: v.detach().clone() for k, v in m.model.state_dict().items()},
+        "optimizer": m.optimizer.state_dict(),
+        "objective": m.objective_module.state_dict() if m.objective_module is not None else {},
+        "position": m.position,
+        "curve": m.curve,
+        "epoch_loss": [float(m.loss_sum), m.loss_n],
+        "elapsed": time.time() - m.t0,
+    }
 
 
 def to_device(batch, device):
@@ -234,8 +250,12 @@ def end_of_epoch(m, epoch, img_per_s, eta, test, recipe, spe, common_result, kee
         return  # failed, behind, or this epoch was recorded before a resume
     loss = m.loss_sum.item()
     total = recipe.epochs * spe
-    record = {"epoch": epoch + 1, "train_loss": loss / max(1, m.loss_n),
-              "lr": lr_at(m.position - 1, total, recipe.lr, recipe.warmup_epochs * spe), "img_per_s": img_per_s}  # fmt: skip
+    record = {
+        "epoch": epoch + 1,
+        "train_loss": loss / max(1, m.loss_n),
+        "lr": lr_at(m.position - 1, total, recipe.lr, recipe.warmup_epochs * spe),
+        "img_per_s": img_per_s,
+    }
     m.loss_sum.zero_()
     m.loss_n = 0
     if m.objective_module is not None and hasattr(m.objective_module, "current_T"):
@@ -255,20 +275,27 @@ def end_of_epoch(m, epoch, img_per_s, eta, test, recipe, spe, common_result, kee
     if epoch + 1 < recipe.epochs or keep_ckpt:  # a finished run deletes its checkpoint right away
         m.run.save_state(checkpoint(m))
     top1 = f" top1 {record['top1']:.2f}" if "top1" in record else ""
-    log(f"[{m.name}] epoch {epoch + 1}/{recipe.epochs} loss {record['train_loss']:.4f} lr {record['lr']:.2e}"
-        f"{top1} {img_per_s:.0f} img/s eta {format_duration(eta)}")  # fmt: skip
+    log(
+        f"[{m.name}] epoch {epoch + 1}/{recipe.epochs} loss {record['train_loss']:.4f} lr {record['lr']:.2e}"
+        f"{top1} {img_per_s:.0f} img/s eta {format_duration(eta)}"
+    )
 
 
 def finish(m, common, *, keep_ckpt):
     """Write result.json: the final epoch is the result; the best evaluated epoch is reported too."""
     evaluated = [r for r in m.curve if "top1" in r]
     failed = m.failed is not None
-    result = {"status": "failed" if failed else "ok", "reason": m.failed, "run_id": m.run.path.name,
-              "config": m.run.identity,
-              "final": evaluated[-1] if evaluated and not failed else None,
-              "best": max(evaluated, key=lambda r: r["top1"]) if evaluated else None,
-              "curve": m.curve, "wall_time_s": time.time() - m.t0,
-              "img_per_s": sum(r["img_per_s"] for r in m.curve) / max(1, len(m.curve))}  # fmt: skip
+    result = {
+        "status": "failed" if failed else "ok",
+        "reason": m.failed,
+        "run_id": m.run.path.name,
+        "config": m.run.identity,
+        "final": evaluated[-1] if evaluated and not failed else None,
+        "best": max(evaluated, key=lambda r: r["top1"]) if evaluated else None,
+        "curve": m.curve,
+        "wall_time_s": time.time() - m.t0,
+        "img_per_s": sum(r["img_per_s"] for r in m.curve) / max(1, len(m.curve)),
+    }
     result.update(common or {})
     result.update(m.result_extra)
     m.run.finish(result, keep_ckpt=keep_ckpt or failed)
@@ -323,7 +350,9 @@ class Stepper:
             if draws_random_numbers(members, stream, recipe):
                 log("students draw random numbers (dropout, drop-path or a random signal): stepping them one at a time")
             else:
-                self.pool = ThreadPoolExecutor(n, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),))
+                self.pool = ThreadPoolExecutor(
+                    n, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)
+                )
 
     def __enter__(self):
         return self
@@ -348,8 +377,10 @@ class Stepper:
         state = torch.random.get_rng_state()
         list(self.pool.map(lambda m: self.step_member(m, batch, xs, t_logits, epoch, step, g), active))
         if not torch.equal(state, torch.random.get_rng_state()):
-            raise RuntimeError("a student drew random numbers while stepped concurrently, so this run is not "
-                               "reproducible; re-run it with --parallel 1")  # fmt: skip
+            raise RuntimeError(
+                "a student drew random numbers while stepped concurrently, so this run is not "
+                "reproducible; re-run it with --parallel 1"
+            )
 
     def step_member(self, m, batch, xs, t_logits, epoch, step, g):
         r = self.recipe
@@ -366,7 +397,6 @@ class Stepper:
         m.loss_sum += loss.detach().float()
         m.loss_n += 1
         m.position = g + 1
-
 
     def step_batched(self, active, batch, xs, t_logits, epoch, step, g):
         """One step of all members as one computation (a failed member's slice keeps stepping, unrecorded)."""

@@ -8,6 +8,7 @@ the paper's text lost the number. Temperature sweeps are one lockstep command pe
     python grid.py paper --dry-run          # runs per stage and the first commands
     python grid.py demo --out demo          # writes demo/manifest/*.txt
 """
+
 import argparse
 import shlex
 import sys
@@ -20,29 +21,59 @@ from runs import atomic_write
 # ---------------------------------------------------------------------------------------------
 # The paper (docs/STUDY.md §1-§4)
 
-T_GRID = [1, 2, 3, 4, 5, 10, 20, 30, 40]                  # spans 1..40 (paper); the values (default)
-SEEDS = [0, 1, 2]                                          # mean of 3 seeds (paper)
-TEACHERS = ["resnet50", "vit_small_patch16_224"]           # baseline teachers (paper)
-EXTRA_TEACHERS = ["convnext_tiny", "regnety_064"]          # origination study (paper)
-SCRATCH_TEACHERS = ["resnet50", "convnext_tiny", "regnety_064"]   # no ViT from scratch (paper)
-STUDENTS = ["resnet18", "mobilenetv4_conv_medium"]         # baseline students (paper)
-EXTRA_STUDENTS = ["convnext_pico", "mobilevitv2_150"]      # initialization study (paper)
-METHODS = [m for m in kd.METHODS if m != "kd"]            # compared with kd (paper), each at its own defaults
-CONTROLS = [("smooth-global", None), ("smooth-instance", None), ("bottomk", 1), ("bottomk", 2), ("bottomk", 5)]  # k values (default)
-OPTIMIZERS = ["adamw", "sgd"]                               # (paper)
-BATCH_SIZES = [64, 256]                                     # (paper); baseline 64 (default)
-INITS = ["random", "tt", "in1k", "ft"]                      # student initializations (paper)
+T_GRID = [1, 2, 3, 4, 5, 10, 20, 30, 40]  # spans 1..40 (paper); the values (default)
+SEEDS = [0, 1, 2]  # mean of 3 seeds (paper)
+TEACHERS = ["resnet50", "vit_small_patch16_224"]  # baseline teachers (paper)
+EXTRA_TEACHERS = ["convnext_tiny", "regnety_064"]  # origination study (paper)
+SCRATCH_TEACHERS = ["resnet50", "convnext_tiny", "regnety_064"]  # no ViT from scratch (paper)
+STUDENTS = ["resnet18", "mobilenetv4_conv_medium"]  # baseline students (paper)
+EXTRA_STUDENTS = ["convnext_pico", "mobilevitv2_150"]  # initialization study (paper)
+METHODS = [m for m in kd.METHODS if m != "kd"]  # compared with kd (paper), each at its own defaults
+CONTROLS = [
+    ("smooth-global", None),
+    ("smooth-instance", None),
+    ("bottomk", 1),
+    ("bottomk", 2),
+    ("bottomk", 5),
+]  # k values (default)
+OPTIMIZERS = ["adamw", "sgd"]  # (paper)
+BATCH_SIZES = [64, 256]  # (paper); baseline 64 (default)
+INITS = ["random", "tt", "in1k", "ft"]  # student initializations (paper)
 
 # Per dataset: teacher fine-tuning epochs (Pets 20, CIFAR-100 40: paper), the origination study's
 # fine-tuning durations, the five distillation budgets and the baseline budget (default), epochs from
 # scratch for teachers and target-trained students (default).
 DATASETS = {
-    "pets":           dict(dataset="pets", root="", ft=20, durations=[5, 10, 20, 40], budgets=[25, 50, 100, 200, 300], baseline=100, scratch=200),
-    "cifar100":       dict(dataset="cifar100", root="", ft=40, durations=[10, 20, 40, 80], budgets=[10, 20, 40, 80, 120], baseline=40, scratch=200),
-    "cars":           dict(dataset="cars", root="", ft=20, durations=[], budgets=[25, 50, 100, 200, 300], baseline=100, scratch=200),
-    "tiny-imagenet":  dict(dataset="tiny-imagenet", root="", ft=40, durations=[], budgets=[10, 20, 40, 80, 120], baseline=40, scratch=200),
-    "imagenet-birds": dict(dataset="imagefolder", root="imagenet-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200),
-    "finer-birds":    dict(dataset="imagefolder", root="finer-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200),
+    "pets": dict(
+        dataset="pets",
+        root="",
+        ft=20,
+        durations=[5, 10, 20, 40],
+        budgets=[25, 50, 100, 200, 300],
+        baseline=100,
+        scratch=200,
+    ),
+    "cifar100": dict(
+        dataset="cifar100",
+        root="",
+        ft=40,
+        durations=[10, 20, 40, 80],
+        budgets=[10, 20, 40, 80, 120],
+        baseline=40,
+        scratch=200,
+    ),
+    "cars": dict(
+        dataset="cars", root="", ft=20, durations=[], budgets=[25, 50, 100, 200, 300], baseline=100, scratch=200
+    ),
+    "tiny-imagenet": dict(
+        dataset="tiny-imagenet", root="", ft=40, durations=[], budgets=[10, 20, 40, 80, 120], baseline=40, scratch=200
+    ),
+    "imagenet-birds": dict(
+        dataset="imagefolder", root="imagenet-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200
+    ),
+    "finer-birds": dict(
+        dataset="imagefolder", root="finer-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200
+    ),
 }
 BASELINE_DATASETS = ["pets", "cifar100"]
 STUDIES = ["methods", "config", "origination", "init", "granularity"]
@@ -53,34 +84,65 @@ STUDIES = ["methods", "config", "origination", "init", "granularity"]
 # (teacher accuracies, labels-only students, convergence, time), all fixed before any temperature
 # was compared.
 
-PLAIN = ["--randaug-n", "0", "--mixup-alpha", "0", "--cutmix-alpha", "0"]   # pretraining: no RandAugment/mixing
+PLAIN = ["--randaug-n", "0", "--mixup-alpha", "0", "--cutmix-alpha", "0"]  # pretraining: no RandAugment/mixing
 LAB = dict(
     # 48 source classes x 200 images; targets of 24 classes, scarce (20 train images per class, as the
     # paper's bird sets have 30) so that a student trained on labels alone is far below the teacher
     synth=["src_train_per_class=200", "target_train_per_class=20", "test_per_class=100"],
-    teacher="resnet18d",            # deep stem: resnet18's 7x7/2 stem is too coarse at 32 px
-    student="test_resnet",          # timm's 0.4M-parameter ResNet: converges within the budget (resnet10t does not)
-    pretrain_epochs=6, pretrain_args=PLAIN + ["--lr", "2e-3"],
-    brief=4, long=32, ft_args=["--lr", "1e-3"],          # teacher fine-tuning, brief and long (1:8, as 5:40)
-    scratch=100, scratch_args=["--lr", "2e-3"],          # a teacher trained from random weights
-    T=[1, 2, 4, 8, 16, 40], seeds=[0, 1, 2],
-    budgets=[16, 48, 128],          # distillation epochs; the longest is every other study's budget
-    controls=[("smooth-global", None), ("smooth-instance", None), ("bottomk", 1)], control_T=[1, 8, 40],
+    teacher="resnet18d",  # deep stem: resnet18's 7x7/2 stem is too coarse at 32 px
+    student="test_resnet",  # timm's 0.4M-parameter ResNet: converges within the budget (resnet10t does not)
+    pretrain_epochs=6,
+    pretrain_args=PLAIN + ["--lr", "2e-3"],
+    brief=4,
+    long=32,
+    ft_args=["--lr", "1e-3"],  # teacher fine-tuning, brief and long (1:8, as 5:40)
+    scratch=100,
+    scratch_args=["--lr", "2e-3"],  # a teacher trained from random weights
+    T=[1, 2, 4, 8, 16, 40],
+    seeds=[0, 1, 2],
+    budgets=[16, 48, 128],  # distillation epochs; the longest is every other study's budget
+    controls=[("smooth-global", None), ("smooth-instance", None), ("bottomk", 1)],
+    control_T=[1, 8, 40],
     studies=["config", "controls", "origination", "overlap"],
-    method_T=[1, 4, 16, 40], small_bs=16,                 # lab-full only
-    distill_args=["--amp"],         # bf16 autocast: accuracy parity with float32 in bench.py --parity
+    method_T=[1, 4, 16, 40],
+    small_bs=16,  # lab-full only
+    distill_args=["--amp"],  # bf16 autocast: accuracy parity with float32 in bench.py --parity
 )
 LAB_FULL = dict(LAB, studies=LAB["studies"] + ["methods", "batch", "init", "granularity"])
 DEMO = dict(
-    LAB, synth=["src_train_per_class=100", "target_train_per_class=20", "test_per_class=50"],
-    pretrain_epochs=4, long=16, scratch=40, T=[1, 4, 16], seeds=[0, 1], budgets=[8, 40],
-    controls=[("smooth-instance", None)], control_T=[1, 16],
+    LAB,
+    synth=["src_train_per_class=100", "target_train_per_class=20", "test_per_class=50"],
+    pretrain_epochs=4,
+    long=16,
+    scratch=40,
+    T=[1, 4, 16],
+    seeds=[0, 1],
+    budgets=[8, 40],
+    controls=[("smooth-instance", None)],
+    control_T=[1, 16],
 )
 DEMO_TINY = dict(
-    DEMO, synth=["groups=4", "classes_per_group=2", "fine_groups=2", "novel_groups=2", "novel_classes_per_group=2",
-                 "coarse_classes_per_group=2", "src_train_per_class=8", "target_train_per_class=32", "test_per_class=4"],
-    pretrain_epochs=1, brief=1, long=2, scratch=2, T=[1, 4], seeds=[0], budgets=[1, 2], control_T=[4],
-    distill_args=["--allow-weak-teacher"],   # its toy teachers are near chance by design
+    DEMO,
+    synth=[
+        "groups=4",
+        "classes_per_group=2",
+        "fine_groups=2",
+        "novel_groups=2",
+        "novel_classes_per_group=2",
+        "coarse_classes_per_group=2",
+        "src_train_per_class=8",
+        "target_train_per_class=32",
+        "test_per_class=4",
+    ],
+    pretrain_epochs=1,
+    brief=1,
+    long=2,
+    scratch=2,
+    T=[1, 4],
+    seeds=[0],
+    budgets=[1, 2],
+    control_T=[4],
+    distill_args=["--allow-weak-teacher"],  # its toy teachers are near chance by design
 )
 BUILTIN = {"lab": LAB, "lab-full": LAB_FULL, "demo": DEMO, "demo-tiny": DEMO_TINY}
 
@@ -91,7 +153,7 @@ class Grid:
     def __init__(self, python, out, data_root, extra):
         self.python, self.out, self.root, self.extra = python, Path(out), data_root, extra
         self.stages = OrderedDict((s, OrderedDict()) for s in ("pretrain", "teachers", "distill"))
-        self.parts = OrderedDict()   # part of the study -> {command: runs}, for the dry-run breakdown
+        self.parts = OrderedDict()  # part of the study -> {command: runs}, for the dry-run breakdown
         self.part = None
 
     def add(self, stage, argv, runs=1):
@@ -102,7 +164,7 @@ class Grid:
 
     def data_args(self, name, synth=()):
         d = DATASETS.get(name)
-        if d is None:   # a built-in synth-* view
+        if d is None:  # a built-in synth-* view
             return ["--dataset", name] + (["--synth", *synth] if synth else [])
         root = str(Path(self.root) / d["root"]) if d["root"] else self.root
         return ["--dataset", d["dataset"], "--data-root", root]
@@ -110,15 +172,57 @@ class Grid:
     def train(self, stage, name, arch, init, epochs, out, synth=(), extra=()):
         """A teacher or student-initialisation checkpoint; returns its path."""
         path = self.out / out
-        self.add(stage, ["train_teacher.py", *self.data_args(name, synth), "--arch", arch, "--init", init,
-                         "--epochs", epochs, *extra, "--out", path])
+        self.add(
+            stage,
+            [
+                "train_teacher.py",
+                *self.data_args(name, synth),
+                "--arch",
+                arch,
+                "--init",
+                init,
+                "--epochs",
+                epochs,
+                *extra,
+                "--out",
+                path,
+            ],
+        )
         return path
 
-    def distill(self, name, teacher, student, temps, *, seed, opt="adamw", bs=64, epochs, init="random",
-                method="kd", signal="teacher", k=None, synth=(), tape=None, extra=(), baseline=False):
+    def distill(
+        self,
+        name,
+        teacher,
+        student,
+        temps,
+        *,
+        seed,
+        opt="adamw",
+        bs=64,
+        epochs,
+        init="random",
+        method="kd",
+        signal="teacher",
+        k=None,
+        synth=(),
+        tape=None,
+        extra=(),
+        baseline=False,
+    ):
         """One lockstep command: a student per temperature (+ one on labels alone with baseline=True)."""
-        argv = ["distill.py", *self.data_args(name, synth), "--teacher", teacher, "--student", student,
-                "--student-init", init, "--method", method]
+        argv = [
+            "distill.py",
+            *self.data_args(name, synth),
+            "--teacher",
+            teacher,
+            "--student",
+            student,
+            "--student-init",
+            init,
+            "--method",
+            method,
+        ]
         argv += ["--signal", signal] + (["--k", k] if k is not None else []) if signal != "teacher" else []
         argv += ["--opt", opt, "--bs", bs, "--epochs", epochs, "--seed", seed, "--out", self.out / "runs"]
         argv += (["--teacher-tape", tape] if tape is not None else []) + list(extra)
@@ -128,6 +232,7 @@ class Grid:
 
 # ---------------------------------------------------------------------------------------------
 # The paper's five studies
+
 
 def teacher_path(g, name, arch, epochs=None, scratch=False):
     d = DATASETS[name]
@@ -160,14 +265,18 @@ def study_config(g, names=BASELINE_DATASETS, controls=True, part="training confi
                             for epochs in DATASETS[name]["budgets"]:
                                 g.distill(name, teacher, s, T_GRID, seed=seed, opt=opt, bs=bs, epochs=epochs)
                     g.part = "controls (Fig. 5)"
-                    for signal, k in (CONTROLS if controls else []):
-                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"], signal=signal, k=k)
+                    for signal, k in CONTROLS if controls else []:
+                        g.distill(
+                            name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"], signal=signal, k=k
+                        )
 
 
 def study_origination(g, names=BASELINE_DATASETS):
     g.part = "teacher origination (Table 1)"
     for name in names:
-        teachers = [teacher_path(g, name, t, epochs=e) for t in TEACHERS + EXTRA_TEACHERS for e in DATASETS[name]["durations"]]
+        teachers = [
+            teacher_path(g, name, t, epochs=e) for t in TEACHERS + EXTRA_TEACHERS for e in DATASETS[name]["durations"]
+        ]
         teachers += [teacher_path(g, name, t, scratch=True) for t in SCRATCH_TEACHERS]
         for teacher in teachers:
             for s in STUDENTS:
@@ -180,9 +289,12 @@ def study_init(g, names=BASELINE_DATASETS):
     for name in names:
         d = DATASETS[name]
         for s in STUDENTS + EXTRA_STUDENTS:
-            inits = {"random": "random", "in1k": "in1k",
-                     "tt": g.train("teachers", name, s, "random", d["scratch"], f"students/{name}-{s}-tt.pt"),
-                     "ft": g.train("teachers", name, s, "in1k", d["ft"], f"students/{name}-{s}-ft.pt")}
+            inits = {
+                "random": "random",
+                "in1k": "in1k",
+                "tt": g.train("teachers", name, s, "random", d["scratch"], f"students/{name}-{s}-tt.pt"),
+                "ft": g.train("teachers", name, s, "in1k", d["ft"], f"students/{name}-{s}-ft.pt"),
+            }
             for t in TEACHERS:
                 teacher = teacher_path(g, name, t)
                 for seed in SEEDS:
@@ -213,61 +325,130 @@ def builtin(g, c):
         return g.train(stage, view, arch, init, epochs, name, syn, extra)
 
     g.part = "teachers"
-    src = train("pretrain", "synth-src", c["teacher"], "random", c["pretrain_epochs"], "pretrained/synth-src-teacher.pt",
-                c["pretrain_args"])
+    src = train(
+        "pretrain",
+        "synth-src",
+        c["teacher"],
+        "random",
+        c["pretrain_epochs"],
+        "pretrained/synth-src-teacher.pt",
+        c["pretrain_args"],
+    )
     # from random weights, so it trains beside the pretraining (stage 1), not after it
-    scratch = train("pretrain", "synth-fine", c["teacher"], "random", c["scratch"], "teachers/synth-fine-scratch.pt",
-                    c["scratch_args"])
-    brief = train("teachers", "synth-fine", c["teacher"], src, c["brief"], f"teachers/synth-fine-ft{c['brief']}.pt",
-                  c["ft_args"])
-    long_ = train("teachers", "synth-fine", c["teacher"], src, c["long"], f"teachers/synth-fine-ft{c['long']}.pt",
-                  c["ft_args"])
+    scratch = train(
+        "pretrain",
+        "synth-fine",
+        c["teacher"],
+        "random",
+        c["scratch"],
+        "teachers/synth-fine-scratch.pt",
+        c["scratch_args"],
+    )
+    brief = train(
+        "teachers", "synth-fine", c["teacher"], src, c["brief"], f"teachers/synth-fine-ft{c['brief']}.pt", c["ft_args"]
+    )
+    long_ = train(
+        "teachers", "synth-fine", c["teacher"], src, c["long"], f"teachers/synth-fine-ft{c['long']}.pt", c["ft_args"]
+    )
     # Fig. 7 compares teachers fine-tuned equally long; briefly fine-tuned, the novel teacher is worse than a
     # student trained on labels alone (its pretraining never told the sub-variants apart), so both are "long"
-    novel = train("teachers", "synth-novel", c["teacher"], src, c["long"], f"teachers/synth-novel-ft{c['long']}.pt",
-                  c["ft_args"])
+    novel = train(
+        "teachers", "synth-novel", c["teacher"], src, c["long"], f"teachers/synth-novel-ft{c['long']}.pt", c["ft_args"]
+    )
     if "granularity" in studies:
-        coarse = train("teachers", "synth-coarse", c["teacher"], src, c["brief"],
-                       f"teachers/synth-coarse-ft{c['brief']}.pt", c["ft_args"])
-    if "init" in studies:   # Table 2: a student pretrained on synth-src ("IN1K"), then fine-tuned ("FT"); "TT"
-        src_student = train("pretrain", "synth-src", c["student"], "random", c["pretrain_epochs"],
-                            "pretrained/synth-src-student.pt", c["pretrain_args"])
-        inits = {"TT": train("pretrain", "synth-fine", c["student"], "random", longest, "students/synth-fine-tt.pt",
-                             c["scratch_args"]),
-                 "IN1K": src_student,
-                 "FT": train("teachers", "synth-fine", c["student"], src_student, c["brief"],
-                             "students/synth-fine-ft.pt", c["ft_args"])}  # fmt: skip
+        coarse = train(
+            "teachers",
+            "synth-coarse",
+            c["teacher"],
+            src,
+            c["brief"],
+            f"teachers/synth-coarse-ft{c['brief']}.pt",
+            c["ft_args"],
+        )
+    if "init" in studies:  # Table 2: a student pretrained on synth-src ("IN1K"), then fine-tuned ("FT"); "TT"
+        src_student = train(
+            "pretrain",
+            "synth-src",
+            c["student"],
+            "random",
+            c["pretrain_epochs"],
+            "pretrained/synth-src-student.pt",
+            c["pretrain_args"],
+        )
+        inits = {
+            "TT": train(
+                "pretrain",
+                "synth-fine",
+                c["student"],
+                "random",
+                longest,
+                "students/synth-fine-tt.pt",
+                c["scratch_args"],
+            ),
+            "IN1K": src_student,
+            "FT": train(
+                "teachers",
+                "synth-fine",
+                c["student"],
+                src_student,
+                c["brief"],
+                "students/synth-fine-ft.pt",
+                c["ft_args"],
+            ),
+        }
 
     for seed in c["seeds"]:
-        def run(part, view, teacher, temps=c["T"], bs=64, **kw):   # one lockstep sweep; a tape per teacher and seed
+
+        def run(
+            part, view, teacher, temps=c["T"], bs=64, seed=seed, **kw
+        ):  # a lockstep sweep; a tape per teacher, seed
             g.part = part
             tape = g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs{bs}"
-            g.distill(view, teacher, c["student"], temps, seed=seed, synth=syn, tape=tape, bs=bs,
-                      extra=c["distill_args"] + ["--eval-every", max(1, kw["epochs"] // 8)], **kw)
+            g.distill(
+                view,
+                teacher,
+                c["student"],
+                temps,
+                seed=seed,
+                synth=syn,
+                tape=tape,
+                bs=bs,
+                extra=c["distill_args"] + ["--eval-every", max(1, kw["epochs"] // 8)],
+                **kw,
+            )
 
-        if "config" in studies:        # Figs. 2-3: optimizer x budget x T, each with its labels-only student
+        if "config" in studies:  # Figs. 2-3: optimizer x budget x T, each with its labels-only student
             for opt in OPTIMIZERS:
                 for epochs in c["budgets"]:
-                    run("training configuration (Figs. 2-3)", "synth-fine", brief, opt=opt, epochs=epochs, baseline=True)
-        if "controls" in studies:      # Fig. 5: smoothing with matched entropy and bottom-k vs the teacher
+                    run(
+                        "training configuration (Figs. 2-3)", "synth-fine", brief, opt=opt, epochs=epochs, baseline=True
+                    )
+        if "controls" in studies:  # Fig. 5: smoothing with matched entropy and bottom-k vs the teacher
             for signal, k in c["controls"]:
                 run("controls (Fig. 5)", "synth-fine", brief, c["control_T"], epochs=longest, signal=signal, k=k)
-        if "origination" in studies:   # Table 1: long fine-tuned and from-scratch teachers
+        if "origination" in studies:  # Table 1: long fine-tuned and from-scratch teachers
             for teacher in (long_, scratch):
                 run("teacher origination (Table 1)", "synth-fine", teacher, epochs=longest)
-        if "overlap" in studies:       # Fig. 7: fine classes absent from the pretraining labels
+        if "overlap" in studies:  # Fig. 7: fine classes absent from the pretraining labels
             run("overlapping vs novel classes (Fig. 7)", "synth-novel", novel, epochs=longest, baseline=True)
-        if "methods" in studies:       # Fig. 1: the other KD methods, each at its own defaults
+        if "methods" in studies:  # Fig. 1: the other KD methods, each at its own defaults
             for method in c.get("methods", METHODS):
                 run("methods (Fig. 1)", "synth-fine", brief, c["method_T"], epochs=longest, method=method)
-        if "batch" in studies:         # the batch-size shift of the SGD cross-over, with a smaller batch
+        if "batch" in studies:  # the batch-size shift of the SGD cross-over, with a smaller batch
             for epochs in c["budgets"]:
-                run("batch size (Fig. 2)", "synth-fine", brief, opt="sgd", bs=c["small_bs"], epochs=epochs,
-                    baseline=True)
-        if "init" in studies:          # Table 2: student initialisations
+                run(
+                    "batch size (Fig. 2)",
+                    "synth-fine",
+                    brief,
+                    opt="sgd",
+                    bs=c["small_bs"],
+                    epochs=epochs,
+                    baseline=True,
+                )
+        if "init" in studies:  # Table 2: student initialisations
             for init in inits.values():
                 run("student initialization (Table 2)", "synth-fine", brief, epochs=longest, init=init, baseline=True)
-        if "granularity" in studies:   # Fig. 6: coarse-grained target
+        if "granularity" in studies:  # Fig. 6: coarse-grained target
             run("dataset granularity (Fig. 6)", "synth-coarse", coarse, epochs=longest, baseline=True)
 
 
@@ -276,7 +457,7 @@ def build(preset, python, out, data_root, extra):
     if preset in BUILTIN:
         builtin(g, BUILTIN[preset])
     else:
-        for study in (STUDIES if preset == "paper" else [preset]):
+        for study in STUDIES if preset == "paper" else [preset]:
             globals()[f"study_{study}"](g)
     return g
 
@@ -291,8 +472,10 @@ def main(argv=None):
     p.add_argument("--dry-run", action="store_true", help="print runs per stage and the first commands; write nothing")
     args = p.parse_args(argv)
     if args.preset not in [*BUILTIN, "paper", *STUDIES]:
-        print(f"grid.py: error: unknown preset '{args.preset}' (expected {', '.join([*BUILTIN, 'paper', *STUDIES])})",
-              file=sys.stderr)
+        print(
+            f"grid.py: error: unknown preset '{args.preset}' (expected {', '.join([*BUILTIN, 'paper', *STUDIES])})",
+            file=sys.stderr,
+        )
         return 2
     g = build(args.preset, args.python, args.out, args.data_root, shlex.split(args.extra))
     for part, cmds in g.parts.items():

@@ -156,8 +156,9 @@ class Distiller(nn.Module):
         unknown = sorted(set(hparams) - set(self.HPARAMS))
         if unknown:
             raise TypeError(f"{self.name} got unknown hyperparameter(s) {unknown}; valid: {sorted(self.HPARAMS)}")
-        self.hparams = {key: check_hparam(self.name, key, hparams.get(key, spec[0]), spec)
-                        for key, spec in self.HPARAMS.items()}  # fmt: skip
+        self.hparams = {
+            key: check_hparam(self.name, key, hparams.get(key, spec[0]), spec) for key, spec in self.HPARAMS.items()
+        }
         for key, value in self.hparams.items():
             setattr(self, key, value)
         self.parts = {}
@@ -223,8 +224,14 @@ class DKDLoss(Distiller):
     some of its other configs use 2 or 6)."""
 
     name, kd_needs_labels, needs_epoch = "dkd", True, True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
-               "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "warmup": (20, 1, None)}  # fmt: skip
+    HPARAMS = {
+        "T": (4.0, *T_RANGE),
+        "ce_weight": (1.0, *WEIGHT),
+        "kd_weight": (1.0, *WEIGHT),
+        "alpha": (1.0, *WEIGHT),
+        "beta": (8.0, *WEIGHT),
+        "warmup": (20, 1, None),
+    }
 
     def kd_term(self, s, t, labels, epoch):
         tckd, nckd = dkd_terms(s, t, class_indices(labels), self.T)
@@ -254,8 +261,13 @@ class EAKDLoss(Distiller):
     """ce CE + kd_weight mean(w_n KD_n), w_n unnormalised entropy weights; EA-KD's CIFAR-100 defaults."""
 
     name = "eakd"
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
-               "entropy_T": (3.0, *T_RANGE), "h_ub": (None, 1e-3, None)}  # fmt: skip
+    HPARAMS = {
+        "T": (4.0, *T_RANGE),
+        "ce_weight": (0.1, *WEIGHT),
+        "kd_weight": (0.9, *WEIGHT),
+        "entropy_T": (3.0, *T_RANGE),
+        "h_ub": (None, 1e-3, None),
+    }
 
     def kd_term(self, s, t, labels, epoch):
         w = entropy_weights(s, t, self.entropy_T, self.h_ub)
@@ -296,8 +308,14 @@ class CTKDLoss(Distiller):
     Add `self.parameters()` (theta) to the optimizer; keep it in fp32."""
 
     name, needs_epoch = "ctkd", True
-    HPARAMS = {"ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT), "T_start": (1.0, *T_RANGE),
-               "T_range": (20.0, 0.0, 100.0), "theta_init": (1.0, None, None), "ramp_epochs": (10, 1, None)}  # fmt: skip
+    HPARAMS = {
+        "ce_weight": (0.1, *WEIGHT),
+        "kd_weight": (0.9, *WEIGHT),
+        "T_start": (1.0, *T_RANGE),
+        "T_range": (20.0, 0.0, 100.0),
+        "theta_init": (1.0, None, None),
+        "ramp_epochs": (10, 1, None),
+    }
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -332,8 +350,12 @@ class LSKDLoss(Distiller):
     """KD on z-scored logits: kd_weight T^2 KL(p^T(Z(t)) || p^T(Z(s))); LS's CIFAR-100 defaults."""
 
     name = "lskd"
-    HPARAMS = {"T": (2.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (9.0, *WEIGHT),
-               "unbiased_std": (True, None, None)}  # fmt: skip
+    HPARAMS = {
+        "T": (2.0, *T_RANGE),
+        "ce_weight": (0.1, *WEIGHT),
+        "kd_weight": (9.0, *WEIGHT),
+        "unbiased_std": (True, None, None),
+    }
 
     def kd_term(self, s, t, labels, epoch):
         z_s, z_t = standardize_logits(s, self.unbiased_std), standardize_logits(t, self.unbiased_std)
@@ -375,8 +397,12 @@ class MLKDLoss(Distiller):
     only. Temperatures: (T, *temperatures); CE is applied to both student views."""
 
     name, needs_two_views, batch_coupled = "mlkd", True, True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
-               "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE)}  # fmt: skip
+    HPARAMS = {
+        "T": (4.0, *T_RANGE),
+        "ce_weight": (0.1, *WEIGHT),
+        "kd_weight": (0.9, *WEIGHT),
+        "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE),
+    }
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -391,9 +417,7 @@ class MLKDLoss(Distiller):
         p = [(F.softmax(_f32(s_w) / T, 1), F.softmax(_f32(t_w) / T, 1)) for T in self.temps]
         batch = sum(batch_correlation_loss(ps, pt) for ps, pt in p)
         klass = sum(class_correlation_loss(ps, pt) for ps, pt in p)
-        self.parts.update(
-            instance=(f_b * inst_weak + inst_strong).detach(), batch=batch.detach(), klass=klass.detach()
-        )
+        self.parts.update(instance=(f_b * inst_weak + inst_strong).detach(), batch=batch.detach(), klass=klass.detach())
         return self.kd_weight * (f_b * inst_weak + inst_strong + f_c * klass + f_b * batch)
 
 
@@ -421,8 +445,15 @@ class RLDLoss(Distiller):
     README's command; its config file's default is 1.0)."""
 
     name, kd_needs_labels, needs_epoch = "rld", True, True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
-               "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "tau_c": (None, *T_RANGE), "warmup": (20, 1, None)}  # fmt: skip
+    HPARAMS = {
+        "T": (4.0, *T_RANGE),
+        "ce_weight": (1.0, *WEIGHT),
+        "kd_weight": (1.0, *WEIGHT),
+        "alpha": (1.0, *WEIGHT),
+        "beta": (8.0, *WEIGHT),
+        "tau_c": (None, *T_RANGE),
+        "warmup": (20, 1, None),
+    }
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -464,8 +495,13 @@ class DISTLoss(Distiller):
     (K = 100: 7.4e-5 at T = 4, 0.86 at T = 40, 33.7 at T = 100)."""
 
     name, batch_coupled = "dist", True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (2.0, *WEIGHT),
-               "beta": (1.0, *WEIGHT), "gamma": (1.0, *WEIGHT)}  # fmt: skip
+    HPARAMS = {
+        "T": (4.0, *T_RANGE),
+        "ce_weight": (1.0, *WEIGHT),
+        "kd_weight": (2.0, *WEIGHT),
+        "beta": (1.0, *WEIGHT),
+        "gamma": (1.0, *WEIGHT),
+    }
 
     def kd_term(self, s, t, labels, epoch):
         inter, intra = dist_relations(s, t, self.T)
@@ -521,7 +557,7 @@ def inverse_smoothing_entropy(H, K, iters=60):
         mid = 0.5 * (lo + hi)
         below = smoothing_entropy(mid, K) < H
         lo, hi = torch.where(below, mid, lo), torch.where(below, hi, mid)
-    a = torch.where(H >= math.log(K), (K - 1) / K, 0.5 * (lo + hi))  # exact uniform ...
+    a = torch.where(math.log(K) <= H, (K - 1) / K, 0.5 * (lo + hi))  # exact uniform ...
     return torch.where(H <= 0, 0.0, a)  # ... and exact one-hot
 
 

@@ -5,6 +5,7 @@ timm's ImageNet-1k weights (a pinned tag per architecture), or from a checkpoint
 Checkpoints are plain dicts (tensors, numbers, strings) saved atomically and loaded with
 weights_only=True, so a checkpoint explains itself and can never execute code.
 """
+
 import functools
 import hashlib
 from pathlib import Path
@@ -19,14 +20,14 @@ from runs import atomic_torch_save
 # convnext_tiny defaults to `in12k_ft_in1k` (ImageNet-12k pretraining) and
 # vit_small_patch16_224 to `augreg_in21k_ft_in1k` (ImageNet-21k pretraining).
 PRETRAINED_TAGS = {
-    "resnet50": "a1_in1k",                     # teacher
-    "vit_small_patch16_224": "augreg_in1k",    # teacher
-    "convnext_tiny": "fb_in1k",                # teacher (origination study)
-    "regnety_064": "ra3_in1k",                 # teacher (origination study)
-    "resnet18": "a1_in1k",                     # student
+    "resnet50": "a1_in1k",  # teacher
+    "vit_small_patch16_224": "augreg_in1k",  # teacher
+    "convnext_tiny": "fb_in1k",  # teacher (origination study)
+    "regnety_064": "ra3_in1k",  # teacher (origination study)
+    "resnet18": "a1_in1k",  # student
     "mobilenetv4_conv_medium": "e500_r224_in1k",  # student
-    "convnext_pico": "d1_in1k",                # student (initialization study)
-    "mobilevitv2_150": "cvnets_in1k",          # student (initialization study)
+    "convnext_pico": "d1_in1k",  # student (initialization study)
+    "mobilevitv2_150": "cvnets_in1k",  # student (initialization study)
     # small models for the built-in 32x32 data (resnet18's 7x7/2 stem + max-pool is too coarse there)
     "resnet18d": "ra2_in1k",
     "resnet10t": "c3_in1k",
@@ -52,10 +53,18 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
     pretraining ("pretrained"), one from the same dataset continues its origination.
     """
     if not is_known_arch(arch):
-        raise ValueError(f"--arch/--student: unknown timm architecture '{arch}' (e.g. {', '.join(list(PRETRAINED_TAGS)[:4])})")
+        raise ValueError(
+            f"--arch/--student: unknown timm architecture '{arch}' (e.g. {', '.join(list(PRETRAINED_TAGS)[:4])})"
+        )
     if init == "random":
         model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
-        return model, {"init": "random", "pretrained": None, "from_scratch": True, "epochs_trained": 0, "target_epochs": 0}
+        return model, {
+            "init": "random",
+            "pretrained": None,
+            "from_scratch": True,
+            "epochs_trained": 0,
+            "target_epochs": 0,
+        }
     if init == "in1k":
         tag = pretrained_tag or PRETRAINED_TAGS.get(arch)
         name = f"{arch}.{tag}" if tag else arch
@@ -64,12 +73,19 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
             raise CheckpointError(f"--pretrained-file: no such file '{pretrained_file}'")
         try:
             model = timm.create_model(name, pretrained=True, num_classes=num_classes, pretrained_cfg_overlay=overlay)
-        except (OSError, RuntimeError, ValueError) as e:   # offline, hub errors, a file of another model
+        except (OSError, RuntimeError, ValueError) as e:  # offline, hub errors, a file of another model
             where = f"from '{pretrained_file}'" if pretrained_file else "from the Hugging Face hub"
-            raise CheckpointError(f"in1k: cannot load timm weights '{name}' {where} ({str(e).splitlines()[0][:120]}); "
-                                  "offline, download them elsewhere and pass --pretrained-file") from None
-        return model, {"init": "in1k", "pretrained": f"timm:{name}", "from_scratch": False, "epochs_trained": 0,
-                       "target_epochs": 0}
+            raise CheckpointError(
+                f"in1k: cannot load timm weights '{name}' {where} ({str(e).splitlines()[0][:120]}); "
+                "offline, download them elsewhere and pass --pretrained-file"
+            ) from None
+        return model, {
+            "init": "in1k",
+            "pretrained": f"timm:{name}",
+            "from_scratch": False,
+            "epochs_trained": 0,
+            "target_epochs": 0,
+        }
     ckpt = load_checkpoint(init)
     if ckpt["arch"] != arch:
         raise CheckpointError(f"checkpoint '{init}' holds a '{ckpt['arch']}', not the requested '{arch}'")
@@ -97,8 +113,10 @@ def model_from_checkpoint(ckpt, path):
         model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"checkpoint '{path}': its weights do not fit a '{ckpt['arch']}' with "
-                              f"{ckpt['num_classes']} classes ({reason})") from None  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint '{path}': its weights do not fit a '{ckpt['arch']}' with "
+            f"{ckpt['num_classes']} classes ({reason})"
+        ) from None
     return model
 
 
@@ -117,24 +135,29 @@ def trained_image_size(ckpt):
 def normalization(model):
     """(mean, std) the model expects for [0, 1] RGB input, from timm's pretrained_cfg."""
     cfg = model.pretrained_cfg
-    return tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))), tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+    return tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))), tuple(
+        float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))
+    )
 
 
 def save_checkpoint(path, model, *, arch, classes, dataset, origination, args, code_version):
     """Write a self-describing model checkpoint (state_dict + metadata), atomically."""
     mean, std = normalization(model)
-    atomic_torch_save({
-        "format": CHECKPOINT_FORMAT,
-        "arch": arch,
-        "num_classes": len(classes),
-        "classes": list(classes),
-        "dataset": dataset,
-        "normalization": {"mean": list(mean), "std": list(std)},
-        "origination": origination,
-        "args": args,
-        "code_version": code_version,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }, path)
+    atomic_torch_save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "arch": arch,
+            "num_classes": len(classes),
+            "classes": list(classes),
+            "dataset": dataset,
+            "normalization": {"mean": list(mean), "std": list(std)},
+            "origination": origination,
+            "args": args,
+            "code_version": code_version,
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        },
+        path,
+    )
 
 
 def weights_fingerprint(ckpt):
@@ -155,16 +178,20 @@ def load_checkpoint(path):
     if not path.exists():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint '{path}' is {'a folder' if path.is_dir() else 'not a regular file'}, "
-                              "expected a .pt file written by train_teacher.py")  # fmt: skip
+        raise CheckpointError(
+            f"checkpoint '{path}' is {'a folder' if path.is_dir() else 'not a regular file'}, "
+            "expected a .pt file written by train_teacher.py"
+        )
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # empty or truncated file, pickled code, not a torch file at all
         reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint '{path}' cannot be loaded safely (weights_only=True): {reason}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"'{path}' is not a checkpoint of this project (expected format '{CHECKPOINT_FORMAT}'; "
-                              "use --pretrained-file for timm weights)")  # fmt: skip
+        raise CheckpointError(
+            f"'{path}' is not a checkpoint of this project (expected format '{CHECKPOINT_FORMAT}'; "
+            "use --pretrained-file for timm weights)"
+        )
     problem = checkpoint_problem(ckpt)
     if problem:
         raise CheckpointError(f"checkpoint '{path}' is malformed: {problem}")
@@ -181,7 +208,9 @@ def checkpoint_problem(ckpt):
     if not isinstance(ckpt.get("classes"), list) or len(ckpt["classes"]) != k:
         return f"it lists {len(ckpt.get('classes') or [])} class names for {k} classes"
     norm = ckpt.get("normalization")
-    ok = isinstance(norm, dict) and all(isinstance(norm.get(key), list) and len(norm[key]) == 3 for key in ("mean", "std"))
+    ok = isinstance(norm, dict) and all(
+        isinstance(norm.get(key), list) and len(norm[key]) == 3 for key in ("mean", "std")
+    )
     if not ok or not all(isinstance(v, (int, float)) and v > 0 for v in norm["std"]):
         return "no valid normalization (mean and std, 3 values each)"
     if not isinstance(ckpt.get("state_dict"), dict) or not ckpt["state_dict"]:
@@ -218,7 +247,7 @@ def predict(model, images, norm, device, batch_size=256, amp=False, channels_las
     model.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = model_input(images[i:i + batch_size].to(device, non_blocking=True), *norm, channels_last)
+        x = model_input(images[i : i + batch_size].to(device, non_blocking=True), *norm, channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             out.append(model(x).float().cpu())
     model.train(was_training)

@@ -79,8 +79,9 @@ def code_version():
     try:
         git = ["git", "-C", str(here)]
         commit = subprocess.run([*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10)  # fmt: skip
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     commit = commit.stdout.strip()
@@ -98,8 +99,13 @@ def provenance(device):
         name = torch.cuda.get_device_name(device)
     else:
         name = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-                "timm": timm.__version__, "numpy": numpy.__version__}  # fmt: skip
+    versions = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "numpy": numpy.__version__,
+    }
     return {"device": name, "code_version": code_version(), "versions": versions}
 
 
@@ -163,18 +169,22 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise RunError(f"run folder '{self.path}' is a file, not a folder; move it away")
         existing = next(p for p in (self.path, *self.path.parents) if p.exists())
-        created = [existing.joinpath(*self.path.relative_to(existing).parts[:i + 1])
-                   for i in range(len(self.path.relative_to(existing).parts))]  # fmt: skip
+        created = [
+            existing.joinpath(*self.path.relative_to(existing).parts[: i + 1])
+            for i in range(len(self.path.relative_to(existing).parts))
+        ]
         self.path.mkdir(parents=True, exist_ok=True)
-        f = open(self.file(".lock"), "a+")
+        f = open(self.file(".lock"), "a+")  # noqa: SIM115 (held open: the lock lives as long as the file)
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise RunError(f"run folder '{self.path}' is being written by {holder}; wait for it to finish "
-                           "(or stop it), then run this command again") from None  # fmt: skip
+            raise RunError(
+                f"run folder '{self.path}' is being written by {holder}; wait for it to finish "
+                "(or stop it), then run this command again"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -237,8 +247,10 @@ class RunDir:
             raise RunError(f"'{cfg}' holds no run identity; delete it to start this run again")
         differ = differing_keys(identity, self.identity)
         if differ:
-            raise RunError(f"run folder '{self.path}' holds a different run (keys that differ: {', '.join(differ)}); "
-                           "use another --out or delete the folder")  # fmt: skip
+            raise RunError(
+                f"run folder '{self.path}' holds a different run (keys that differ: {', '.join(differ)}); "
+                "use another --out or delete the folder"
+            )
         return True
 
     def start(self, runtime):
@@ -262,8 +274,10 @@ class RunDir:
                 "delete it to restart this run from scratch"
             ) from None
         if not isinstance(state, dict) or state.get("identity_sha1") != identity_sha1(self.identity):
-            raise RunError(f"run folder '{self.path}': ckpt.pt was written for another run (or by older code); "
-                           "delete it to restart this run from scratch")  # fmt: skip
+            raise RunError(
+                f"run folder '{self.path}': ckpt.pt was written for another run (or by older code); "
+                "delete it to restart this run from scratch"
+            )
         return state
 
     def save_state(self, state):

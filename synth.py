@@ -21,6 +21,7 @@ Views (each a pure function of (seed, view, split, sizes, style); one RNG stream
   novel  (fine class, sub-variant) pairs of some src classes: each class has one sibling that no
          pretraining label told apart (Cars / Finer-Grained Birds analog)
 """
+
 import hashlib
 import math
 from dataclasses import dataclass
@@ -29,8 +30,7 @@ import torch
 
 VIEWS = ("src", "fine", "coarse", "novel")
 SPLITS = ("train", "test")
-_HUE_NAMES = ["red", "orange", "yellow", "lime", "green", "teal", "cyan", "azure", "blue",
-              "violet", "magenta", "pink"]
+_HUE_NAMES = ["red", "orange", "yellow", "lime", "green", "teal", "cyan", "azure", "blue", "violet", "magenta", "pink"]
 
 
 @dataclass(frozen=True)
@@ -38,18 +38,19 @@ class SynthStyle:
     """How hard each cue is. Defaults calibrated at the default sizes (32x32, timm resnet18d
     pretrained 5 epochs on src -> ~96% src test; 2-epoch fine-tune on fine -> ~93%, with ~58%
     of its wrong-class mass inside the true coarse group vs 22% chance)."""
-    hue_jitter: float = 2.5               # deg, std of the object's hue around its class hue
-    tone_step: float = 14.0               # deg between the tones of one group (groups: 360/G)
+
+    hue_jitter: float = 2.5  # deg, std of the object's hue around its class hue
+    tone_step: float = 14.0  # deg between the tones of one group (groups: 360/G)
     stripe_freqs: tuple = (0.7, 1.1, 1.7)  # stripe cycles per object radius (one per level)
-    lobe_amp: float = 0.3                 # max lobe depth of the (nuisance) shape
+    lobe_amp: float = 0.3  # max lobe depth of the (nuisance) shape
     stripe_contrast: tuple = (0.25, 0.55)  # stripe amplitude (blend to white/black), uniform
-    orient_jitter: float = 12.0           # deg, std of stripe orientation around its sub-variant
-    scale: tuple = (0.3, 0.7)             # object radius / half image width: wider than the
-                                          # frequency ratio, so pixel period alone is ambiguous
-    shift: float = 0.25                   # max centre offset (fraction of half width)
-    clutter: int = 3                      # random-colour blobs in the background
-    clutter_alpha: float = 0.6            # max opacity of a blob
-    noise: float = 0.04                   # pixel noise std (in [0,1] units)
+    orient_jitter: float = 12.0  # deg, std of stripe orientation around its sub-variant
+    scale: tuple = (0.3, 0.7)  # object radius / half image width: wider than the
+    # frequency ratio, so pixel period alone is ambiguous
+    shift: float = 0.25  # max centre offset (fraction of half width)
+    clutter: int = 3  # random-colour blobs in the background
+    clutter_alpha: float = 0.6  # max opacity of a blob
+    noise: float = 0.04  # pixel noise std (in [0,1] units)
 
 
 def _stream_seed(seed, view, split):
@@ -69,8 +70,11 @@ def _hsv(h, s, v):
 def class_names(groups, classes_per_group, n_freq=3):
     """src class c = g * classes_per_group + f; f -> (tone f // n_freq, stripe level f % n_freq)."""
     freq = ["wide", "mid", "thin"] if n_freq == 3 else [f"s{j}" for j in range(n_freq)]
-    return [f"g{g}-{_HUE_NAMES[int(g * 12 / groups + 0.5) % 12]}/t{f // n_freq}-{freq[f % n_freq]}"
-            for g in range(groups) for f in range(classes_per_group)]
+    return [
+        f"g{g}-{_HUE_NAMES[int(g * 12 / groups + 0.5) % 12]}/t{f // n_freq}-{freq[f % n_freq]}"
+        for g in range(groups)
+        for f in range(classes_per_group)
+    ]
 
 
 def _render(g, group, fine, sub, groups, classes_per_group, subvariants, size, st, chunk=1024):
@@ -82,7 +86,7 @@ def _render(g, group, fine, sub, groups, classes_per_group, subvariants, size, s
     # per-image parameters, all drawn up front so chunking never changes the result
     tone = (fine // nf).float() - (tones - 1) / 2
     hue = group.float() * (360.0 / groups) + tone * st.tone_step + torch.randn(n, generator=g) * st.hue_jitter
-    obj = _hsv(hue, u(0.55, 1.0), u(0.55, 1.0))                        # (n,3)
+    obj = _hsv(hue, u(0.55, 1.0), u(0.55, 1.0))  # (n,3)
     freq = torch.tensor(st.stripe_freqs, dtype=torch.float32)[fine % nf]
     lobes = torch.randint(3, 7, (n,), generator=g).float()
     amp = u(0.0, st.lobe_amp)
@@ -97,16 +101,16 @@ def _render(g, group, fine, sub, groups, classes_per_group, subvariants, size, s
     bg1 = _hsv(u(0, 360), u(0, 0.35), u(0.15, 0.85))
     bgdir = u(0, 2 * math.pi)
     nb = st.clutter
-    bc = _hsv(u(0, 360, nb), u(0.2, 0.9, nb), u(0.2, 0.95, nb))         # (n,nb,3)
+    bc = _hsv(u(0, 360, nb), u(0.2, 0.9, nb), u(0.2, 0.95, nb))  # (n,nb,3)
     bxy, brad, balpha = u(-1, 1, nb, 2), u(0.08, 0.3, nb), u(0.0, st.clutter_alpha, nb)
     gain, bias = u(0.8, 1.2), u(-0.08, 0.08)
     ax = (torch.arange(size, dtype=torch.float32) + 0.5) * (2.0 / size) - 1.0
     y, x = ax.view(1, size, 1), ax.view(1, 1, size)
-    edge = 1.2 / size                                                 # ~0.6 px soft edge
+    edge = 1.2 / size  # ~0.6 px soft edge
     out = torch.empty(n, 3, size, size, dtype=torch.uint8)
     for a in range(0, n, chunk):
         s = slice(a, min(a + chunk, n))
-        c3 = lambda t: t[s].view(-1, 1, 1)
+        c3 = lambda t, s=s: t[s].view(-1, 1, 1)
         dx, dy = x - c3(cx), y - c3(cy)
         radius = c3(r0) * (1 + c3(amp) * torch.cos(c3(lobes) * (torch.atan2(dy, dx) - c3(rot))))
         mask = torch.sigmoid((radius - torch.sqrt(dx * dx + dy * dy)) / edge).unsqueeze(1)
@@ -126,11 +130,24 @@ def _render(g, group, fine, sub, groups, classes_per_group, subvariants, size, s
     return out
 
 
-def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, groups: int = 8,
-               classes_per_group: int = 6, subvariants: int = 2, src_train_per_class: int = 200,
-               target_train_per_class: int = 60, test_per_class: int = 60, fine_groups: int = 4,
-               novel_groups: int = 4, novel_classes_per_group: int = 3, coarse_classes_per_group: int = 3,
-               style: SynthStyle | None = None):
+def make_synth(
+    view: str,
+    split: str,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    groups: int = 8,
+    classes_per_group: int = 6,
+    subvariants: int = 2,
+    src_train_per_class: int = 200,
+    target_train_per_class: int = 60,
+    test_per_class: int = 60,
+    fine_groups: int = 4,
+    novel_groups: int = 4,
+    novel_classes_per_group: int = 3,
+    coarse_classes_per_group: int = 3,
+    style: SynthStyle | None = None,
+):
     """Return (images uint8 (N,3,H,W), labels int64 (N,), class names, coarse group per class, src class
     per class).
 
@@ -144,14 +161,12 @@ def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, gr
     if split not in SPLITS:
         raise ValueError(f"unknown synth split {split!r}; expected 'train' or 'test'")
     G, C, S = groups, classes_per_group, subvariants
-    problem = _size_problem(view, G, C, S, fine_groups, novel_groups, novel_classes_per_group,
-                            coarse_classes_per_group)  # fmt: skip
+    problem = _size_problem(view, G, C, S, fine_groups, novel_groups, novel_classes_per_group, coarse_classes_per_group)
     if problem:
         raise ValueError(f"synth sizes out of range ({problem})")
     st = style or SynthStyle()
     src_names = class_names(G, C, len(st.stripe_freqs))
-    per = test_per_class if split == "test" else (
-        src_train_per_class if view == "src" else target_train_per_class)
+    per = test_per_class if split == "test" else (src_train_per_class if view == "src" else target_train_per_class)
     if view == "src":
         cls, sub = list(range(G * C)), [-1] * (G * C)
     elif view == "fine":
@@ -186,8 +201,14 @@ def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, gr
 
 def _size_problem(view, G, C, S, fine_groups, novel_groups, novel_classes_per_group, coarse_classes_per_group):
     """What is wrong with a combination of sizes (None: nothing)."""
-    if not (G >= 1 and C >= 1 and S >= 1 and 1 <= fine_groups <= G and 1 <= novel_groups <= G
-            and 1 <= novel_classes_per_group <= C):
+    if not (
+        G >= 1
+        and C >= 1
+        and S >= 1
+        and 1 <= fine_groups <= G
+        and 1 <= novel_groups <= G
+        and 1 <= novel_classes_per_group <= C
+    ):
         return "need 1 <= fine_groups, novel_groups <= groups, 1 <= novel_classes_per_group <= classes_per_group"
     if view == "coarse" and not 1 <= coarse_classes_per_group <= C:
         return "need 1 <= coarse_classes_per_group <= classes_per_group"
@@ -210,7 +231,15 @@ def check_sizes(sizes, view=None):
         if key == "image_size" and not 8 <= value <= 1024:
             raise ValueError(f"--synth image_size: expected an integer in [8, 1024], got {value}")
     s = {**{k: params[k].default for k in valid}, **sizes}
-    problem = _size_problem(view, s["groups"], s["classes_per_group"], s["subvariants"], s["fine_groups"],
-                            s["novel_groups"], s["novel_classes_per_group"], s["coarse_classes_per_group"])  # fmt: skip
+    problem = _size_problem(
+        view,
+        s["groups"],
+        s["classes_per_group"],
+        s["subvariants"],
+        s["fine_groups"],
+        s["novel_groups"],
+        s["novel_classes_per_group"],
+        s["coarse_classes_per_group"],
+    )
     if problem:
         raise ValueError(f"--synth: sizes out of range ({problem})")

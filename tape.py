@@ -43,11 +43,15 @@ class TeacherTape:
             try:
                 old = read_json(key_file)
             except RunError as e:
-                raise ValueError(f"--teacher-tape: {str(e).split(';')[0]}; delete the tape folder to record it again")
+                raise ValueError(
+                    f"--teacher-tape: {str(e).split(';')[0]}; delete the tape folder to record it again"
+                ) from None
             differ = differing_keys(old, key)
             if differ:
-                raise ValueError(f"--teacher-tape: '{folder}' was recorded for another setup (keys that differ: "
-                                 f"{', '.join(differ)}); use another tape folder")  # fmt: skip
+                raise ValueError(
+                    f"--teacher-tape: '{folder}' was recorded for another setup (keys that differ: "
+                    f"{', '.join(differ)}); use another tape folder"
+                )
         else:  # runs sharing a tape may start together: atomic_write makes one of them win whole
             atomic_write(key_file, json.dumps(key, indent=1, sort_keys=True))
         self.epoch, self.replay, self.recorded = None, None, []
@@ -94,8 +98,10 @@ class TeacherTape:
                 try:
                     atomic_torch_save(record, self._file(epoch))
                 except OSError as e:  # the tape is a cache: a full disk or a blocked path must not stop training
-                    self.log(f"teacher tape: cannot write {self._file(epoch)} ({e.strerror or e}); "
-                             "this epoch stays unrecorded")  # fmt: skip
+                    self.log(
+                        f"teacher tape: cannot write {self._file(epoch)} ({e.strerror or e}); "
+                        "this epoch stays unrecorded"
+                    )
                 self.recorded = []
         self.recorded_steps += 1
         return logits

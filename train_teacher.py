@@ -6,12 +6,14 @@ augmentation (RandAugment, flip, MixUp|CutMix). The same script makes the target
 and fine-tuned (FT) student initialisations: pass a student architecture.
 
     python train_teacher.py --dataset synth-src --arch resnet18d --epochs 4 --out teachers/src.pt
-    python train_teacher.py --dataset synth-fine --arch resnet18d --init teachers/src.pt --epochs 2 --out teachers/fine-ft2.pt
+    python train_teacher.py --dataset synth-fine --arch resnet18d --init teachers/src.pt --epochs 4 \
+        --out teachers/synth-fine.pt
 
 Writes the model checkpoint to --out and its run folder (config.json, log.jsonl, result.json)
 next to it as <out without .pt>.run/. Re-running a finished command does nothing; re-running an
 interrupted one resumes it.
 """
+
 import sys
 from pathlib import Path
 
@@ -24,8 +26,17 @@ import models
 import runs
 
 # Teacher fine-tuning epochs per dataset: Pets 20, CIFAR-100 40 (paper); the others are defaults.
-EPOCHS = {"pets": 20, "cifar100": 40, "cars": 20, "tiny-imagenet": 40, "imagefolder": 20,
-          "synth-src": 4, "synth-fine": 2, "synth-coarse": 2, "synth-novel": 2}
+EPOCHS = {
+    "pets": 20,
+    "cifar100": 40,
+    "cars": 20,
+    "tiny-imagenet": 40,
+    "imagefolder": 20,
+    "synth-src": 4,
+    "synth-fine": 2,
+    "synth-coarse": 2,
+    "synth-novel": 2,
+}
 
 
 def default_lr(arch):
@@ -37,10 +48,19 @@ def get_args(argv=None):
     p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     cli.add_data_args(p)
     g = p.add_argument_group("model and training")
-    g.add_argument("--arch", default="resnet18d", help="timm architecture, e.g. resnet50, vit_small_patch16_224, resnet18")
-    g.add_argument("--init", default="random", help="random, in1k (timm weights, pinned tag), or a checkpoint of this project")
+    g.add_argument(
+        "--arch", default="resnet18d", help="timm architecture, e.g. resnet50, vit_small_patch16_224, resnet18"
+    )
+    g.add_argument(
+        "--init", default="random", help="random, in1k (timm weights, pinned tag), or a checkpoint of this project"
+    )
     g.add_argument("--pretrained-file", default=None, help="local timm weights file for --init in1k (offline clusters)")
-    g.add_argument("--epochs", type=int, default=None, help="training epochs (default per dataset: Pets 20, CIFAR-100 40, synth-src 4, other synth 2)")
+    g.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="training epochs (default per dataset: Pets 20, CIFAR-100 40, synth-src 4, other synth 2)",
+    )
     g.add_argument("--opt", default="adamw", choices=["adamw", "sgd"], help="optimizer")
     g.add_argument("--lr", type=float, default=None, help="peak learning rate (default: CNN 5e-4, ViT 5e-5)")
     g.add_argument("--wd", type=float, default=0.05, help="weight decay (the paper's value was lost: a project choice)")
@@ -93,33 +113,63 @@ def main(argv=None):
     try:
         validate(args)
         aug = cli.aug_config(args)
-        train_split = data.load_split(args.dataset, "train", args.data_root, download=args.download,
-                                      image_size=args.image_size, synth=args.synth)
-        test_split = data.load_split(args.dataset, "test", args.data_root, download=args.download,
-                                     image_size=args.image_size, synth=args.synth)
-        stream = data.TrainStream(train_split, aug, batch_size=args.bs, seed=args.seed, workers=args.workers,
-                                  device=engine.augment_device(args.augment_on, args.device, args.workers))
+        train_split = data.load_split(
+            args.dataset, "train", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
+        )
+        test_split = data.load_split(
+            args.dataset, "test", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
+        )
+        stream = data.TrainStream(
+            train_split,
+            aug,
+            batch_size=args.bs,
+            seed=args.seed,
+            workers=args.workers,
+            device=engine.augment_device(args.augment_on, args.device, args.workers),
+        )
         out = Path(args.out)
-        init = args.init if args.init in ("random", "in1k") else models.weights_fingerprint(models.load_checkpoint(args.init))
-        identity = {"kind": "train", "dataset": args.dataset, "data_id": cli.data_id(args), "synth": args.synth,
-                    "aug": aug.to_dict(), "arch": args.arch, "init": init, "epochs": args.epochs, "opt": args.opt,
-                    "lr": args.lr, "wd": args.wd, "bs": args.bs, "label_smoothing": args.label_smoothing,
-                    "warmup_epochs": args.warmup_epochs, "clip": args.clip, "seed": args.seed, "amp": args.amp}  # fmt: skip
+        init = (
+            args.init
+            if args.init in ("random", "in1k")
+            else models.weights_fingerprint(models.load_checkpoint(args.init))
+        )
+        identity = {
+            "kind": "train",
+            "dataset": args.dataset,
+            "data_id": cli.data_id(args),
+            "synth": args.synth,
+            "aug": aug.to_dict(),
+            "arch": args.arch,
+            "init": init,
+            "epochs": args.epochs,
+            "opt": args.opt,
+            "lr": args.lr,
+            "wd": args.wd,
+            "bs": args.bs,
+            "label_smoothing": args.label_smoothing,
+            "warmup_epochs": args.warmup_epochs,
+            "clip": args.clip,
+            "seed": args.seed,
+            "amp": args.amp,
+        }
         run = runs.RunDir(out.with_suffix(".run"), identity)
         if run.state()[0] == "done" and out.is_file():
             print(f"{prog}: already done: {out}", file=sys.stderr)
             return 0
         torch.manual_seed(args.seed)  # the model first: a failure (in1k weights out of reach) leaves nothing behind
         classes = train_split.classes
-        model, origination = models.create_model(args.arch, len(classes), args.init, args.pretrained_file,
-                                                 dataset=args.dataset)  # fmt: skip
+        model, origination = models.create_model(
+            args.arch, len(classes), args.init, args.pretrained_file, dataset=args.dataset
+        )
         state, reason = run.state()
         if state == "done":
             print(f"{prog}: {out} is missing: training it again", file=sys.stderr)
             run.set_aside_result()
         elif state == "failed" and not args.retry_failed:
-            print(f"{prog}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{prog}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
+                file=sys.stderr,
+            )
             return cli.EXIT_FAILED
         if not run.claim(args.retry_failed, log=lambda line: print(f"{prog}: {line}", file=sys.stderr)):
             print(f"{prog}: already done: {out}", file=sys.stderr)
@@ -132,8 +182,9 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         cli.fail(prog, e)
     except KeyboardInterrupt:  # Ctrl-C before training: nothing to save (the lock dies with the process)
-        print(f"{prog}: SIGINT before training started: nothing was trained; run the same command again",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"{prog}: SIGINT before training started: nothing was trained; run the same command again", file=sys.stderr
+        )
         sys.exit(cli.EXIT_PREEMPTED)
     origination["epochs_trained"] += args.epochs
     origination["target_epochs"] += args.epochs
@@ -143,23 +194,58 @@ def main(argv=None):
         return engine.label_smoothed_cross_entropy(logits, batch["y_soft"], label_smoothing)
 
     def save_model(member):
-        models.save_checkpoint(out, member.model, arch=args.arch, classes=classes, dataset=args.dataset,
-                               origination=origination, args=identity, code_version=runs.code_version())  # fmt: skip
+        models.save_checkpoint(
+            out,
+            member.model,
+            arch=args.arch,
+            classes=classes,
+            dataset=args.dataset,
+            origination=origination,
+            args=identity,
+            code_version=runs.code_version(),
+        )
 
     member = engine.Member(name=out.stem, run=run, model=model, objective=objective, norm=models.normalization(model))
     test_images = data.eval_images(test_split, aug)
-    common = {"kind": "train", "checkpoint": str(out), "origination": origination, "num_classes": len(classes),
-              **runs.provenance(args.device), "seed": args.seed}  # fmt: skip
-    print(f"{prog}: {args.arch} ({origination['init']}) on {args.dataset}: {len(train_split)} train / "
-          f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}",
-          file=sys.stderr)  # fmt: skip
-    recipe = engine.Recipe(epochs=args.epochs, opt=args.opt, lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs,
-                           clip=args.clip, seed=args.seed, device=args.device, amp=args.amp, compile=args.compile,
-                           channels_last=engine.channels_last_for(args.channels_last, model, args.device),
-                           eval_every=args.eval_every, parallel=args.parallel, keep_ckpt=args.keep_ckpt)  # fmt: skip
+    common = {
+        "kind": "train",
+        "checkpoint": str(out),
+        "origination": origination,
+        "num_classes": len(classes),
+        **runs.provenance(args.device),
+        "seed": args.seed,
+    }
+    print(
+        f"{prog}: {args.arch} ({origination['init']}) on {args.dataset}: {len(train_split)} train / "
+        f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}",
+        file=sys.stderr,
+    )
+    recipe = engine.Recipe(
+        epochs=args.epochs,
+        opt=args.opt,
+        lr=args.lr,
+        wd=args.wd,
+        warmup_epochs=args.warmup_epochs,
+        clip=args.clip,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        compile=args.compile,
+        channels_last=engine.channels_last_for(args.channels_last, model, args.device),
+        eval_every=args.eval_every,
+        parallel=args.parallel,
+        keep_ckpt=args.keep_ckpt,
+    )
     try:
-        results = engine.train([member], stream, (test_images, test_split.labels, None), recipe, common_result=common,
-                               on_finish=save_model, log=lambda line: print(line, file=sys.stderr))  # fmt: skip
+        results = engine.train(
+            [member],
+            stream,
+            (test_images, test_split.labels, None),
+            recipe,
+            common_result=common,
+            on_finish=save_model,
+            log=lambda line: print(line, file=sys.stderr),
+        )
     except runs.RunError as e:  # a run folder that cannot be resumed
         cli.fail(prog, e)
     if not results:

@@ -5,6 +5,7 @@
 Every result.json below RESULTS is read; files that are empty, truncated, not JSON objects or not
 run results are reported (path + reason) and skipped. Standard library only.
 """
+
 import argparse
 import csv
 import io
@@ -18,22 +19,63 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 from runs import atomic_write  # noqa: E402
 
 # One row per distillation run (the CSV written by --runs-out).
-RUN_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
-               "teacher_top1", "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs", "T",
-               "seed", "status", "top1", "top5", "agreement", "best_top1", "H_rel", "H_rel_without_max", "run_dir"]
+RUN_COLUMNS = [
+    "dataset",
+    "data_id",
+    "teacher",
+    "teacher_arch",
+    "teacher_from_scratch",
+    "teacher_target_epochs",
+    "teacher_top1",
+    "student",
+    "student_init",
+    "method",
+    "signal",
+    "k",
+    "opt",
+    "bs",
+    "epochs",
+    "T",
+    "seed",
+    "status",
+    "top1",
+    "top5",
+    "agreement",
+    "best_top1",
+    "H_rel",
+    "H_rel_without_max",
+    "run_dir",
+]
 # What makes two runs the same experiment (seeds of one configuration are averaged).
-CONFIG_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
-                  "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs", "T"]
+CONFIG_COLUMNS = [
+    "dataset",
+    "data_id",
+    "teacher",
+    "teacher_arch",
+    "teacher_from_scratch",
+    "teacher_target_epochs",
+    "student",
+    "student_init",
+    "method",
+    "signal",
+    "k",
+    "opt",
+    "bs",
+    "epochs",
+    "T",
+]
 # Properties of the teacher (the same for every seed); averaged, not grouped on.
 TEACHER_COLUMNS = ["teacher_top1", "H_rel", "H_rel_without_max"]
 METRICS = ["top1", "top5", "agreement", "best_top1"]
-AGGREGATE_COLUMNS = (CONFIG_COLUMNS + TEACHER_COLUMNS
-                     + [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n")] + ["n_failed"])
+AGGREGATE_COLUMNS = (
+    CONFIG_COLUMNS + TEACHER_COLUMNS + [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n")] + ["n_failed"]
+)
 REQUIRED_KEYS = {"train": ("status", "kind", "config"), "distill": ("status", "kind", "config", "teacher")}
 
 
 # ---------------------------------------------------------------------------------------------
 # Reading
+
 
 def read_result(path):
     """(result dict, None) for a usable result.json, else (None, one-line reason)."""
@@ -87,6 +129,7 @@ def load_results(root):
 # ---------------------------------------------------------------------------------------------
 # One flat row per run
 
+
 def teacher_name(path):
     """'teachers/synth-fine-ft2.pt' -> 'synth-fine-ft2' (the teacher's identity in tables)."""
     return Path(str(path)).stem if path else None
@@ -118,23 +161,33 @@ def flatten(result):
     final = (result.get("final") or {}) if ok else {}
     best = (result.get("best") or {}) if ok else {}
     return {
-        "dataset": cfg.get("dataset"), "data_id": cfg.get("data_id"),
+        "dataset": cfg.get("dataset"),
+        "data_id": cfg.get("data_id"),
         "teacher": teacher_name(teacher.get("path")),
         "teacher_arch": cfg.get("teacher_arch") or teacher.get("arch"),
         "teacher_from_scratch": t_origin.get("from_scratch"),
         "teacher_target_epochs": _number(t_origin.get("target_epochs"), int),
         "teacher_top1": _number(teacher.get("top1")),
-        "student": cfg.get("student"), "student_init": student_init_kind(result),
-        "method": cfg.get("method"), "signal": cfg.get("signal"), "k": _number(cfg.get("k"), int),
-        "opt": cfg.get("opt"), "bs": _number(cfg.get("bs"), int), "epochs": _number(cfg.get("epochs"), int),
+        "student": cfg.get("student"),
+        "student_init": student_init_kind(result),
+        "method": cfg.get("method"),
+        "signal": cfg.get("signal"),
+        "k": _number(cfg.get("k"), int),
+        "opt": cfg.get("opt"),
+        "bs": _number(cfg.get("bs"), int),
+        "epochs": _number(cfg.get("epochs"), int),
         "T": _number(result.get("T", cfg.get("T"))),
         "seed": _number(cfg.get("seed", result.get("seed")), int),
         "status": result["status"],
-        "top1": _number(final.get("top1")), "top5": _number(final.get("top5")),
-        "agreement": _number(final.get("agreement")), "best_top1": _number(best.get("top1")),
-        "H_rel": _number(stats.get("H_rel")), "H_rel_without_max": _number(stats.get("H_rel_without_max")),
+        "top1": _number(final.get("top1")),
+        "top5": _number(final.get("top5")),
+        "agreement": _number(final.get("agreement")),
+        "best_top1": _number(best.get("top1")),
+        "H_rel": _number(stats.get("H_rel")),
+        "H_rel_without_max": _number(stats.get("H_rel_without_max")),
         "run_dir": result.get("run_dir", ""),
-        "stats_T": _number(stats.get("T")), "sorted_softmax": stats.get("mean_sorted_softmax"),
+        "stats_T": _number(stats.get("T")),
+        "sorted_softmax": stats.get("mean_sorted_softmax"),
         "curve": [(c["epoch"], c["top1"]) for c in result.get("curve") or [] if isinstance(c, dict) and "top1" in c],
         "wrong_class_mass": teacher.get("wrong_class_mass"),
     }
@@ -148,6 +201,7 @@ def distill_rows(records):
 # ---------------------------------------------------------------------------------------------
 # Mean over seeds
 
+
 def mean_std_n(values):
     """(mean, sample std, n) of the finite values; std is 0 for n = 1, and (None, None, 0) for none."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
@@ -160,12 +214,14 @@ def mean_std_n(values):
 
 def sort_key(values):
     """Orders tuples that mix numbers, strings and None (numbers first, None last)."""
+
     def one(v):
         if v is None:
             return (2, 0, "")
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             return (0, v, "")
         return (1, 0, str(v))
+
     return tuple(one(v) for v in values)
 
 
@@ -191,6 +247,7 @@ def aggregate(rows):
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+
 
 def write_csv(rows, path, columns):
     """Write `rows` (dicts) as CSV with `columns`, atomically."""

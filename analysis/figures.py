@@ -6,6 +6,7 @@ Each artifact function takes the flat rows of aggregate.flatten (one per run), w
 `out`, and returns {"files": [...], "missing": "<what was absent, or ''>", "key_numbers": {...}}.
 Accuracy is the mean over seeds, error bars the std where a point has more than one seed.
 """
+
 import argparse
 import sys
 from pathlib import Path
@@ -15,8 +16,21 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
 import kd  # noqa: E402
 from analysis import aggregate, selection, tables
-from analysis.plotting import (PALETTE, format_T_axis, heatmap, legend, panel_grid, plot_reference_line, plot_T_curve,
-                       png_path, save, sequential_colours, style, suptitle, title)
+from analysis.plotting import (
+    PALETTE,
+    format_T_axis,
+    heatmap,
+    legend,
+    panel_grid,
+    plot_reference_line,
+    plot_T_curve,
+    png_path,
+    save,
+    sequential_colours,
+    style,
+    suptitle,
+    title,
+)
 from analysis.selection import best_cell, describe, fmt
 
 METHODS = list(kd.METHODS)
@@ -25,8 +39,11 @@ CONTROLS = ["smooth-global", "smooth-instance", "bottomk"]
 
 def artifact(files=(), missing=(), key_numbers=None):
     """The dict every artifact function returns; `missing` is a list of sentences (joined)."""
-    return {"files": [str(f) for f in files], "missing": "; ".join(m for m in missing if m),
-            "key_numbers": key_numbers or {}}
+    return {
+        "files": [str(f) for f in files],
+        "missing": "; ".join(m for m in missing if m),
+        "key_numbers": key_numbers or {},
+    }
 
 
 def accuracy_axis(ax):
@@ -35,6 +52,7 @@ def accuracy_axis(ax):
 
 # ---------------------------------------------------------------------------------------------
 # Fig. 1: KD methods across T
+
 
 def method_rank(method):
     """Position in METHODS (KD first): fixes each method's colour across panels."""
@@ -46,8 +64,12 @@ def fig1_methods(rows, out):
     cells = selection.cells_of(rows)
     chosen = selection.method_panels(cells)
     if not chosen:
-        return artifact(missing=["Fig. 1: no baseline runs (teacher signal, random student) where KD and "
-                                 "another method were run in the same setting"])
+        return artifact(
+            missing=[
+                "Fig. 1: no baseline runs (teacher signal, random student) where KD and "
+                "another method were run in the same setting"
+            ]
+        )
     fig, axes = panel_grid(len(chosen))
     key_numbers, seen = {}, set()
     for ax, (key, lines) in zip(axes, chosen):
@@ -57,8 +79,13 @@ def fig1_methods(rows, out):
             colour, marker = style(method_rank(method))
             fixed = selection.by_T(line)
             if fixed:
-                plot_T_curve(ax, fixed, label=method.upper() if method != "kd" else "KD (shared fixed T)",
-                             color=colour, marker=marker)
+                plot_T_curve(
+                    ax,
+                    fixed,
+                    label=method.upper() if method != "kd" else "KD (shared fixed T)",
+                    color=colour,
+                    marker=marker,
+                )
                 temperatures += [c["T"] for c in fixed]
             for learned in (c for c in line if c["T"] is None and c.get("top1_mean") is not None):
                 plot_reference_line(ax, learned, f"{method.upper()} (learned T)", colour)
@@ -79,6 +106,7 @@ def fig1_methods(rows, out):
 # ---------------------------------------------------------------------------------------------
 # Figs. 2-3: training configuration
 
+
 def absent_configs(groups):
     """'sgd bs256' style names of optimizer x batch-size pairs seen somewhere but absent from a group."""
     pairs = {pair for _, grid in groups for pair in grid}
@@ -93,8 +121,11 @@ def fig2_heatmaps(rows, out):
     """Fig. 2: top-1 heatmaps, epochs x T, one panel per optimizer x batch size (method kd, teacher signal)."""
     groups = selection.training_config_groups(selection.cells_of(rows))
     if not groups:
-        return artifact(missing=["Fig. 2: no teacher x student with more than one training configuration "
-                                 "(optimizer, batch size, epochs)"])
+        return artifact(
+            missing=[
+                "Fig. 2: no teacher x student with more than one training configuration (optimizer, batch size, epochs)"
+            ]
+        )
     files, key_numbers = [], {}
     for key, grid in groups:
         fig, axes = panel_grid(len(grid), ncols=2, width=5.6, height=3.4)
@@ -108,10 +139,17 @@ def fig2_heatmaps(rows, out):
             title(ax, f"{opt} · batch size {bs}")
             best = {e: best_cell(budgets[e]) for e in epochs}
             key_numbers[f"{describe(key)} · {opt} bs{bs}: best T per budget"] = ", ".join(
-                f"{e} ep → T={best[e]['T']:g}" for e in epochs if best[e])
+                f"{e} ep → T={best[e]['T']:g}" for e in epochs if best[e]
+            )
         suptitle(fig, f"Fig. 2: top-1 (%) by epochs and T — {describe(key)}")
-        files.append(save(fig, png_path(out, "fig2", selection.dataset_label(key), key["teacher"], key["student"],
-                                             key["student_init"])))
+        files.append(
+            save(
+                fig,
+                png_path(
+                    out, "fig2", selection.dataset_label(key), key["teacher"], key["student"], key["student_init"]
+                ),
+            )
+        )
     absent = absent_configs(groups)
     return artifact(files, [f"configurations not run: {', '.join(absent)}" if absent else ""], key_numbers)
 
@@ -142,10 +180,17 @@ def fig3_epochs(rows, out):
                 single.append(f"{opt} bs{bs}")
             longest, shortest = best_cell(budgets[epochs[-1]]), best_cell(budgets[epochs[0]])
             key_numbers[f"{describe(key)} · {opt} bs{bs}"] = (
-                f"longest ({epochs[-1]} ep) best {fmt(longest)}; shortest ({epochs[0]} ep) best {fmt(shortest)}")
+                f"longest ({epochs[-1]} ep) best {fmt(longest)}; shortest ({epochs[0]} ep) best {fmt(shortest)}"
+            )
         suptitle(fig, f"Fig. 3: top-1 vs T by epoch budget — {describe(key)}")
-        files.append(save(fig, png_path(out, "fig3", selection.dataset_label(key), key["teacher"], key["student"],
-                                             key["student_init"])))
+        files.append(
+            save(
+                fig,
+                png_path(
+                    out, "fig3", selection.dataset_label(key), key["teacher"], key["student"], key["student_init"]
+                ),
+            )
+        )
     missing = [f"only one epoch budget for {', '.join(sorted(set(single)))}" if single else ""]
     return artifact(files, missing, key_numbers)
 
@@ -153,10 +198,13 @@ def fig3_epochs(rows, out):
 # ---------------------------------------------------------------------------------------------
 # Fig. 4: the teachers' sorted softmax
 
+
 def fig4_sorted_softmax(rows, out):
     """Fig. 4: each teacher's mean sorted T-softmax (log y) vs rank, one curve per T, a panel per teacher."""
-    stats = {t: {T: s for T, s in by_T.items() if s["sorted_softmax"]}
-             for t, by_T in selection.teacher_statistics(rows).items()}
+    stats = {
+        t: {T: s for T, s in by_T.items() if s["sorted_softmax"]}
+        for t, by_T in selection.teacher_statistics(rows).items()
+    }
     stats = {t: by_T for t, by_T in stats.items() if by_T}
     if not stats:
         return artifact(missing=["Fig. 4: no teacher statistics (mean_sorted_softmax) in the results"])
@@ -176,9 +224,10 @@ def fig4_sorted_softmax(rows, out):
         ax.grid(True, alpha=0.3)
         T_max = max(by_T)
         p = np.asarray(by_T[T_max]["sorted_softmax"], dtype=float)
-        bottom = p[len(p) // 2:]
-        key_numbers[f"{teacher} at T={T_max:g}"] = (f"top − second = {p[0] - p[1]:.2g}; spread of the bottom "
-                                                    f"half = {bottom.max() - bottom.min():.2g}")
+        bottom = p[len(p) // 2 :]
+        key_numbers[f"{teacher} at T={T_max:g}"] = (
+            f"top − second = {p[0] - p[1]:.2g}; spread of the bottom half = {bottom.max() - bottom.min():.2g}"
+        )
     suptitle(fig, "Fig. 4: teachers' mean sorted temperature-scaled softmax")
     path = save(fig, Path(out) / "fig4_sorted_softmax.png")
     single = [t for t, by_T in stats.items() if len(by_T) < 2]
@@ -188,9 +237,13 @@ def fig4_sorted_softmax(rows, out):
 # ---------------------------------------------------------------------------------------------
 # Fig. 5: controls (label smoothing, bottom-k randomized)
 
+
 def control_label(signal, k):
-    return {"teacher": "teacher (real soft targets)", "smooth-global": "label smoothing, global",
-            "smooth-instance": "label smoothing, per instance"}.get(signal, f"bottom K−k randomized, k={k}")
+    return {
+        "teacher": "teacher (real soft targets)",
+        "smooth-global": "label smoothing, global",
+        "smooth-instance": "label smoothing, per instance",
+    }.get(signal, f"bottom K−k randomized, k={k}")
 
 
 def signal_rank(signal):
@@ -202,8 +255,12 @@ def fig5_controls(rows, out):
     """Fig. 5: top-1 vs T for the teacher's signal vs label smoothing (global, per instance) and bottom-k."""
     chosen = selection.control_panels(selection.cells_of(rows))
     if not chosen:
-        return artifact(missing=["Fig. 5: no runs of the teacher signal together with a control "
-                                 "(smooth-global, smooth-instance, bottomk) in the same setting"])
+        return artifact(
+            missing=[
+                "Fig. 5: no runs of the teacher signal together with a control "
+                "(smooth-global, smooth-instance, bottomk) in the same setting"
+            ]
+        )
     fig, axes = panel_grid(len(chosen))
     key_numbers, seen, baselines = {}, set(), selection.labels_only(rows)
     for ax, (key, lines) in zip(axes, chosen):
@@ -223,10 +280,14 @@ def fig5_controls(rows, out):
         if not teacher:
             continue
         T_big = teacher[-1]["T"]
-        at_big = ", ".join(f"{control_label(s, k)} {fmt(selection.at_T(line, T_big), with_T=False)}"
-                           for (s, k), line in lines.items() if s != "teacher")
+        at_big = ", ".join(
+            f"{control_label(s, k)} {fmt(selection.at_T(line, T_big), with_T=False)}"
+            for (s, k), line in lines.items()
+            if s != "teacher"
+        )
         key_numbers[f"{describe(key)} at T={T_big:g}"] = (
-            f"teacher {fmt(selection.at_T(teacher, T_big), with_T=False)}; {at_big}")
+            f"teacher {fmt(selection.at_T(teacher, T_big), with_T=False)}; {at_big}"
+        )
     suptitle(fig, "Fig. 5: the teacher's soft targets vs controls")
     path = save(fig, Path(out) / "fig5_controls.png")
     absent = [c for c in CONTROLS if c not in seen]
@@ -235,6 +296,7 @@ def fig5_controls(rows, out):
 
 # ---------------------------------------------------------------------------------------------
 # Figs. 6-7: datasets
+
 
 def plot_dataset_panels(chosen, out, name, heading, label_text, order, baselines=()):
     """One PNG of dataset-comparison panels (lines from selection.dataset_panels) -> (path, key numbers)."""
@@ -247,12 +309,22 @@ def plot_dataset_panels(chosen, out, name, heading, label_text, order, baselines
             colour, marker = style(order.index(label) if label in order else len(order))
             plot_T_curve(ax, line, label_text(label, line), color=colour, marker=marker)
             first = line[0]
-            base = selection.labels_only_for(baselines, dict(key, dataset=first["dataset"], data_id=first["data_id"],
-                                                             student_init="random", epochs=first["epochs"]))
+            base = selection.labels_only_for(
+                baselines,
+                dict(
+                    key,
+                    dataset=first["dataset"],
+                    data_id=first["data_id"],
+                    student_init="random",
+                    epochs=first["epochs"],
+                ),
+            )
             if base:
                 plot_reference_line(ax, base, f"{label}: labels only", colour)
             key_numbers[f"{describe(key)} · {label_text(label, line)}"] = (
-                f"teacher {line[0]['teacher']}; best {fmt(best_cell(line))}; plateau from T={selection.preferred_T(line):g}")
+                f"teacher {line[0]['teacher']}; best {fmt(best_cell(line))}; "
+                f"plateau from T={selection.preferred_T(line):g}"
+            )
         format_T_axis(ax, [c["T"] for line in lines.values() for c in line])
         accuracy_axis(ax)
         title(ax, describe(key))
@@ -270,8 +342,10 @@ def fig6_granularity(rows, out):
     cells = selection.cells_of(rows)
     files, key_numbers, missing = [], {}, []
     for family, names in selection.GRANULARITY_FAMILIES.items():
+
         def label_of(c, names=names):
             return selection.dataset_label(c) if selection.dataset_label(c) in names else None
+
         chosen = [(k, lines) for k, lines in selection.dataset_panels(cells, label_of) if len(lines) > 1]
         present = {label_of(c) for c in cells if label_of(c)}
         if len(present) < len(names):
@@ -279,9 +353,14 @@ def fig6_granularity(rows, out):
         if not chosen:
             continue
         path, numbers = plot_dataset_panels(
-            chosen, out, f"fig6_granularity_{family}.png", f"Fig. 6: dataset granularity ({family} datasets)",
-            lambda label, line: f"{label} ({selection.GRANULARITY[label]}; {line_setting(line)})", names,
-            selection.labels_only(rows))
+            chosen,
+            out,
+            f"fig6_granularity_{family}.png",
+            f"Fig. 6: dataset granularity ({family} datasets)",
+            lambda label, line: f"{label} ({selection.GRANULARITY[label]}; {line_setting(line)})",
+            names,
+            selection.labels_only(rows),
+        )
         files.append(path)
         key_numbers.update(numbers)
     return artifact(files, missing, key_numbers)
@@ -292,8 +371,10 @@ def fig7_overlap(rows, out):
     cells = selection.cells_of(rows)
     files, key_numbers, missing = [], {}, []
     for family, pair in (("birds", "ImageNet-Birds vs Finer-Grained Birds"), ("synth", "synth-fine vs synth-novel")):
+
         def label_of(c, family=family):
             return selection.overlap_kind(c) if selection.overlap_family(c) == family else None
+
         chosen = [(k, lines) for k, lines in selection.dataset_panels(cells, label_of) if len(lines) > 1]
         if not any(label_of(c) for c in cells):
             missing.append(f"{pair}: no runs")
@@ -302,9 +383,14 @@ def fig7_overlap(rows, out):
         if not chosen:
             continue
         path, numbers = plot_dataset_panels(
-            chosen, out, f"fig7_overlap_{family}.png", f"Fig. 7: overlapping vs novel fine classes ({pair})",
+            chosen,
+            out,
+            f"fig7_overlap_{family}.png",
+            f"Fig. 7: overlapping vs novel fine classes ({pair})",
             lambda label, line: f"{label}: {selection.dataset_label(line[0])} ({line_setting(line)})",
-            ["overlapping", "novel"], selection.labels_only(rows))
+            ["overlapping", "novel"],
+            selection.labels_only(rows),
+        )
         files.append(path)
         key_numbers.update(numbers)
     return artifact(files, missing, key_numbers)

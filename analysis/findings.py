@@ -121,21 +121,48 @@ def spread(means, cells):
 def decide(claim, source, rule, values, statistic, evidence, missing=None, min_effect=stats.MIN_EFFECT):
     """The finding dict for `claim` ('statistic > 0'): values {cell: {seed: top1}}, statistic(means)."""
     if missing or not values:
-        return {"claim": claim, "source": source, "rule": rule, "verdict": UNTESTED, "estimate": None, "low": None,
-                "high": None, "sigma": None, "seeds": 0, "summary": missing or "no runs", "evidence": evidence}
+        return {
+            "claim": claim,
+            "source": source,
+            "rule": rule,
+            "verdict": UNTESTED,
+            "estimate": None,
+            "low": None,
+            "high": None,
+            "sigma": None,
+            "seeds": 0,
+            "summary": missing or "no runs",
+            "evidence": evidence,
+        }
     estimate, low, high, sigma, seeds = stats.interval(values, statistic)
     verdict = stats.verdict(low, high, min_effect)
     if low is None:
         summary = f"{stats.describe(estimate, low, high)}: needs at least 2 seeds per configuration to decide"
     elif verdict == UNDECIDED:
-        summary = (f"{stats.describe(estimate, low, high)}: the interval holds both no effect and one of "
-                   f"{min_effect:g} points; more seeds (or a larger test set) would decide it")  # fmt: skip
+        summary = (
+            f"{stats.describe(estimate, low, high)}: the interval holds both no effect and one of "
+            f"{min_effect:g} points; more seeds (or a larger test set) would decide it"
+        )
     elif verdict == CONTRADICTED and high >= 0:
-        summary = f"{stats.describe(estimate, low, high)}: no effect of {min_effect:g} points or more in the claimed direction"
+        summary = (
+            f"{stats.describe(estimate, low, high)}: no effect of {min_effect:g} points or more in the claimed "
+            "direction"
+        )
     else:
         summary = stats.describe(estimate, low, high)
-    return {"claim": claim, "source": source, "rule": rule, "verdict": verdict, "estimate": estimate, "low": low,
-            "high": high, "sigma": sigma, "seeds": len(seeds), "summary": summary, "evidence": evidence}  # fmt: skip
+    return {
+        "claim": claim,
+        "source": source,
+        "rule": rule,
+        "verdict": verdict,
+        "estimate": estimate,
+        "low": low,
+        "high": high,
+        "sigma": sigma,
+        "seeds": len(seeds),
+        "summary": summary,
+        "evidence": evidence,
+    }
 
 
 def fmt_cell(values, label):
@@ -181,8 +208,20 @@ def check_kd_beats_labels(rows):
     values, evidence, parts = {}, [], []
     kd_rows = where(rows, **KD)
     for key, members in groups(kd_rows, SETTING).items():
-        labels = [r for r in where(rows, method="labels", dataset=key[0], data_id=key[1], student=key[4], opt=key[6],
-                                   bs=key[7], epochs=key[8]) if r["student_init"] == key[5]]  # fmt: skip
+        labels = [
+            r
+            for r in where(
+                rows,
+                method="labels",
+                dataset=key[0],
+                data_id=key[1],
+                student=key[4],
+                opt=key[6],
+                bs=key[7],
+                epochs=key[8],
+            )
+            if r["student_init"] == key[5]
+        ]
         if not labels:
             continue
         line = by_T(members)
@@ -192,26 +231,42 @@ def check_kd_beats_labels(rows):
         evidence.append(f"{describe(key)}: labels only {fmt_cell(values[(key, None)], '')}; KD {line_text(line)}")
 
     def statistic(m):
-        return np.mean(np.stack([np.asarray(mean_of(m, [(k, T) for T in Ts]) - m[(k, None)], dtype=float)
-                                 for k, Ts in parts]), 0)  # fmt: skip
+        return np.mean(
+            np.stack([np.asarray(mean_of(m, [(k, T) for T in Ts]) - m[(k, None)], dtype=float) for k, Ts in parts]), 0
+        )
 
-    return decide(claim, "Sect. 4.4", "mean top-1 of the KD students over T minus the labels-only student, same "
-                  "data, student and recipe (mean over settings)", values, statistic, evidence,
-                  None if parts else "no setting has a labels-only student (distill.py --baseline)")  # fmt: skip
+    return decide(
+        claim,
+        "Sect. 4.4",
+        "mean top-1 of the KD students over T minus the labels-only student, same "
+        "data, student and recipe (mean over settings)",
+        values,
+        statistic,
+        evidence,
+        None if parts else "no setting has a labels-only student (distill.py --baseline)",
+    )
 
 
 def check_large_T(rows, opt):
     """Figs. 2-3, Table 1: after long training, a briefly fine-tuned pretrained teacher is best distilled at large T."""
-    claim = (f"With {'AdamW' if opt == 'adamw' else 'SGD'}, after the longest training, large T (>= {LARGE_T:g}) "
-             f"beats small T (<= {SMALL_T:g}) for a pretrained, briefly fine-tuned teacher on classes that "
-             "overlap its pretraining.")  # fmt: skip
+    claim = (
+        f"With {'AdamW' if opt == 'adamw' else 'SGD'}, after the longest training, large T (>= {LARGE_T:g}) "
+        f"beats small T (<= {SMALL_T:g}) for a pretrained, briefly fine-tuned teacher on classes that "
+        "overlap its pretraining."
+    )
     chosen = longest([r for r in with_role(where(rows, **KD, opt=opt), "brief") if not is_novel(r)])
     settings = groups(chosen, SETTING)
     values, statistic, parts = pooled_trend(settings)
     evidence = [f"{describe(k)}: {line_text(by_T(v))}" for k, v in settings.items()]
-    return decide(claim, "Sect. 4.2, Figs. 2-3", "trend (large-T mean minus small-T mean) at the longest budget",
-                  values, statistic, evidence, None if parts else f"no {opt} runs of a briefly fine-tuned teacher "
-                  "at both small and large T")  # fmt: skip
+    return decide(
+        claim,
+        "Sect. 4.2, Figs. 2-3",
+        "trend (large-T mean minus small-T mean) at the longest budget",
+        values,
+        statistic,
+        evidence,
+        None if parts else f"no {opt} runs of a briefly fine-tuned teacher at both small and large T",
+    )
 
 
 def check_adamw_robust(rows):
@@ -228,16 +283,29 @@ def check_adamw_robust(rows):
         for opt in lines:
             values.update({(key, opt, T): lines[opt][T] for T in common})
         parts.append((key, common))
-        evidence.append(f"{describe(key)}: AdamW {line_text({T: lines['adamw'][T] for T in common})}; "
-                        f"SGD {line_text({T: lines['sgd'][T] for T in common})}")  # fmt: skip
+        evidence.append(
+            f"{describe(key)}: AdamW {line_text({T: lines['adamw'][T] for T in common})}; "
+            f"SGD {line_text({T: lines['sgd'][T] for T in common})}"
+        )
 
     def statistic(m):
-        return np.mean(np.stack([spread(m, [(k, "sgd", T) for T in Ts]) - spread(m, [(k, "adamw", T) for T in Ts])
-                                 for k, Ts in parts]), 0)  # fmt: skip
+        return np.mean(
+            np.stack(
+                [spread(m, [(k, "sgd", T) for T in Ts]) - spread(m, [(k, "adamw", T) for T in Ts]) for k, Ts in parts]
+            ),
+            0,
+        )
 
-    return decide(claim, "Sect. 4.2, Fig. 2", "range of top-1 over T (max - min) with SGD minus with AdamW, same "
-                  "teacher, student, batch size and budget (mean over budgets)", values, statistic, evidence,
-                  None if parts else "no budget run with both optimizers at two or more temperatures")  # fmt: skip
+    return decide(
+        claim,
+        "Sect. 4.2, Fig. 2",
+        "range of top-1 over T (max - min) with SGD minus with AdamW, same "
+        "teacher, student, batch size and budget (mean over budgets)",
+        values,
+        statistic,
+        evidence,
+        None if parts else "no budget run with both optimizers at two or more temperatures",
+    )
 
 
 def sgd_trends(rows, bs=None):
@@ -269,27 +337,49 @@ def check_sgd_crossover(rows):
         short_parts.append(cells[short])
         long_parts.append(cells[top])
         for e, m in budgets.items():
-            evidence.append(f"{selection.describe(dict(zip([c for c in SETTING if c != 'epochs'], key)))} "
-                            f"{e} ep: {line_text(by_T(m))}")  # fmt: skip
+            evidence.append(
+                f"{selection.describe(dict(zip([c for c in SETTING if c != 'epochs'], key)))} "
+                f"{e} ep: {line_text(by_T(m))}"
+            )
     short = decide("", "", "", values, lambda m: -np.mean(np.stack([trend(m, c) for c in short_parts]), 0), [])
     long_ = decide("", "", "", values, lambda m: np.mean(np.stack([trend(m, c) for c in long_parts]), 0), [])
-    shift = decide("", "", "", values, lambda m: np.mean(np.stack(
-        [trend(m, lc) - trend(m, sc) for sc, lc in zip(short_parts, long_parts)]), 0), [])  # fmt: skip
+    shift = decide(
+        "",
+        "",
+        "",
+        values,
+        lambda m: np.mean(np.stack([trend(m, lc) - trend(m, sc) for sc, lc in zip(short_parts, long_parts)]), 0),
+        [],
+    )
     if short["verdict"] == REPRODUCED and long_["verdict"] == REPRODUCED:
         verdict = REPRODUCED
-    elif CONTRADICTED in (short["verdict"], long_["verdict"]) and short["low"] is not None and (
-        short["high"] < 0 or long_["high"] < 0 or shift["verdict"] == CONTRADICTED
+    elif (
+        CONTRADICTED in (short["verdict"], long_["verdict"])
+        and short["low"] is not None
+        and (short["high"] < 0 or long_["high"] < 0 or shift["verdict"] == CONTRADICTED)
     ):
         verdict = CONTRADICTED
     else:
         verdict = UNDECIDED
-    summary = (f"shortest budget: small-T advantage {short['summary']}; longest budget: large-T advantage "
-               f"{long_['summary']}; change of the trend from shortest to longest {shift['summary']}")  # fmt: skip
-    return {"claim": claim, "source": "Sect. 4.2, Fig. 3", "verdict": verdict, "estimate": long_["estimate"],
-            "low": long_["low"], "high": long_["high"], "sigma": long_["sigma"], "seeds": long_["seeds"],
-            "rule": "small-T advantage (minus the trend) at the shortest budget and large-T advantage (the trend) at "
-                    "the longest: reproduced when both are above 0; contradicted when either is below 0 or the trend "
-                    "does not grow by the minimum effect", "summary": summary, "evidence": evidence + findings}  # fmt: skip
+    summary = (
+        f"shortest budget: small-T advantage {short['summary']}; longest budget: large-T advantage "
+        f"{long_['summary']}; change of the trend from shortest to longest {shift['summary']}"
+    )
+    return {
+        "claim": claim,
+        "source": "Sect. 4.2, Fig. 3",
+        "verdict": verdict,
+        "estimate": long_["estimate"],
+        "low": long_["low"],
+        "high": long_["high"],
+        "sigma": long_["sigma"],
+        "seeds": long_["seeds"],
+        "rule": "small-T advantage (minus the trend) at the shortest budget and large-T advantage (the trend) at "
+        "the longest: reproduced when both are above 0; contradicted when either is below 0 or the trend "
+        "does not grow by the minimum effect",
+        "summary": summary,
+        "evidence": evidence + findings,
+    }
 
 
 def check_batch_shift(rows):
@@ -301,8 +391,14 @@ def check_batch_shift(rows):
     small, large = sgd_trends(rows, sizes[0]), sgd_trends(rows, sizes[-1])
     values, parts, evidence = {}, [], []
     for key_s, budgets_s in small.items():
-        key_l = next((k for k in large if [v for c, v in zip(SETTING, k) if c != "bs"] ==
-                      [v for c, v in zip(SETTING, key_s) if c != "bs"]), None)  # fmt: skip
+        key_l = next(
+            (
+                k
+                for k in large
+                if [v for c, v in zip(SETTING, k) if c != "bs"] == [v for c, v in zip(SETTING, key_s) if c != "bs"]
+            ),
+            None,
+        )
         if key_l is None:
             continue
         for e in sorted(set(budgets_s) & set(large[key_l])):
@@ -317,9 +413,16 @@ def check_batch_shift(rows):
     def statistic(m):
         return np.mean(np.stack([trend(m, p["small"]) - trend(m, p["large"]) for p in parts]), 0)
 
-    return decide(claim, "Sect. 4.2, Fig. 2", f"trend with batch {sizes[0]} minus trend with batch {sizes[-1]} at "
-                  "the same budgets (SGD): positive when the smaller batch reaches large-T gains sooner", values,
-                  statistic, evidence, None if parts else "no budget run with both batch sizes")  # fmt: skip
+    return decide(
+        claim,
+        "Sect. 4.2, Fig. 2",
+        f"trend with batch {sizes[0]} minus trend with batch {sizes[-1]} at "
+        "the same budgets (SGD): positive when the smaller batch reaches large-T gains sooner",
+        values,
+        statistic,
+        evidence,
+        None if parts else "no budget run with both batch sizes",
+    )
 
 
 def check_controls(rows, signals, claim, rule):
@@ -338,15 +441,25 @@ def check_controls(rows, signals, claim, rule):
                 values.update({(key, "teacher", T): teacher[T] for T in common})
                 values.update({(key, name, T): control[T] for T in common})
                 parts.append([((key, "teacher", T), (key, name, T)) for T in common])
-                evidence.append(f"{describe(key)}: teacher {line_text({T: teacher[T] for T in common})}; "
-                                f"{name} {line_text({T: control[T] for T in common})}")  # fmt: skip
+                evidence.append(
+                    f"{describe(key)}: teacher {line_text({T: teacher[T] for T in common})}; "
+                    f"{name} {line_text({T: control[T] for T in common})}"
+                )
 
     def statistic(m):
-        return np.mean(np.stack([np.mean(np.stack([np.asarray(m[a] - m[b], dtype=float) for a, b in p]), 0)
-                                 for p in parts]), 0)  # fmt: skip
+        return np.mean(
+            np.stack([np.mean(np.stack([np.asarray(m[a] - m[b], dtype=float) for a, b in p]), 0) for p in parts]), 0
+        )
 
-    return decide(claim, "Sect. 4.2, Fig. 5", rule, values, statistic, evidence,
-                  None if parts else f"no {' or '.join(signals)} runs at T >= {LARGE_T:g} beside the teacher's")
+    return decide(
+        claim,
+        "Sect. 4.2, Fig. 5",
+        rule,
+        values,
+        statistic,
+        evidence,
+        None if parts else f"no {' or '.join(signals)} runs at T >= {LARGE_T:g} beside the teacher's",
+    )
 
 
 def check_entropy_trend(rows):
@@ -357,22 +470,34 @@ def check_entropy_trend(rows):
     for (dataset, arch), roles in teacher_roles(rows).items():
         if "brief" not in roles or "long" not in roles:
             continue
-        s, l = stats_by.get(roles["brief"], {}), stats_by.get(roles["long"], {})
-        T = selection.statistics_T(set(s) & set(l))
+        s, ln = stats_by.get(roles["brief"], {}), stats_by.get(roles["long"], {})
+        T = selection.statistics_T(set(s) & set(ln))
         if T is None:
             continue
-        a, b = s[T], l[T]
+        a, b = s[T], ln[T]
         ok = b["H_rel"] < a["H_rel"] and b["H_rel_without_max"] > a["H_rel_without_max"]
         holds.append(ok)
-        evidence.append(f"{dataset} {arch} at T={T:g}: {roles['brief']} H_rel {a['H_rel']:.3f}, H_rel^-max "
-                        f"{a['H_rel_without_max']:.3f} -> {roles['long']} H_rel {b['H_rel']:.3f}, "
-                        f"H_rel^-max {b['H_rel_without_max']:.3f}")  # fmt: skip
+        evidence.append(
+            f"{dataset} {arch} at T={T:g}: {roles['brief']} H_rel {a['H_rel']:.3f}, H_rel^-max "
+            f"{a['H_rel_without_max']:.3f} -> {roles['long']} H_rel {b['H_rel']:.3f}, "
+            f"H_rel^-max {b['H_rel_without_max']:.3f}"
+        )
     verdict = UNTESTED if not holds else REPRODUCED if all(holds) else CONTRADICTED
-    return {"claim": claim, "source": "Sect. 4.3, Table 1", "verdict": verdict, "estimate": None, "low": None,
-            "high": None, "sigma": None, "seeds": 0, "evidence": evidence,
-            "rule": "the teachers' train-set entropies (no seed noise: one teacher per duration)",
-            "summary": "no briefly and long fine-tuned teachers of one architecture" if not holds else
-            f"holds for {sum(holds)} of {len(holds)} teacher pair(s)"}  # fmt: skip
+    return {
+        "claim": claim,
+        "source": "Sect. 4.3, Table 1",
+        "verdict": verdict,
+        "estimate": None,
+        "low": None,
+        "high": None,
+        "sigma": None,
+        "seeds": 0,
+        "evidence": evidence,
+        "rule": "the teachers' train-set entropies (no seed noise: one teacher per duration)",
+        "summary": "no briefly and long fine-tuned teachers of one architecture"
+        if not holds
+        else f"holds for {sum(holds)} of {len(holds)} teacher pair(s)",
+    }
 
 
 def origination_pairs(rows):
@@ -392,12 +517,23 @@ def origination_pairs(rows):
 def check_origination(rows, kind):
     """Table 1: the student with a long fine-tuned teacher (kind 'accuracy'); small T catching up ('catch-up');
     the from-scratch teacher's preference for small T ('scratch')."""
-    claims = {"accuracy": ("Longer teacher fine-tuning lowers the student's accuracy.",
-                           "mean top-1 over T with the briefly minus the long fine-tuned teacher", ("brief", "long")),
-              "catch-up": ("With longer teacher fine-tuning, small T catches up with large T.",
-                           "trend with the briefly minus trend with the long fine-tuned teacher", ("brief", "long")),
-              "scratch": ("A teacher trained from scratch prefers small T (T = 1 often best).",
-                          "small-T mean minus large-T mean (minus the trend), from-scratch teacher", ("scratch",))}
+    claims = {
+        "accuracy": (
+            "Longer teacher fine-tuning lowers the student's accuracy.",
+            "mean top-1 over T with the briefly minus the long fine-tuned teacher",
+            ("brief", "long"),
+        ),
+        "catch-up": (
+            "With longer teacher fine-tuning, small T catches up with large T.",
+            "trend with the briefly minus trend with the long fine-tuned teacher",
+            ("brief", "long"),
+        ),
+        "scratch": (
+            "A teacher trained from scratch prefers small T (T = 1 often best).",
+            "small-T mean minus large-T mean (minus the trend), from-scratch teacher",
+            ("scratch",),
+        ),
+    }
     claim, rule, needed = claims[kind]
     values, parts, evidence = {}, [], []
     for key, lines in origination_pairs(rows).items():
@@ -408,14 +544,18 @@ def check_origination(rows, kind):
             line = {T: v for T, v in lines[role].items() if T is not None}
             values.update({(key, role, T): v for T, v in line.items()})
             cells[role] = {T: (key, role, T) for T in line}
-            evidence.append(f"{selection.describe(dict(zip([c for c in SETTING if c not in ('teacher', 'epochs')], key)))}"
-                            f" · {role} teacher: {line_text(line)}")  # fmt: skip
+            evidence.append(
+                f"{selection.describe(dict(zip([c for c in SETTING if c not in ('teacher', 'epochs')], key)))}"
+                f" · {role} teacher: {line_text(line)}"
+            )
         if all(all(trend_cells(c)) for c in cells.values()):
             parts.append(cells)
 
     def statistic(m):
         if kind == "accuracy":
-            return np.mean(np.stack([mean_of(m, p["brief"].values()) - mean_of(m, p["long"].values()) for p in parts]), 0)
+            return np.mean(
+                np.stack([mean_of(m, p["brief"].values()) - mean_of(m, p["long"].values()) for p in parts]), 0
+            )
         if kind == "catch-up":
             return np.mean(np.stack([trend(m, p["brief"]) - trend(m, p["long"]) for p in parts]), 0)
         return np.mean(np.stack([-trend(m, p["scratch"]) for p in parts]), 0)
@@ -428,11 +568,17 @@ def same_duration_teachers(rows, first, second):
     """KD rows of the pretrained teachers of datasets `first` and `second` fine-tuned for the same, shortest
     common number of epochs (the comparison of Figs. 6-7 holds the teachers' recipe fixed); None if none."""
     pretrained = [r for r in where(rows, **KD) if r["teacher_from_scratch"] is False]
-    durations = [{r["teacher_target_epochs"] for r in pretrained if selection.dataset_label(r) == d} for d in (first, second)]
+    durations = [
+        {r["teacher_target_epochs"] for r in pretrained if selection.dataset_label(r) == d} for d in (first, second)
+    ]
     common = sorted(durations[0] & durations[1] - {None})
     if not common:
         return None
-    return [r for r in pretrained if selection.dataset_label(r) in (first, second) and r["teacher_target_epochs"] == common[0]]
+    return [
+        r
+        for r in pretrained
+        if selection.dataset_label(r) in (first, second) and r["teacher_target_epochs"] == common[0]
+    ]
 
 
 def check_dataset_pair(rows, pairs, claim, source, rule):
@@ -453,8 +599,9 @@ def check_dataset_pair(rows, pairs, claim, source, rule):
                 line = {T: v for T, v in by_T(by_data[label]).items() if T is not None}
                 values.update({(key, label, T): v for T, v in line.items()})
                 cells[label] = {T: (key, label, T) for T in line}
-                evidence.append(f"{label} ({key[0]} fine-tuned {key[1]} ep -> {key[2]}, {key[3]} bs{key[4]}): "
-                                f"{line_text(line)}")  # fmt: skip
+                evidence.append(
+                    f"{label} ({key[0]} fine-tuned {key[1]} ep -> {key[2]}, {key[3]} bs{key[4]}): {line_text(line)}"
+                )
             if all(all(trend_cells(c)) for c in cells.values()):
                 parts.append((cells[first], cells[second]))
 
@@ -462,8 +609,15 @@ def check_dataset_pair(rows, pairs, claim, source, rule):
         return np.mean(np.stack([trend(m, a) - trend(m, b) for a, b in parts]), 0)
 
     names = " or ".join(f"{a} and {b}" for a, b in pairs)
-    return decide(claim, source, rule, values, statistic, evidence,
-                  None if parts else f"not both of {names} run with teachers of the same fine-tuning duration")
+    return decide(
+        claim,
+        source,
+        rule,
+        values,
+        statistic,
+        evidence,
+        None if parts else f"not both of {names} run with teachers of the same fine-tuning duration",
+    )
 
 
 def check_methods(rows):
@@ -482,29 +636,48 @@ def check_methods(rows):
             values.update({(key, method, T): v for T, v in other.items()})
             kd_cells = [(key, "kd", T) for T in (Ts if Ts != [None] else kd_line)]
             per_method.setdefault(method, []).append(([(key, method, T) for T in Ts], kd_cells))
-            evidence.append(f"{describe(key)}: {method} {line_text(other)} vs KD {line_text({T: kd_line[T] for T in kd_line if T in Ts or Ts == [None]})}")
+            shown = {T: v for T, v in kd_line.items() if T in Ts or Ts == [None]}
+            evidence.append(f"{describe(key)}: {method} {line_text(other)} vs KD {line_text(shown)}")
     if not per_method:
         return decide(claim, "Sect. 4.1, Fig. 1", "", {}, None, [], "no other method run beside KD")
     results = {}
     for method, parts in per_method.items():
-        results[method] = decide("", "", "", values, lambda m, parts=parts: np.mean(np.stack(
-            [mean_of(m, a) - mean_of(m, b) for a, b in parts]), 0), [])  # fmt: skip
+        results[method] = decide(
+            "",
+            "",
+            "",
+            values,
+            lambda m, parts=parts: np.mean(np.stack([mean_of(m, a) - mean_of(m, b) for a, b in parts]), 0),
+            [],
+        )
     beats = [m for m, r in results.items() if r["verdict"] == REPRODUCED]
     bounded = all(r["high"] is not None and r["high"] < stats.MIN_EFFECT for r in results.values())
     verdict = CONTRADICTED if beats else REPRODUCED if bounded else UNDECIDED
     summary = "; ".join(f"{m} minus KD {r['summary']}" for m, r in results.items())
-    return {"claim": claim, "source": "Sect. 4.1, Fig. 1", "verdict": verdict, "estimate": None, "low": None,
-            "high": None, "sigma": None, "seeds": max(r["seeds"] for r in results.values()), "summary": summary,
-            "rule": "each method's mean top-1 over the temperatures both ran minus KD's (CTKD: its learned T vs KD's "
-                    "mean): contradicted if some method is above KD, reproduced if none is above by the minimum "
-                    "effect", "evidence": evidence}  # fmt: skip
+    return {
+        "claim": claim,
+        "source": "Sect. 4.1, Fig. 1",
+        "verdict": verdict,
+        "estimate": None,
+        "low": None,
+        "high": None,
+        "sigma": None,
+        "seeds": max(r["seeds"] for r in results.values()),
+        "summary": summary,
+        "rule": "each method's mean top-1 over the temperatures both ran minus KD's (CTKD: its learned T vs KD's "
+        "mean): contradicted if some method is above KD, reproduced if none is above by the minimum "
+        "effect",
+        "evidence": evidence,
+    }
 
 
 def check_init(rows):
     """Table 2: larger T helps every student initialisation, less for pretrained and fine-tuned students."""
     claim = "Large T helps students of every initialisation, less so pretrained (IN1K) and fine-tuned (FT) ones."
-    chosen = longest(with_role(where(rows, method="kd", signal="teacher"), "brief"),
-                     columns=("dataset", "data_id", "teacher", "student", "opt", "bs"))  # fmt: skip
+    chosen = longest(
+        with_role(where(rows, method="kd", signal="teacher"), "brief"),
+        columns=("dataset", "data_id", "teacher", "student", "opt", "bs"),
+    )
     values, parts, evidence = {}, [], []
     for key, members in groups(chosen, [c for c in SETTING if c != "student_init"]).items():
         cells = {}
@@ -513,19 +686,29 @@ def check_init(rows):
             if all(trend_cells(line)):
                 values.update({(key, init, T): v for T, v in line.items()})
                 cells[init] = {T: (key, init, T) for T in line}
-                evidence.append(f"{selection.describe(dict(zip([c for c in SETTING if c != 'student_init'], key)))}"
-                                f" · init {init}: {line_text(line)}")  # fmt: skip
+                evidence.append(
+                    f"{selection.describe(dict(zip([c for c in SETTING if c != 'student_init'], key)))}"
+                    f" · init {init}: {line_text(line)}"
+                )
         pretrained = [i for i in cells if i in ("in1k", "FT")]
         if "random" in cells and pretrained:
             parts.append((cells["random"], [cells[i] for i in pretrained], cells))
 
     def statistic(m):
-        return np.mean(np.stack([trend(m, r) - np.mean(np.stack([trend(m, c) for c in pre]), 0)
-                                 for r, pre, _ in parts]), 0)  # fmt: skip
+        return np.mean(
+            np.stack([trend(m, r) - np.mean(np.stack([trend(m, c) for c in pre]), 0) for r, pre, _ in parts]), 0
+        )
 
-    finding = decide(claim, "Sect. 4.4, Table 2", "trend with random-init students minus the mean trend of the "
-                     "pretrained ones (IN1K, FT); each init's own trend is in the evidence", values, statistic, evidence,
-                     None if parts else "no setting with random and pretrained (IN1K or FT) students")  # fmt: skip
+    finding = decide(
+        claim,
+        "Sect. 4.4, Table 2",
+        "trend with random-init students minus the mean trend of the "
+        "pretrained ones (IN1K, FT); each init's own trend is in the evidence",
+        values,
+        statistic,
+        evidence,
+        None if parts else "no setting with random and pretrained (IN1K or FT) students",
+    )
     for _, _, cells in parts:
         for init, line in cells.items():
             one = decide("", "", "", values, lambda m, line=line: trend(m, line), [])
@@ -535,7 +718,10 @@ def check_init(rows):
 
 def check_nearly_uniform(rows):
     """Fig. 4: at the largest T the teachers' softmax is nearly uniform (top minus the rest < 0.01)."""
-    claim = "At the largest T, the teachers' mean sorted softmax differs by less than 0.01 between the top class and the rest."
+    claim = (
+        "At the largest T, the teachers' mean sorted softmax differs by less than 0.01 between the top class "
+        "and the rest."
+    )
     stats_by = selection.teacher_statistics(rows)
     evidence, holds = [], []
     for teacher, by_T_stats in stats_by.items():
@@ -546,10 +732,19 @@ def check_nearly_uniform(rows):
         holds.append(p[0] - p[-1] < 0.01)
         evidence.append(f"{teacher} at T={T:g}: top {p[0]:.4f}, second {p[1]:.4f}, last {p[-1]:.4f}")
     verdict = UNTESTED if not holds else REPRODUCED if all(holds) else CONTRADICTED
-    return {"claim": claim, "source": "Sect. 4.2, Fig. 4", "verdict": verdict, "estimate": None, "low": None,
-            "high": None, "sigma": None, "seeds": 0, "rule": "the teachers' train-set mean sorted softmax (no noise)",
-            "summary": f"holds for {sum(holds)} of {len(holds)} teacher(s)" if holds else "no teacher run at a large T",
-            "evidence": evidence}  # fmt: skip
+    return {
+        "claim": claim,
+        "source": "Sect. 4.2, Fig. 4",
+        "verdict": verdict,
+        "estimate": None,
+        "low": None,
+        "high": None,
+        "sigma": None,
+        "seeds": 0,
+        "rule": "the teachers' train-set mean sorted softmax (no noise)",
+        "summary": f"holds for {sum(holds)} of {len(holds)} teacher(s)" if holds else "no teacher run at a large T",
+        "evidence": evidence,
+    }
 
 
 def check_all(rows):
@@ -566,19 +761,37 @@ def check_all(rows):
         check_sgd_crossover(ok),
         check_batch_shift(ok),
         check_nearly_uniform(rows),
-        check_controls(ok, ["smooth-global", "smooth-instance"], "Class relationships matter at large T: label "
-                       "smoothing with the teacher's entropy is worse than the teacher.", smooth_rule),
-        check_controls(ok, ["bottomk"], "Class relationships matter at large T: the teacher's values with the "
-                       "non-top classes shuffled (bottom-k randomized) are worse than the teacher.", smooth_rule),
+        check_controls(
+            ok,
+            ["smooth-global", "smooth-instance"],
+            "Class relationships matter at large T: label "
+            "smoothing with the teacher's entropy is worse than the teacher.",
+            smooth_rule,
+        ),
+        check_controls(
+            ok,
+            ["bottomk"],
+            "Class relationships matter at large T: the teacher's values with the "
+            "non-top classes shuffled (bottom-k randomized) are worse than the teacher.",
+            smooth_rule,
+        ),
         check_entropy_trend(rows),
         check_origination(ok, "accuracy"),
         check_origination(ok, "catch-up"),
         check_origination(ok, "scratch"),
         check_init(ok),
-        check_dataset_pair(ok, FINE_VS_COARSE, "Fine-grained targets (classes overlapping pretraining) prefer larger "
-                           "T than coarse-grained ones.", "Sect. 4.5, Fig. 6",
-                           "trend on the fine-grained minus the coarse-grained target (teachers fine-tuned equally long)"),
-        check_dataset_pair(ok, OVERLAP_VS_NOVEL, "Fine-grained targets absent from pretraining prefer smaller T "
-                           "than overlapping ones.", "Sect. 4.5, Fig. 7",
-                           "trend on overlapping minus novel classes (teachers fine-tuned equally long)"),
-    ]  # fmt: skip
+        check_dataset_pair(
+            ok,
+            FINE_VS_COARSE,
+            "Fine-grained targets (classes overlapping pretraining) prefer larger T than coarse-grained ones.",
+            "Sect. 4.5, Fig. 6",
+            "trend on the fine-grained minus the coarse-grained target (teachers fine-tuned equally long)",
+        ),
+        check_dataset_pair(
+            ok,
+            OVERLAP_VS_NOVEL,
+            "Fine-grained targets absent from pretraining prefer smaller T than overlapping ones.",
+            "Sect. 4.5, Fig. 7",
+            "trend on overlapping minus novel classes (teachers fine-tuned equally long)",
+        ),
+    ]

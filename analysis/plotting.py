@@ -1,12 +1,13 @@
 """Small matplotlib helpers shared by figures.py and tables.py (Agg backend, colour-blind-safe colours)."""
+
 import io
 import math
 import re
 from pathlib import Path
 
-from runs import atomic_write
-
 import matplotlib
+
+from runs import atomic_write
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
@@ -64,8 +65,9 @@ def plot_T_curve(ax, cells, label, color, marker="o", **kwargs):
     ts = [c["T"] for c in cells]
     means = [c["top1_mean"] for c in cells]
     errs = [c["top1_std"] if (c.get("top1_n") or 0) > 1 else 0.0 for c in cells]
-    ax.errorbar(ts, means, yerr=errs, label=label, color=color, marker=marker, markersize=5, capsize=3,
-                linewidth=1.5, **kwargs)
+    ax.errorbar(
+        ts, means, yerr=errs, label=label, color=color, marker=marker, markersize=5, capsize=3, linewidth=1.5, **kwargs
+    )
 
 
 def plot_reference_line(ax, cell, label, color="0.35"):
@@ -101,7 +103,7 @@ def heatmap(ax, values, row_labels, col_labels, cmap="viridis", colorbar_label="
     """Annotated heatmap of `values` (rows of numbers or None); the best value of each row is in bold
     inside a black box. Returns the image."""
     data = np.array([[np.nan if v is None else v for v in row] for row in values], dtype=float)
-    colours = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")   # grey: not run
+    colours = matplotlib.colormaps[cmap].with_extremes(bad="#dddddd")  # grey: not run
     image = ax.imshow(np.ma.masked_invalid(data), cmap=colours, aspect="auto")
     ax.set_xticks(range(len(col_labels)))
     ax.set_xticklabels(col_labels)
@@ -115,11 +117,20 @@ def heatmap(ax, values, row_labels, col_labels, cmap="viridis", colorbar_label="
             if not np.isfinite(v):
                 continue
             is_best = v == best
-            ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=7,
-                    fontweight="bold" if is_best else "normal", color="black" if v > middle else "white")
+            ax.text(
+                j,
+                i,
+                f"{v:.1f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                fontweight="bold" if is_best else "normal",
+                color="black" if v > middle else "white",
+            )
             if is_best:
-                ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
-                                                          edgecolor="black", linewidth=2))
+                ax.add_patch(
+                    matplotlib.patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="black", linewidth=2)
+                )
     ax.figure.colorbar(image, ax=ax, label=colorbar_label, fraction=0.046, pad=0.04)
     return image
 

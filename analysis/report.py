@@ -5,6 +5,7 @@
 Runs the whole analysis: RESULTS/results.csv (aggregate.py), RESULTS/figures/ (figures.py) and the
 report, whose links are relative to RESULTS.
 """
+
 import argparse
 import os
 import sys
@@ -45,26 +46,36 @@ def provenance_section(records, problems):
     distill = [r for r in records if r.get("kind") == "distill"]
     train = [r for r in records if r.get("kind") == "train"]
     failed = [r for r in records if r.get("status") != "ok"]
-    lines = ["## Provenance", "",
-             f"- runs: {len(distill)} distillation ({sum(r['status'] == 'ok' for r in distill)} finished, "
-             f"{sum(r['status'] != 'ok' for r in distill)} failed), {len(train)} teacher/student training, "
-             f"{len(records) - len(distill) - len(train)} other",
-             f"- code versions: {counted(r.get('code_version') for r in records)}",
-             f"- devices: {counted(r.get('device') for r in records)}"]
+    lines = [
+        "## Provenance",
+        "",
+        f"- runs: {len(distill)} distillation ({sum(r['status'] == 'ok' for r in distill)} finished, "
+        f"{sum(r['status'] != 'ok' for r in distill)} failed), {len(train)} teacher/student training, "
+        f"{len(records) - len(distill) - len(train)} other",
+        f"- code versions: {counted(r.get('code_version') for r in records)}",
+        f"- devices: {counted(r.get('device') for r in records)}",
+    ]
     lines += [f"- {lib}: {versions}" for lib, versions in library_versions(records).items()]
     if failed:
         lines += ["", f"### Failed runs ({len(failed)})", "", "| run folder | reason |", "|---|---|"]
         lines += [f"| `{escape(r.get('run_dir'))}` | {escape(r.get('reason') or 'no reason given')} |" for r in failed]
     if train:
-        lines += ["", "### Training runs (teachers, TT/FT student initialisations)", "",
-                  "| checkpoint | arch | dataset | init | epochs | top-1 | run folder |", "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "### Training runs (teachers, TT/FT student initialisations)",
+            "",
+            "| checkpoint | arch | dataset | init | epochs | top-1 | run folder |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for r in train:
             cfg, final = r.get("config") or {}, r.get("final") or {}
             init = (r.get("origination") or {}).get("init", cfg.get("init"))
             top1 = final.get("top1")
-            lines.append(f"| {escape(r.get('checkpoint', '?'))} | {escape(cfg.get('arch'))} | {escape(cfg.get('dataset'))} | "
-                         f"{escape(init)} | {escape(cfg.get('epochs'))} | {'–' if top1 is None else f'{top1:.2f}'} | "
-                         f"`{escape(r.get('run_dir'))}` |")
+            lines.append(
+                f"| {escape(r.get('checkpoint', '?'))} | {escape(cfg.get('arch'))} | {escape(cfg.get('dataset'))} | "
+                f"{escape(init)} | {escape(cfg.get('epochs'))} | {'–' if top1 is None else f'{top1:.2f}'} | "
+                f"`{escape(r.get('run_dir'))}` |"
+            )
     lines += ["", f"### Files the loader skipped ({len(problems)})", ""]
     lines += [f"- `{path}`: {reason}" for path, reason in problems] or ["- none"]
     return lines + [""]
@@ -72,18 +83,25 @@ def provenance_section(records, problems):
 
 def findings_section(checked):
     """Markdown lines: a table of every finding's verdict and effect, then each one's rule and evidence."""
-    lines = ["## Findings", "",
-             "Each of the paper's conclusions, decided on these results by one pre-specified statistic with a 95% "
-             "interval (`analysis/stats.py`): seeds are blocks (one seed = the same student initialisation and "
-             "batches at every temperature), the seed noise comes from the residuals of all compared runs, and the "
-             f"interval from a parametric bootstrap of it. **reproduced**: the interval is above 0 in the paper's "
-             f"direction; **contradicted**: it is below 0, or it excludes every effect of {stats.MIN_EFFECT:g} "
-             "point or more; **undecided**: it holds both; **not tested**: the runs are not there.", "",
-             "| | finding (paper) | verdict | effect, 95% interval | seeds |", "|---|---|---|---|---|"]
+    lines = [
+        "## Findings",
+        "",
+        "Each of the paper's conclusions, decided on these results by one pre-specified statistic with a 95% "
+        "interval (`analysis/stats.py`): seeds are blocks (one seed = the same student initialisation and "
+        "batches at every temperature), the seed noise comes from the residuals of all compared runs, and the "
+        f"interval from a parametric bootstrap of it. **reproduced**: the interval is above 0 in the paper's "
+        f"direction; **contradicted**: it is below 0, or it excludes every effect of {stats.MIN_EFFECT:g} "
+        "point or more; **undecided**: it holds both; **not tested**: the runs are not there.",
+        "",
+        "| | finding (paper) | verdict | effect, 95% interval | seeds |",
+        "|---|---|---|---|---|",
+    ]
     for i, f in enumerate(checked, 1):
         effect = "–" if f["estimate"] is None else stats.describe(f["estimate"], f["low"], f["high"])
-        lines.append(f"| {i} | {escape(f['claim'])} ({f['source']}) | {VERDICT_MARKS[f['verdict']]} {f['verdict']} | "
-                     f"{escape(effect)} | {f['seeds'] or '–'} |")  # fmt: skip
+        lines.append(
+            f"| {i} | {escape(f['claim'])} ({f['source']}) | {VERDICT_MARKS[f['verdict']]} {f['verdict']} | "
+            f"{escape(effect)} | {f['seeds'] or '–'} |"
+        )
     lines.append("")
     for i, f in enumerate(checked, 1):
         lines += [f"### {i}. {f['claim']}", "", f"- **{f['verdict']}**: {f['summary']}", f"- statistic: {f['rule']}"]
@@ -95,12 +113,17 @@ def findings_section(checked):
 
 def properties_section(rows, records):
     """Markdown lines: what the lab's teachers and labels-only students are (the regime the findings live in)."""
-    lines = ["## Teachers and students on labels alone", "",
-             "The teachers' test top-1; their train-set statistics at T = 1: the mean top probability p(1st), H_rel "
-             "and H_rel^-max (Table 1), and the share of their wrong-class probability on the true class's coarse "
-             "group and on its sibling (for data with a class hierarchy; chance = a uniform tail).", "",
-             "| teacher | dataset | origination | test top-1 | p(1st) | H_rel | H_rel^-max | wrong mass: group (chance) "
-             "| sibling (chance) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "## Teachers and students on labels alone",
+        "",
+        "The teachers' test top-1; their train-set statistics at T = 1: the mean top probability p(1st), H_rel "
+        "and H_rel^-max (Table 1), and the share of their wrong-class probability on the true class's coarse "
+        "group and on its sibling (for data with a class hierarchy; chance = a uniform tail).",
+        "",
+        "| teacher | dataset | origination | test top-1 | p(1st) | H_rel | H_rel^-max | wrong mass: group (chance) "
+        "| sibling (chance) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     teachers = {}
     for r in rows:
         if r.get("teacher") and r.get("stats_T") == 1.0:
@@ -110,18 +133,23 @@ def properties_section(rows, records):
         origin = "from scratch" if r["teacher_from_scratch"] else f"fine-tuned {r['teacher_target_epochs']} ep"
         rel = [f"{m['share']:.1%} ({m['chance']:.1%})" if m else "–" for m in (mass.get("group"), mass.get("sibling"))]
         p1 = r["sorted_softmax"][0] if r.get("sorted_softmax") else None
-        lines.append(f"| {name} | {selection.dataset_label(r)} | {origin} | {r['teacher_top1']:.2f} | "
-                     f"{'–' if p1 is None else f'{p1:.3f}'} | {r['H_rel']:.3f} | {r['H_rel_without_max']:.3f} | "
-                     f"{rel[0]} | {rel[1]} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {selection.dataset_label(r)} | {origin} | {r['teacher_top1']:.2f} | "
+            f"{'–' if p1 is None else f'{p1:.3f}'} | {r['H_rel']:.3f} | {r['H_rel_without_max']:.3f} | "
+            f"{rel[0]} | {rel[1]} |"
+        )
     if not teachers:
         lines.append("| (no distillation at T = 1) | | | | | | | | |")
     labels = [r for r in rows if r.get("method") == "labels" and r.get("status") == "ok"]
     lines += ["", "Students trained on labels alone (the no-KD reference, `distill.py --baseline`):", ""]
-    for key, members in sorted(groups_of(labels, ["dataset", "student", "student_init", "opt", "bs", "epochs"]).items(),
-                               key=lambda kv: aggregate.sort_key(kv[0])):  # fmt: skip
+    for key, members in sorted(
+        groups_of(labels, ["dataset", "student", "student_init", "opt", "bs", "epochs"]).items(),
+        key=lambda kv: aggregate.sort_key(kv[0]),
+    ):
         mean, std, n = aggregate.mean_std_n([r["top1"] for r in members])
-        lines.append(f"- {key[0]} · {key[1]} ({key[2]}) · {key[3]} bs{key[4]} {key[5]} ep: {mean:.2f} ± {std:.2f} "
-                     f"({n} seeds)")  # fmt: skip
+        lines.append(
+            f"- {key[0]} · {key[1]} ({key[2]}) · {key[3]} bs{key[4]} {key[5]} ep: {mean:.2f} ± {std:.2f} ({n} seeds)"
+        )
     if not labels:
         lines.append("- none")
     trained = [r for r in records if r.get("kind") == "train" and r.get("status") == "ok"]
@@ -153,20 +181,28 @@ def power_section(rows):
         mean_curve = [sum(c[e] for c in curves) / len(curves) for e in last]
         move = max(mean_curve) - min(mean_curve) if len(mean_curve) > 1 else None
         table.append((dict(zip(columns, key)), top, std, n, move, len(last)))
-    lines = ["## Power and convergence", "",
-             "For every configuration at its longest budget: the seed std of the final top-1, and how much the "
-             "seed-mean test top-1 moves (max - min) over the evaluations in the last quarter of its epochs.", ""]
+    lines = [
+        "## Power and convergence",
+        "",
+        "For every configuration at its longest budget: the seed std of the final top-1, and how much the "
+        "seed-mean test top-1 moves (max - min) over the evaluations in the last quarter of its epochs.",
+        "",
+    ]
     if not table:
         return lines + ["No finished runs.", ""]
     stds = [t[2] for t in table if t[3] > 1]
     moves = [t[4] for t in table if t[4] is not None]
     if stds:
-        lines.append(f"- seed std of top-1: mean {sum(stds) / len(stds):.2f}, max {max(stds):.2f} points over "
-                     f"{len(stds)} configurations with several seeds")  # fmt: skip
+        lines.append(
+            f"- seed std of top-1: mean {sum(stds) / len(stds):.2f}, max {max(stds):.2f} points over "
+            f"{len(stds)} configurations with several seeds"
+        )
     if moves:
         worst = max(table, key=lambda t: -1 if t[4] is None else t[4])
-        lines.append(f"- last-quarter movement: mean {sum(moves) / len(moves):.2f}, max {max(moves):.2f} points "
-                     f"({selection.describe(worst[0])}, {worst[1]} ep) over {len(moves)} configurations")  # fmt: skip
+        lines.append(
+            f"- last-quarter movement: mean {sum(moves) / len(moves):.2f}, max {max(moves):.2f} points "
+            f"({selection.describe(worst[0])}, {worst[1]} ep) over {len(moves)} configurations"
+        )
     else:
         lines.append("- last-quarter movement: not measurable (evaluate more often: --eval-every)")
     lines += ["", "| configuration | epochs | seeds | seed std | last-quarter movement |", "|---|---|---|---|---|"]
@@ -174,7 +210,9 @@ def power_section(rows):
         name = selection.describe(key) + ("" if key.get("T") is None else f" · T={key['T']:g}")
         if key.get("method") == "labels":
             name += " · labels only"
-        lines.append(f"| {escape(name)} | {top} | {n} | {std:.2f} | {'–' if move is None else f'{move:.2f} ({k} evals)'} |")
+        lines.append(
+            f"| {escape(name)} | {top} | {n} | {std:.2f} | {'–' if move is None else f'{move:.2f} ({k} evals)'} |"
+        )
     return lines + [""]
 
 
@@ -191,7 +229,7 @@ def artifacts_section(made, report_dir):
                 lines += [f"![{name}]({rel})", ""]
             elif path.endswith(".md"):
                 text = Path(path).read_text().splitlines()
-                body = ["##" + line if line.startswith("## ") else line for line in text[2:]]   # under "###"
+                body = ["##" + line if line.startswith("## ") else line for line in text[2:]]  # under "###"
                 lines += [f"Table file: [{rel}]({rel})", ""] + body
         if result["key_numbers"]:
             lines += ["Key numbers:", ""] + [f"- {k}: {v}" for k, v in result["key_numbers"].items()] + [""]
@@ -210,9 +248,13 @@ def write_report(results_dir, out=None, figures_dir=None):
     out = Path(out or results_dir / "REPORT.md")
     csv_link = os.path.relpath(results_dir / "results.csv", out.parent).replace(os.sep, "/")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    lines = ["# KD temperature study: results report", "",
-             f"Generated {stamp} from `{results_dir}` by `analysis/report.py`; per-configuration means in "
-             f"[results.csv]({csv_link}). Accuracy is final test top-1 (%), mean ± std over seeds.", ""]
+    lines = [
+        "# KD temperature study: results report",
+        "",
+        f"Generated {stamp} from `{results_dir}` by `analysis/report.py`; per-configuration means in "
+        f"[results.csv]({csv_link}). Accuracy is final test top-1 (%), mean ± std over seeds.",
+        "",
+    ]
     lines += findings_section(checked) + properties_section(rows, records) + power_section(rows)
     lines += provenance_section(records, problems) + artifacts_section(made, out.parent)
     path = atomic_write(out, "\n".join(lines) + "\n")

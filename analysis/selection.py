@@ -3,14 +3,24 @@
 A "cell" is one row of aggregate.aggregate(): one configuration with top1_mean / top1_std / top1_n
 over its seeds. Plain data only (no plotting): shared by figures.py, tables.py and findings.py.
 """
+
 from analysis import aggregate
 
 # Granularity of the datasets (Fig. 6); "novel" = fine classes absent from ImageNet-1k pretraining.
-GRANULARITY = {"pets": "fine", "cifar100": "coarse", "cars": "fine, novel", "tiny-imagenet": "coarse",
-               "synth-fine": "fine", "synth-coarse": "coarse", "synth-novel": "fine, novel"}
-GRANULARITY_FAMILIES = {"real": ["pets", "cars", "cifar100", "tiny-imagenet"],
-                        "synth": ["synth-fine", "synth-novel", "synth-coarse"]}
-LARGE_T = 10.0   # "unexpectedly large" temperatures start here
+GRANULARITY = {
+    "pets": "fine",
+    "cifar100": "coarse",
+    "cars": "fine, novel",
+    "tiny-imagenet": "coarse",
+    "synth-fine": "fine",
+    "synth-coarse": "coarse",
+    "synth-novel": "fine, novel",
+}
+GRANULARITY_FAMILIES = {
+    "real": ["pets", "cars", "cifar100", "tiny-imagenet"],
+    "synth": ["synth-fine", "synth-novel", "synth-coarse"],
+}
+LARGE_T = 10.0  # "unexpectedly large" temperatures start here
 # A configuration without any of these cannot be placed in a figure (distill.py always writes them).
 REQUIRED = ["dataset", "teacher", "teacher_arch", "student", "student_init", "method", "signal", "opt", "bs", "epochs"]
 
@@ -22,8 +32,11 @@ def cells_of(rows):
 
 def labels_only(rows):
     """Cells (aggregate.aggregate) of the students trained on labels alone (distill.py --baseline)."""
-    return [c for c in aggregate.aggregate([r for r in rows if r.get("method") == "labels"])
-            if c.get("top1_mean") is not None]  # fmt: skip
+    return [
+        c
+        for c in aggregate.aggregate([r for r in rows if r.get("method") == "labels"])
+        if c.get("top1_mean") is not None
+    ]
 
 
 def labels_only_for(baselines, key):
@@ -70,8 +83,7 @@ def group(cells, columns):
 
 def by_T(cells):
     """The cells with a temperature and a mean accuracy, sorted by T."""
-    return sorted((c for c in cells if c.get("T") is not None and c.get("top1_mean") is not None),
-                  key=lambda c: c["T"])
+    return sorted((c for c in cells if c.get("T") is not None and c.get("top1_mean") is not None), key=lambda c: c["T"])
 
 
 def at_T(cells, T):
@@ -130,8 +142,15 @@ def describe(key):
         parts.append(key["method"])
     if key.get("signal") not in (None, "teacher"):
         parts.append(key["signal"] + (f" k={key['k']}" if key.get("k") is not None else ""))
-    train = " ".join(str(x) for x in (key.get("opt"), f"bs{key['bs']}" if key.get("bs") else None,
-                                      f"{key['epochs']} ep" if key.get("epochs") else None) if x)
+    train = " ".join(
+        str(x)
+        for x in (
+            key.get("opt"),
+            f"bs{key['bs']}" if key.get("bs") else None,
+            f"{key['epochs']} ep" if key.get("epochs") else None,
+        )
+        if x
+    )
     if train:
         parts.append(train)
     return " · ".join(p for p in parts if p)
@@ -143,8 +162,10 @@ def panels(cells, line_columns):
     panel_columns = [c for c in aggregate.CONFIG_COLUMNS if c != "T" and c not in line_columns]
     out = []
     for key, members in group(cells, panel_columns).items():
-        lines = {value: sorted(m, key=lambda c: (c["T"] is not None, c["T"] or 0))
-                 for value, m in group(members, line_columns).items()}
+        lines = {
+            value: sorted(m, key=lambda c: (c["T"] is not None, c["T"] or 0))
+            for value, m in group(members, line_columns).items()
+        }
         out.append((dict(zip(panel_columns, key)), lines))
     return out
 
@@ -152,11 +173,11 @@ def panels(cells, line_columns):
 # ---------------------------------------------------------------------------------------------
 # The cells of each study
 
+
 def method_panels(cells):
     """Fig. 1: baseline runs (teacher signal, random student) where KD and another method share a panel."""
     chosen = keep(cells, signal="teacher", student_init="random")
-    return [(key, lines) for key, lines in panels(chosen, ["method"])
-            if ("kd",) in lines and len(lines) > 1]
+    return [(key, lines) for key, lines in panels(chosen, ["method"]) if ("kd",) in lines and len(lines) > 1]
 
 
 def training_config_groups(cells):
@@ -179,8 +200,9 @@ def training_config_groups(cells):
 def control_panels(cells):
     """Fig. 5: panels (method kd) where the teacher's signal and at least one control were run."""
     chosen = keep(cells, method="kd")
-    return [(key, lines) for key, lines in panels(chosen, ["signal", "k"])
-            if ("teacher", None) in lines and len(lines) > 1]
+    return [
+        (key, lines) for key, lines in panels(chosen, ["signal", "k"]) if ("teacher", None) in lines and len(lines) > 1
+    ]
 
 
 def origination_groups(cells):
@@ -195,9 +217,17 @@ def origination_groups(cells):
         if len(origins) < 2:
             continue
         order = ["teacher_arch", "teacher_from_scratch", "teacher_target_epochs", "teacher"]
-        teachers = [{"teacher": t, "arch": arch, "from_scratch": scratch, "target_epochs": epochs,
-                     "top1": aggregate.mean_std_n([c["teacher_top1"] for c in m])[0], "cells": by_T(m)}
-                    for (arch, scratch, epochs, t), m in group(members, order).items()]
+        teachers = [
+            {
+                "teacher": t,
+                "arch": arch,
+                "from_scratch": scratch,
+                "target_epochs": epochs,
+                "top1": aggregate.mean_std_n([c["teacher_top1"] for c in m])[0],
+                "cells": by_T(m),
+            }
+            for (arch, scratch, epochs, t), m in group(members, order).items()
+        ]
         out.append((dict(zip(columns, key)), teachers))
     return out
 
@@ -253,6 +283,7 @@ def dataset_panels(cells, label_of):
 # ---------------------------------------------------------------------------------------------
 # Teacher statistics (per run rows, not cells)
 
+
 def teacher_statistics(rows):
     """{teacher: {T: {"H_rel", "H_rel_without_max", "sorted_softmax", "arch", "dataset"}}} from the
     statistics every distillation result carries (identical across seeds and students)."""
@@ -260,9 +291,16 @@ def teacher_statistics(rows):
     for r in rows:
         if r.get("teacher") is None or r.get("stats_T") is None:
             continue
-        entry = out.setdefault(r["teacher"], {}).setdefault(r["stats_T"], {
-            "H_rel": r.get("H_rel"), "H_rel_without_max": r.get("H_rel_without_max"),
-            "sorted_softmax": r.get("sorted_softmax"), "arch": r.get("teacher_arch"), "dataset": r.get("dataset")})
+        entry = out.setdefault(r["teacher"], {}).setdefault(
+            r["stats_T"],
+            {
+                "H_rel": r.get("H_rel"),
+                "H_rel_without_max": r.get("H_rel_without_max"),
+                "sorted_softmax": r.get("sorted_softmax"),
+                "arch": r.get("teacher_arch"),
+                "dataset": r.get("dataset"),
+            },
+        )
         if entry["sorted_softmax"] is None:
             entry["sorted_softmax"] = r.get("sorted_softmax")
     return {t: dict(sorted(v.items())) for t, v in sorted(out.items())}

@@ -4,11 +4,12 @@ Table 1: teacher origination (from scratch / fine-tuned N epochs) x T, with the 
 and relative entropies H_rel, H_rel^-max. Table 2: student initialization (random/TT/in1k/FT) x T.
 Called from figures.py; each function returns the same dict as a figure function.
 """
+
 from pathlib import Path
 
 from analysis import selection
-from runs import atomic_write
 from analysis.plotting import heatmap, panel_grid, png_path, save, title
+from runs import atomic_write
 
 
 def markdown_table(header, rows):
@@ -52,43 +53,72 @@ def all_temperatures(lines):
 
 # ---------------------------------------------------------------------------------------------
 
+
 def table1_teacher_origination(rows, out):
     """Table 1: one row per teacher (arch, origination, top-1, H_rel, H_rel^-max), student top-1 per T."""
     groups = selection.origination_groups(selection.cells_of(rows))
     if not groups:
-        return {"files": [], "key_numbers": {},
-                "missing": "Table 1: no setting where teachers of different originations (from scratch, "
-                           "fine-tuned for different durations) were distilled to the same student"}
+        return {
+            "files": [],
+            "key_numbers": {},
+            "missing": "Table 1: no setting where teachers of different originations (from scratch, "
+            "fine-tuned for different durations) were distilled to the same student",
+        }
     stats = selection.teacher_statistics(rows)
-    md = ["# Table 1: teacher origination", "",
-          "Student top-1 (%), mean ± std over seeds; **bold**: the best T of each row. H_rel = H(p)/log K on the "
-          "teacher's T-softmax, H_rel^-max the same without the argmax class (renormalised); both are train-set "
-          "means at the T in the 'entropy at' column (T=1 when that was run, else the smallest T run).", ""]
+    md = [
+        "# Table 1: teacher origination",
+        "",
+        "Student top-1 (%), mean ± std over seeds; **bold**: the best T of each row. H_rel = H(p)/log K on the "
+        "teacher's T-softmax, H_rel^-max the same without the argmax class (renormalised); both are train-set "
+        "means at the T in the 'entropy at' column (T=1 when that was run, else the smallest T run).",
+        "",
+    ]
     files, key_numbers = [], {}
     for key, teachers in groups:
         temperatures = all_temperatures(t["cells"] for t in teachers)
         if not temperatures:
             continue
-        header = (["teacher", "arch", "origination", "teacher top-1", "H_rel", "H_rel^-max", "entropy at"]
-                  + [f"T={T:g}" for T in temperatures] + ["best T"])
+        header = (
+            ["teacher", "arch", "origination", "teacher top-1", "H_rel", "H_rel^-max", "entropy at"]
+            + [f"T={T:g}" for T in temperatures]
+            + ["best T"]
+        )
         table = []
         for t in teachers:
             by_T = stats.get(t["teacher"], {})
             T_stats = selection.statistics_T(list(by_T))
             s = by_T.get(T_stats, {})
             accuracies, best_T = accuracy_cells(t["cells"], temperatures)
-            table.append([t["teacher"], t["arch"], selection.origination(t), number(t["top1"], 2),
-                          number(s.get("H_rel")), number(s.get("H_rel_without_max")),
-                          "–" if T_stats is None else f"T={T_stats:g}"] + accuracies + [best_T])
+            table.append(
+                [
+                    t["teacher"],
+                    t["arch"],
+                    selection.origination(t),
+                    number(t["top1"], 2),
+                    number(s.get("H_rel")),
+                    number(s.get("H_rel_without_max")),
+                    "–" if T_stats is None else f"T={T_stats:g}",
+                ]
+                + accuracies
+                + [best_T]
+            )
             key_numbers[f"{selection.describe(key)} · {t['teacher']} ({selection.origination(t)})"] = (
                 f"best {selection.fmt(selection.best_cell(t['cells']))}; H_rel {number(s.get('H_rel'))}, "
-                f"H_rel^-max {number(s.get('H_rel_without_max'))}" + ("" if T_stats is None else f" at T={T_stats:g}"))
+                f"H_rel^-max {number(s.get('H_rel_without_max'))}" + ("" if T_stats is None else f" at T={T_stats:g}")
+            )
         heading = selection.describe(key)
         md += [f"## {heading}", ""] + markdown_table(header, table) + [""]
         labelled = [(f"{t['teacher']} ({selection.origination(t)})", t["cells"]) for t in teachers]
-        files.append(table_heatmap(labelled, temperatures, f"Table 1: student top-1 (%) — {heading}",
-                                   png_path(out, "table1", selection.dataset_label(key), key["student"], key["opt"],
-                                            key["bs"], key["epochs"])))
+        files.append(
+            table_heatmap(
+                labelled,
+                temperatures,
+                f"Table 1: student top-1 (%) — {heading}",
+                png_path(
+                    out, "table1", selection.dataset_label(key), key["student"], key["opt"], key["bs"], key["epochs"]
+                ),
+            )
+        )
     if not files:
         return {"files": [], "key_numbers": {}, "missing": "Table 1: every teacher's runs failed"}
     files.insert(0, write_markdown(md, Path(out) / "table1_teacher_origination.md"))
@@ -105,11 +135,18 @@ def table2_student_init(rows, out):
     """Table 2: one row per student initialization (random, TT, in1k, FT), student top-1 per T."""
     groups = selection.init_groups(selection.cells_of(rows))
     if not groups:
-        return {"files": [], "key_numbers": {},
-                "missing": "Table 2: no teacher x student distilled from more than one initialization"}
-    md = ["# Table 2: student initialization", "",
-          "Student top-1 (%), mean ± std over seeds; **bold**: the best T of each row. random: random weights; "
-          "TT: target-trained from random; in1k: ImageNet-1k pretrained; FT: pretrained, then target fine-tuned.", ""]
+        return {
+            "files": [],
+            "key_numbers": {},
+            "missing": "Table 2: no teacher x student distilled from more than one initialization",
+        }
+    md = [
+        "# Table 2: student initialization",
+        "",
+        "Student top-1 (%), mean ± std over seeds; **bold**: the best T of each row. random: random weights; "
+        "TT: target-trained from random; in1k: ImageNet-1k pretrained; FT: pretrained, then target fine-tuned.",
+        "",
+    ]
     files, key_numbers, seen = [], {}, set()
     for key, inits in groups:
         temperatures = all_temperatures(inits.values())
@@ -124,12 +161,29 @@ def table2_student_init(rows, out):
             key_numbers[f"{selection.describe(key)} · init {init}"] = f"best {selection.fmt(selection.best_cell(line))}"
         heading = selection.describe(key)
         md += [f"## {heading}", ""] + markdown_table(header, table) + [""]
-        files.append(table_heatmap(list(inits.items()), temperatures, f"Table 2: student top-1 (%) — {heading}",
-                                   png_path(out, "table2", selection.dataset_label(key), key["teacher"], key["student"],
-                                            key["opt"], key["bs"], key["epochs"])))
+        files.append(
+            table_heatmap(
+                list(inits.items()),
+                temperatures,
+                f"Table 2: student top-1 (%) — {heading}",
+                png_path(
+                    out,
+                    "table2",
+                    selection.dataset_label(key),
+                    key["teacher"],
+                    key["student"],
+                    key["opt"],
+                    key["bs"],
+                    key["epochs"],
+                ),
+            )
+        )
     if not files:
         return {"files": [], "key_numbers": {}, "missing": "Table 2: every run failed"}
     files.insert(0, write_markdown(md, Path(out) / "table2_student_init.md"))
     absent = [i for i in selection.INIT_ORDER if i not in seen]
-    return {"files": files, "missing": f"initializations not run: {', '.join(absent)}" if absent else "",
-            "key_numbers": key_numbers}
+    return {
+        "files": files,
+        "missing": f"initializations not run: {', '.join(absent)}" if absent else "",
+        "key_numbers": key_numbers,
+    }

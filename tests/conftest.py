@@ -1,6 +1,7 @@
 """Shared pytest setup: the repo's flat modules import from any working directory, the network is
 blocked in this process and in every Python process a test starts (tests/offline/sitecustomize.py),
 and one tiny teacher is trained once for the whole session."""
+
 import os
 import sys
 from pathlib import Path
@@ -9,10 +10,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE / "offline"))
 os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE / "offline"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-import sitecustomize  # noqa: E402,F401  (blocks sockets in the test process too)
-
-
 import pytest  # noqa: E402
+import sitecustomize  # noqa: E402,F401  (blocks sockets in the test process too)
 
 import train_teacher  # noqa: E402
 from helpers import FAST, TINY  # noqa: E402
@@ -23,9 +22,30 @@ def teacher(tmp_path_factory):
     """A tiny teacher: test_resnet pretrained on synth-src for 2 epochs, then fine-tuned on synth-fine for 2."""
     d = tmp_path_factory.mktemp("teachers")
     src = d / "src.pt"
-    assert train_teacher.main(["--dataset", "synth-src", *TINY, "--arch", "test_resnet", "--epochs", "2",
-                               "--out", str(src), *FAST]) == 0
+    assert (
+        train_teacher.main(
+            ["--dataset", "synth-src", *TINY, "--arch", "test_resnet", "--epochs", "2", "--out", str(src), *FAST]
+        )
+        == 0
+    )
     fine = d / "fine.pt"
-    assert train_teacher.main(["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", str(src),
-                               "--epochs", "2", "--out", str(fine), *FAST]) == 0
+    assert (
+        train_teacher.main(
+            [
+                "--dataset",
+                "synth-fine",
+                *TINY,
+                "--arch",
+                "test_resnet",
+                "--init",
+                str(src),
+                "--epochs",
+                "2",
+                "--out",
+                str(fine),
+                *FAST,
+            ]
+        )
+        == 0
+    )
     return fine

@@ -1,4 +1,5 @@
 """Shared by the tests: a tiny built-in dataset, fast flags, and ways to run the scripts."""
+
 import contextlib
 import json
 import os
@@ -12,16 +13,33 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 # synth-src: 2 coarse groups x 3 fine classes; synth-fine: the 3 classes of group 0; a few images each,
 # so a whole run takes a couple of seconds.
-TINY = ["--synth", "groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3",
-        "src_train_per_class=12", "target_train_per_class=12", "test_per_class=6", "--data-root", "unused"]
+TINY = [
+    "--synth",
+    "groups=2",
+    "classes_per_group=3",
+    "fine_groups=1",
+    "novel_groups=1",
+    "novel_classes_per_group=3",
+    "src_train_per_class=12",
+    "target_train_per_class=12",
+    "test_per_class=6",
+    "--data-root",
+    "unused",
+]
 FAST = ["--bs", "12", "--device", "cpu"]
 
 
 def run_script(script, *args, timeout=300):
     """Run a script in a subprocess (as users do); returns CompletedProcess with text output."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def results_in(folder):
@@ -29,8 +47,22 @@ def results_in(folder):
 
 
 def distill_args(teacher, out, *extra):
-    return ["--dataset", "synth-fine", *TINY, "--teacher", str(teacher), "--student", "test_resnet", "--epochs", "2",
-            "--out", str(out), "--allow-weak-teacher", *FAST, *extra]
+    return [
+        "--dataset",
+        "synth-fine",
+        *TINY,
+        "--teacher",
+        str(teacher),
+        "--student",
+        "test_resnet",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--allow-weak-teacher",
+        *FAST,
+        *extra,
+    ]
 
 
 def without_synth(args):
@@ -47,7 +79,7 @@ def main_error(main, args, capsys):
         main(args)
     assert e.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[-1].split(":")[1] == " error" and not any("error" in l for l in lines[:-1]), lines
+    assert lines[-1].split(":")[1] == " error" and not any("error" in ln for ln in lines[:-1]), lines
     return lines[-1]
 
 

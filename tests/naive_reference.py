@@ -4,6 +4,7 @@ Plain Python loops over examples and classes, float64 via the `math` module, no 
 vectorisation, no numerical tricks beyond max-subtraction in the softmax. Inputs are lists of
 rows (lists of floats); labels are lists of ints. Every function returns Python floats.
 """
+
 import math
 
 

@@ -3,6 +3,8 @@
 install() puts Debian's slurm-wlm and munge on the machine if they are missing; start() writes a
 slurm.conf for localhost in a temp folder and starts munged, slurmctld and slurmd; stop() ends them.
 """
+
+import contextlib
 import os
 import shutil
 import socket
@@ -25,8 +27,9 @@ def install():
         return
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env,
-                   capture_output=True, timeout=900)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "slurm-wlm", "munge"], check=True, env=env, capture_output=True, timeout=900
+    )
 
 
 def _start_munge():
@@ -50,7 +53,7 @@ def start(folder):
         (folder / d).mkdir(parents=True, exist_ok=True)
     _start_munge()
     host = socket.gethostname().split(".")[0]
-    mem = int(int(open("/proc/meminfo").read().split()[1]) / 1024 * 0.8)
+    mem = int(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 * 0.8)
     conf = folder / "slurm.conf"
     conf.write_text(f"""ClusterName=kdtest
 SlurmctldHost={host}
@@ -92,8 +95,6 @@ def stop(folder):
     for pidfile in ("slurmd.pid", "slurmctld.pid"):
         f = Path(folder) / pidfile
         if f.exists():
-            try:
+            with contextlib.suppress(ValueError, ProcessLookupError):
                 os.kill(int(f.read_text().strip()), 15)
-            except (ValueError, ProcessLookupError):
-                pass
     time.sleep(1)

@@ -1,20 +1,21 @@
 """The temperature advisor reads a teacher checkpoint, measures its entropies across T and cites
 the paper's finding that matches its origination."""
+
 from analysis import advise
 from helpers import TINY, main_error
 
 
 def synth_flags():
-    return TINY[1:TINY.index("--data-root")]
+    return TINY[1 : TINY.index("--data-root")]
 
 
 def test_advice_for_a_briefly_fine_tuned_teacher(teacher, capsys):
     assert advise.main(["--teacher", str(teacher), "--synth", *synth_flags(), "--T", "1", "4", "40"]) == 0
     out = capsys.readouterr().out
     assert "H_rel^-max" in out and "pretrained" in out and "not a guarantee" in out
-    rows = [l.split() for l in out.splitlines() if l.strip() and l.split()[0] in ("1", "4", "40")]
+    rows = [ln.split() for ln in out.splitlines() if ln.strip() and ln.split()[0] in ("1", "4", "40")]
     h_rel = [float(r[1]) for r in rows]
-    assert len(rows) == 3 and h_rel == sorted(h_rel)   # a softer softmax at higher T
+    assert len(rows) == 3 and h_rel == sorted(h_rel)  # a softer softmax at higher T
 
 
 def test_rules_cite_the_paper():

@@ -4,6 +4,7 @@ The fixture fabricates a small results folder with known numbers (no training): 
 teacher whose students peak at T=20, a from-scratch teacher peaking at T=1, a long fine-tuned one
 that is flat, SGD with a cross-over, controls, initializations and three datasets; plus broken files.
 """
+
 import csv
 import json
 import math
@@ -21,31 +22,90 @@ SQRT2 = math.sqrt(2.0)
 
 
 def sorted_softmax(T, logits=(8.0, 4.0, 3.0, 2.0, 1.0, 0.0)):
-    exps = [math.exp(l / T) for l in logits]
+    exps = [math.exp(ln / T) for ln in logits]
     return [e / sum(exps) for e in exps]
 
 
-def write_run(root, top1, *, T=4.0, seed=0, dataset="synth-fine", data_id=None, teacher="synth-fine-ft1",
-              teacher_epochs=1, scratch=False, h_rel=(0.5, 0.8), student_init="random", method="kd",
-              signal="teacher", k=None, opt="adamw", bs=64, epochs=10, status="ok", curve=None):
+def write_run(
+    root,
+    top1,
+    *,
+    T=4.0,
+    seed=0,
+    dataset="synth-fine",
+    data_id=None,
+    teacher="synth-fine-ft1",
+    teacher_epochs=1,
+    scratch=False,
+    h_rel=(0.5, 0.8),
+    student_init="random",
+    method="kd",
+    signal="teacher",
+    k=None,
+    opt="adamw",
+    bs=64,
+    epochs=10,
+    status="ok",
+    curve=None,
+):
     """Write one distillation result.json the way distill.py does (only the keys analysis reads);
     method="labels" writes a labels-only student (distill.py --baseline: no teacher, no T)."""
-    config = {"kind": "distill", "dataset": dataset, "data_id": data_id, "teacher_arch": "resnet18d",
-              "student": "resnet10t", "student_init": student_init, "method": method, "signal": signal, "k": k,
-              "opt": opt, "bs": bs, "epochs": epochs, "seed": seed, "T": T}
+    config = {
+        "kind": "distill",
+        "dataset": dataset,
+        "data_id": data_id,
+        "teacher_arch": "resnet18d",
+        "student": "resnet10t",
+        "student_init": student_init,
+        "method": method,
+        "signal": signal,
+        "k": k,
+        "opt": opt,
+        "bs": bs,
+        "epochs": epochs,
+        "seed": seed,
+        "T": T,
+    }
     final = {"epoch": epochs, "top1": top1, "top5": 99.0, "agreement": top1 + 5} if status == "ok" else None
-    student = ({"init": student_init, "from_scratch": student_init == "random"} if student_init in ("random", "in1k")
-               else {"init": f"students/resnet10t-{student_init}.pt", "from_scratch": student_init == "TT"})
+    student = (
+        {"init": student_init, "from_scratch": student_init == "random"}
+        if student_init in ("random", "in1k")
+        else {"init": f"students/resnet10t-{student_init}.pt", "from_scratch": student_init == "TT"}
+    )
     stats_T = 1.0 if T is None else T
-    result = {"status": status, "reason": None if status == "ok" else "loss is nan at epoch 3",
-              "run_id": f"run-{seed}", "kind": "distill", "config": config, "final": final, "best": final,
-              "code_version": "abc123", "device": "cpu (x86_64, 2 threads)", "versions": {"torch": "2.5.1"},
-              "seed": seed, "num_classes": 6, "T": T, "student_origination": student,
-              "teacher": {"path": f"teachers/{teacher}.pt", "arch": "resnet18d", "top1": 90.0, "dataset": dataset,
-                          "origination": {"init": "random" if scratch else "teachers/synth-src.pt",
-                                          "from_scratch": scratch, "target_epochs": teacher_epochs},
-                          "statistics": {"T": stats_T, "H_rel": h_rel[0], "H_rel_without_max": h_rel[1],
-                                         "mean_sorted_softmax": sorted_softmax(stats_T)}}}
+    result = {
+        "status": status,
+        "reason": None if status == "ok" else "loss is nan at epoch 3",
+        "run_id": f"run-{seed}",
+        "kind": "distill",
+        "config": config,
+        "final": final,
+        "best": final,
+        "code_version": "abc123",
+        "device": "cpu (x86_64, 2 threads)",
+        "versions": {"torch": "2.5.1"},
+        "seed": seed,
+        "num_classes": 6,
+        "T": T,
+        "student_origination": student,
+        "teacher": {
+            "path": f"teachers/{teacher}.pt",
+            "arch": "resnet18d",
+            "top1": 90.0,
+            "dataset": dataset,
+            "origination": {
+                "init": "random" if scratch else "teachers/synth-src.pt",
+                "from_scratch": scratch,
+                "target_epochs": teacher_epochs,
+            },
+            "statistics": {
+                "T": stats_T,
+                "H_rel": h_rel[0],
+                "H_rel_without_max": h_rel[1],
+                "mean_sorted_softmax": sorted_softmax(stats_T),
+            },
+        },
+    }
     if method == "labels":
         result["teacher"], result["T"], config["T"], config["signal"] = None, None, None, None
         config.pop("teacher_arch")
@@ -71,31 +131,45 @@ def curve(*values):
 
 def fabricate(root):
     """The synthetic study; every number below is what the checks should find."""
-    write_curve(root, curve(70, 75, 80), seeds=2)                                  # baseline: peaks at T=20
-    write_run(root, None, T=4.0, seed=2, status="failed")                          # one failed seed
-    write_curve(root, curve(84, 85, 83), method="dkd")                             # DKD beats KD
-    write_run(root, 78.0, T=None, method="ctkd")                                   # learned T
-    write_curve(root, curve(74, 75, 76), epochs=5)                                 # AdamW: flat
-    write_curve(root, curve(70, 65, 60), opt="sgd", epochs=5)                      # SGD short: small T wins
-    write_curve(root, curve(65, 72, 78), opt="sgd", epochs=10)                     # SGD long: large T wins
+    write_curve(root, curve(70, 75, 80), seeds=2)  # baseline: peaks at T=20
+    write_run(root, None, T=4.0, seed=2, status="failed")  # one failed seed
+    write_curve(root, curve(84, 85, 83), method="dkd")  # DKD beats KD
+    write_run(root, 78.0, T=None, method="ctkd")  # learned T
+    write_curve(root, curve(74, 75, 76), epochs=5)  # AdamW: flat
+    write_curve(root, curve(70, 65, 60), opt="sgd", epochs=5)  # SGD short: small T wins
+    write_curve(root, curve(65, 72, 78), opt="sgd", epochs=10)  # SGD long: large T wins
     write_curve(root, curve(72, 70, 66), signal="smooth-global")
     write_curve(root, curve(70, 73, 77), signal="bottomk", k=2)
     write_curve(root, curve(74, 74.5, 74), teacher="synth-fine-ft8", teacher_epochs=8, h_rel=(0.2, 0.95))
-    write_curve(root, curve(72, 68, 65), teacher="synth-fine-scratch", teacher_epochs=10, scratch=True,
-                h_rel=(0.3, 0.9))
+    write_curve(
+        root, curve(72, 68, 65), teacher="synth-fine-scratch", teacher_epochs=10, scratch=True, h_rel=(0.3, 0.9)
+    )
     write_curve(root, curve(85, 86, 86.5), student_init="FT")
     write_curve(root, curve(80, 82, 82), dataset="synth-coarse", teacher="synth-coarse-ft1")
     write_curve(root, curve(78, 74, 70), dataset="synth-novel", teacher="synth-novel-ft1")
     teacher_run = Path(root) / "teachers" / "synth-fine-ft1.run"
     teacher_run.mkdir(parents=True)
-    (teacher_run / "result.json").write_text(json.dumps(
-        {"status": "ok", "kind": "train", "checkpoint": "teachers/synth-fine-ft1.pt", "config": {"arch": "resnet18d"},
-         "final": {"top1": 90.0}, "origination": {"init": "teachers/synth-src.pt"}}))
+    (teacher_run / "result.json").write_text(
+        json.dumps(
+            {
+                "status": "ok",
+                "kind": "train",
+                "checkpoint": "teachers/synth-fine-ft1.pt",
+                "config": {"arch": "resnet18d"},
+                "final": {"top1": 90.0},
+                "origination": {"init": "teachers/synth-src.pt"},
+            }
+        )
+    )
 
 
 def write_broken_files(root):
-    bad = {"truncated": '{"status": "ok", "kind": "dis', "empty": "", "foreign": '{"hello": "world"}',
-           "list": "[1, 2, 3]"}
+    bad = {
+        "truncated": '{"status": "ok", "kind": "dis',
+        "empty": "",
+        "foreign": '{"hello": "world"}',
+        "list": "[1, 2, 3]",
+    }
     for name, text in bad.items():
         (Path(root) / "broken" / name).mkdir(parents=True)
         (Path(root) / "broken" / name / "result.json").write_text(text)
@@ -125,6 +199,7 @@ def read_csv(path):
 # ---------------------------------------------------------------------------------------------
 # aggregate
 
+
 def test_loader_reports_bad_files_and_keeps_good_ones(results):
     records, problems = aggregate.load_results(results)
     reasons = {Path(path).parent.name: reason for path, reason in problems}
@@ -137,7 +212,9 @@ def test_loader_reports_bad_files_and_keeps_good_ones(results):
 
 def test_flatten_names_teacher_and_student_init(rows):
     ft = next(r for r in rows if r["student_init"] == "FT")
-    assert ft["teacher"] == "synth-fine-ft1" and ft["teacher_target_epochs"] == 1 and ft["teacher_from_scratch"] is False
+    assert (
+        ft["teacher"] == "synth-fine-ft1" and ft["teacher_target_epochs"] == 1 and ft["teacher_from_scratch"] is False
+    )
     scratch = next(r for r in rows if r["teacher"] == "synth-fine-scratch")
     assert scratch["teacher_from_scratch"] is True and scratch["H_rel"] == 0.3
     assert next(r for r in rows if r["method"] == "ctkd")["T"] is None
@@ -150,9 +227,19 @@ def test_aggregate_csv_has_exact_means_and_counts_failures(results, tmp_path):
     assert list(table[0]) == aggregate.AGGREGATE_COLUMNS
 
     def baseline(T):
-        return next(r for r in table if r["teacher"] == "synth-fine-ft1" and r["method"] == "kd"
-                    and r["signal"] == "teacher" and r["student_init"] == "random" and r["opt"] == "adamw"
-                    and r["epochs"] == "10" and r["dataset"] == "synth-fine" and float(r["T"]) == T)
+        return next(
+            r
+            for r in table
+            if r["teacher"] == "synth-fine-ft1"
+            and r["method"] == "kd"
+            and r["signal"] == "teacher"
+            and r["student_init"] == "random"
+            and r["opt"] == "adamw"
+            and r["epochs"] == "10"
+            and r["dataset"] == "synth-fine"
+            and float(r["T"]) == T
+        )
+
     at20 = baseline(20.0)
     assert float(at20["top1_mean"]) == 80.0 and math.isclose(float(at20["top1_std"]), SQRT2)
     assert at20["top1_n"] == "2" and at20["n_failed"] == "0" and float(at20["agreement_mean"]) == 85.0
@@ -169,6 +256,7 @@ def test_aggregate_of_nothing_is_empty():
 
 # ---------------------------------------------------------------------------------------------
 # figures and tables
+
 
 @pytest.fixture(scope="module")
 def made(rows, tmp_path_factory):
@@ -219,6 +307,7 @@ def test_table2_marks_best_T_per_initialization(rows, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # findings and the report
 
+
 def fabricate_three_seeds(root):
     """The same study with three seeds everywhere and labels-only students: every finding decidable."""
     for epochs, acc in ((10, curve(70, 75, 80)), (5, curve(74, 75, 76))):
@@ -251,14 +340,15 @@ def test_findings_verdicts(rows3):
 
     def verdict(start):
         return next(f["verdict"] for f in checked if f["claim"].startswith(start))
+
     R, C, U = stats.REPRODUCED, stats.CONTRADICTED, stats.UNTESTED
-    assert verdict("Distillation beats training") == R                       # KD 75 vs labels 60
-    assert verdict("No single KD method") == C                               # DKD beats KD in its one setting
+    assert verdict("Distillation beats training") == R  # KD 75 vs labels 60
+    assert verdict("No single KD method") == C  # DKD beats KD in its one setting
     assert verdict("With AdamW, after the longest") == R and verdict("With SGD, after the longest") == R
     assert verdict("AdamW is more robust") == R
     assert verdict("With SGD, small T wins") == R
-    assert verdict("Larger batches") == U                                    # only batch size 64 was run
-    assert verdict("At the largest T") == C                                  # top - last = 0.07 at T=20
+    assert verdict("Larger batches") == U  # only batch size 64 was run
+    assert verdict("At the largest T") == C  # top - last = 0.07 at T=20
     assert verdict("Class relationships matter at large T: label smoothing") == R
     assert verdict("Class relationships matter at large T: the teacher's values") == R
     assert verdict("Longer teacher fine-tuning lowers H_rel") == R
@@ -268,16 +358,16 @@ def test_findings_verdicts(rows3):
     assert verdict("Large T helps students of every") == R
     assert verdict("Fine-grained targets (classes") == R and verdict("Fine-grained targets absent") == R
     labels = next(f for f in checked if f["claim"].startswith("Distillation beats"))
-    kd_means = (75.0 + (70 + 71 + 70) / 3 + (72 + 68 + 65) / 3) / 3    # three teachers at 10 epochs, AdamW
+    kd_means = (75.0 + (70 + 71 + 70) / 3 + (72 + 68 + 65) / 3) / 3  # three teachers at 10 epochs, AdamW
     assert labels["seeds"] == 3 and math.isclose(labels["estimate"], kd_means - (59.5 + 60.0 + 60.7) / 3)
 
 
 def test_a_claim_is_decided_by_its_interval():
     assert stats.verdict(0.2, 3.0) == stats.REPRODUCED
-    assert stats.verdict(-3.0, -0.1) == stats.CONTRADICTED                  # the opposite direction
-    assert stats.verdict(-0.6, 0.8) == stats.CONTRADICTED                   # a null that excludes 1 point
-    assert stats.verdict(-0.6, 1.8) == stats.UNDECIDED                      # holds both 0 and 1 point
-    assert stats.verdict(None, None) == stats.UNDECIDED                     # one seed: no interval
+    assert stats.verdict(-3.0, -0.1) == stats.CONTRADICTED  # the opposite direction
+    assert stats.verdict(-0.6, 0.8) == stats.CONTRADICTED  # a null that excludes 1 point
+    assert stats.verdict(-0.6, 1.8) == stats.UNDECIDED  # holds both 0 and 1 point
+    assert stats.verdict(None, None) == stats.UNDECIDED  # one seed: no interval
 
 
 def test_interval_of_a_difference_is_the_paired_t_interval():
@@ -302,7 +392,7 @@ def test_report_cli_writes_csv_figures_and_findings(results):
     assert (results / "results.csv").is_file()
     assert "![Fig. 1 (KD methods vs T)](figures/fig1_methods.png)" in report
     assert (results / "figures" / "fig1_methods.png").stat().st_size > 0
-    assert "| **80.00 ± 1.41** |" in report                                        # Table 1 inlined
+    assert "| **80.00 ± 1.41** |" in report  # Table 1 inlined
     assert "| 2 | No single KD method beats shared fixed-T KD consistently. (Sect. 4.1, Fig. 1) |" in report
     assert "### 7. Larger batches" in report and "- **not tested**: SGD runs at one batch size only" in report
     assert "## Power and convergence" in report and "## Teachers and students on labels alone" in report

@@ -1,4 +1,5 @@
 """data.py: real on-disk formats fabricated in tmp_path, the deterministic stream, MixUp/CutMix, few-shot."""
+
 import json
 import pickle
 import sys
@@ -38,6 +39,7 @@ def assert_same_batches(a, b):
     for key in a:
         assert torch.equal(a[key], b[key]), key
 
+
 # ----------------------------------------------------------------------------- fabricated datasets
 
 
@@ -49,11 +51,17 @@ def make_cifar100(root, n_train=6, n_test=3):
     pixels = {}
     for split, n in (("train", n_train), ("test", n_test)):
         pixels[split] = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        entry = {"data": pixels[split], "fine_labels": [i % 3 for i in range(n)], "coarse_labels": [0] * n,
-                 "filenames": [f"img{i}.png" for i in range(n)], "batch_label": split}
+        entry = {
+            "data": pixels[split],
+            "fine_labels": [i % 3 for i in range(n)],
+            "coarse_labels": [0] * n,
+            "filenames": [f"img{i}.png" for i in range(n)],
+            "batch_label": split,
+        }
         (folder / split).write_bytes(pickle.dumps(entry))
-    (folder / "meta").write_bytes(pickle.dumps({"fine_label_names": ["apple", "bee", "cloud"],
-                                                "coarse_label_names": ["things"]}))
+    (folder / "meta").write_bytes(
+        pickle.dumps({"fine_label_names": ["apple", "bee", "cloud"], "coarse_label_names": ["things"]})
+    )
     return pixels["train"]
 
 
@@ -106,10 +114,14 @@ def make_cars(root):
     base = root / "stanford_cars"
     for folder in ("cars_train", "cars_test", "devkit"):
         (base / folder).mkdir(parents=True)
-    sio.savemat(base / "devkit" / "cars_meta.mat",
-                {"class_names": np.array(["AM General Hummer SUV 2000", "Acura RL Sedan 2012"], dtype=object)})
-    for split, annotations, n in (("train", base / "devkit" / "cars_train_annos.mat", 4),
-                                  ("test", base / "cars_test_annos_withlabels.mat", 2)):
+    sio.savemat(
+        base / "devkit" / "cars_meta.mat",
+        {"class_names": np.array(["AM General Hummer SUV 2000", "Acura RL Sedan 2012"], dtype=object)},
+    )
+    for split, annotations, n in (
+        ("train", base / "devkit" / "cars_train_annos.mat", 4),
+        ("test", base / "cars_test_annos_withlabels.mat", 2),
+    ):
         records = np.zeros(n, dtype=[("bbox_x1", "O"), ("class", "O"), ("fname", "O")])
         for i in range(n):
             fname = f"{i + 1:05d}.jpg"
@@ -129,17 +141,17 @@ def test_cifar100_loads_native_pixels_and_caches(tmp_path):
 
     cache = tmp_path / ".cache" / "cifar100-train-native.pt"
     assert torch.equal(torch.load(cache, weights_only=True)["images"], split.images)
-    (tmp_path / "cifar-100-python" / "train").unlink()          # the second load reads only the cache
+    (tmp_path / "cifar-100-python" / "train").unlink()  # the second load reads only the cache
     again = data.load_split("cifar100", "train", tmp_path)
     assert torch.equal(again.images, split.images) and again.classes == split.classes
 
 
 def test_pets_resizes_short_side_and_caches(tmp_path):
     base = make_pets(tmp_path)
-    train = data.load_split("pets", "train", tmp_path, image_size=14)   # stored short side round(14/0.875) = 16
+    train = data.load_split("pets", "train", tmp_path, image_size=14)  # stored short side round(14/0.875) = 16
     assert len(train) == 6 and train.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert train.classes == ["Abyssinian", "American Bulldog"]
-    assert isinstance(train.images, list)                                 # varied aspect ratios
+    assert isinstance(train.images, list)  # varied aspect ratios
     assert [tuple(im.shape) for im in train.images[:3]] == [(3, 16, 24), (3, 16, 20), (3, 16, 17)]
     assert all(im.dtype == torch.uint8 for im in train.images)
     test = data.load_split("pets", "test", tmp_path, image_size=14)
@@ -156,11 +168,11 @@ def test_pets_resizes_short_side_and_caches(tmp_path):
 def test_tiny_imagenet_train_folders_and_val_annotations(tmp_path):
     make_tiny_imagenet(tmp_path)
     train = data.load_split("tiny-imagenet", "train", tmp_path)
-    assert train.images.shape == (6, 3, 8, 8)                             # native size, one tensor
-    assert train.classes == ["goldfish", "drake"]                         # sorted wnids, names from words.txt
+    assert train.images.shape == (6, 3, 8, 8)  # native size, one tensor
+    assert train.classes == ["goldfish", "drake"]  # sorted wnids, names from words.txt
     assert train.labels.tolist() == [0, 0, 0, 1, 1, 1]
     test = data.load_split("tiny-imagenet", "test", tmp_path)
-    assert test.labels.tolist() == [1, 1, 0, 0]                           # wnid per line of val_annotations.txt
+    assert test.labels.tolist() == [1, 1, 0, 0]  # wnid per line of val_annotations.txt
 
 
 def test_imagefolder_classes_from_train_folder(tmp_path):
@@ -168,7 +180,7 @@ def test_imagefolder_classes_from_train_folder(tmp_path):
     make_image_folder(tmp_path / "test", {"wren": 1, "finch": 2}, size=(10, 14))
     train = data.load_split("imagefolder", "train", tmp_path, image_size=7)  # short side 8
     assert train.classes == ["finch", "wren"] and train.labels.tolist() == [0, 0, 1, 1, 1]
-    assert train.images.shape == (5, 3, 8, 11)                            # same shapes: stacked
+    assert train.images.shape == (5, 3, 8, 11)  # same shapes: stacked
     assert data.load_split("imagefolder", "test", tmp_path, image_size=7).labels.tolist() == [0, 0, 1]
 
     make_image_folder(tmp_path / "test", {"owl": 1})
@@ -190,6 +202,7 @@ def test_cars_mat_annotations(tmp_path):
 def test_cars_without_scipy_says_how_to_install(tmp_path):
     with pytest.raises(data.DatasetError, match="cars.*pip install scipy"):
         data.load_split("cars", "train", tmp_path)
+
 
 # ----------------------------------------------------------------------------- errors
 
@@ -231,14 +244,20 @@ def test_synth_names_call_make_synth(monkeypatch, tmp_path):
 
     def make_synth(view, split, **config):
         calls.append((view, split, config))
-        return (torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1, 2, 3]), list("abcd"), [0, 0, 1, 1],
-                [0, 1, 3, 4])
+        return (
+            torch.zeros(4, 3, 8, 8, dtype=torch.uint8),
+            torch.tensor([0, 1, 2, 3]),
+            list("abcd"),
+            [0, 0, 1, 1],
+            [0, 1, 3, 4],
+        )
 
     monkeypatch.setitem(sys.modules, "synth", types.SimpleNamespace(make_synth=make_synth))
     split = data.load_split("synth-coarse", "test", tmp_path, synth={"seed": 3})
     assert calls == [("coarse", "test", {"seed": 3})]
     assert len(split) == 4 and split.classes == list("abcd") and split.class_groups == [0, 0, 1, 1]
     assert not (tmp_path / ".cache").exists()
+
 
 # ----------------------------------------------------------------------------- augmentation config
 
@@ -251,10 +270,11 @@ def test_aug_config_for_uses_study_defaults():
     assert data.aug_config_for("synth-src").image_size == 32
     assert json.loads(json.dumps(pets.to_dict())) == pets.to_dict()
 
+
 # ----------------------------------------------------------------------------- deterministic stream
 
-PLAIN = data.AugConfig(image_size=16, mixup_alpha=0.0, cutmix_alpha=0.0)   # per-sample draws only
-FULL = data.AugConfig(image_size=12, crop="rrc")                          # + RandomResizedCrop, MixUp|CutMix
+PLAIN = data.AugConfig(image_size=16, mixup_alpha=0.0, cutmix_alpha=0.0)  # per-sample draws only
+FULL = data.AugConfig(image_size=12, crop="rrc")  # + RandomResizedCrop, MixUp|CutMix
 
 
 def test_stream_is_identical_for_any_number_of_workers():
@@ -297,7 +317,7 @@ def test_each_sample_gets_its_own_draw():
     flipped = [torch.equal(x, split.images[i].flip(-1)) for x, i in zip(batch["x"], batch["index"])]
     kept = [torch.equal(x, split.images[i]) for x, i in zip(batch["x"], batch["index"])]
     assert all(f or k for f, k in zip(flipped, kept))
-    assert any(flipped) and any(kept)        # one shared draw would flip all or none
+    assert any(flipped) and any(kept)  # one shared draw would flip all or none
 
 
 def test_sample_draws_depend_on_sample_not_on_batch_position():
@@ -327,18 +347,25 @@ def test_global_rng_is_untouched():
     list(data.TrainStream(split, FULL, batch_size=8, seed=0).epoch(0))
     assert torch.equal(torch.get_rng_state(), state)
 
+
 # ----------------------------------------------------------------------------- batched augmentation
 
 
 @pytest.mark.parametrize("stored", ["tensor", "list"])
-@pytest.mark.parametrize("aug", [data.AugConfig(image_size=16, crop="resize"), data.AugConfig(image_size=16, crop="rrc"),
-                                 data.AugConfig(image_size=20, crop="rrc", randaug_n=3, randaug_m=13, hflip=False),
-                                 data.aug_config_for("pets", 224)],
-                         ids=["resize", "rrc", "rrc-n3-m13-noflip", "pets-224"])
+@pytest.mark.parametrize(
+    "aug",
+    [
+        data.AugConfig(image_size=16, crop="resize"),
+        data.AugConfig(image_size=16, crop="rrc"),
+        data.AugConfig(image_size=20, crop="rrc", randaug_n=3, randaug_m=13, hflip=False),
+        data.aug_config_for("pets", 224),
+    ],
+    ids=["resize", "rrc", "rrc-n3-m13-noflip", "pets-224"],
+)
 def test_batched_augmentation_equals_per_sample_augmentation(aug, stored):
     """augment_batch (grouped by operation) gives the bytes of the per-sample torchvision transforms."""
     g = torch.Generator().manual_seed(0)
-    h, w = (256, 288) if aug.image_size > 100 else (24, 28)   # Pets: stored short side 256, cropped to 224
+    h, w = (256, 288) if aug.image_size > 100 else (24, 28)  # Pets: stored short side 256, cropped to 224
     images = torch.randint(0, 256, (96, 3, h, w), dtype=torch.uint8, generator=g)
     if stored == "list":
         images = [random_image(h - 2 + i % 5, w - 2 + i % 7, seed=i) for i in range(96)]
@@ -356,15 +383,17 @@ def test_batched_augmentation_equals_per_sample_augmentation(aug, stored):
 def test_batched_augmentation_draws_per_sample_whatever_the_batch():
     split = toy_split(n=32)
     same = data.Split(split.images[:1].expand(32, -1, -1, -1), split.labels, split.classes)
+
     def augment(index):
         return data.augment_batch(same.images, FULL, index, data.draw_samples(same, FULL, index, seed=0, epoch=0))
+
     x = augment(torch.arange(32))
-    assert len({tuple(im.flatten().tolist()) for im in x}) > 24      # one image, 32 different augmentations
+    assert len({tuple(im.flatten().tolist()) for im in x}) > 24  # one image, 32 different augmentations
     assert torch.equal(torch.cat([augment(torch.tensor([i])) for i in (7, 3)]), x[[7, 3]])
 
 
 def test_randaug_table_is_torchvisions():
-    space = v2.RandAugment._AUGMENTATION_SPACE      # private, but the facts augment_batch copies
+    space = v2.RandAugment._AUGMENTATION_SPACE  # private, but the facts augment_batch copies
     assert list(data.RANDAUG_OPS) == list(space)
     for name, (bins, signed) in data.RANDAUG_OPS.items():
         theirs, their_signed = space[name]
@@ -382,8 +411,9 @@ def test_stream_on_a_device_gives_the_worker_batches(workers):
     for (_, a), (_, b) in zip(per_sample, device.epoch(1)):
         assert_same_batches(a, b)
 
+
 def test_images_too_large_for_the_device_name_the_flag_and_the_fallback():
-    class TooLarge:                     # a stored image whose copy to the device runs out of memory
+    class TooLarge:  # a stored image whose copy to the device runs out of memory
         shape = (3, 30000, 40000)
 
         def numel(self):
@@ -396,29 +426,35 @@ def test_images_too_large_for_the_device_name_the_flag_and_the_fallback():
     with pytest.raises(data.DatasetError, match=r"--augment-on device: the 14.4 GB .* use --augment-on workers"):
         data.TrainStream(split, FULL, batch_size=2, seed=0, device="cpu")
 
+
 # ----------------------------------------------------------------------------- MixUp / CutMix
 
 
 @pytest.mark.parametrize("which", ["mixup", "cutmix"])
 def test_mixing_weights_sit_on_the_two_mixed_classes(which):
-    split = toy_split(n=8, num_classes=8)                 # every sample its own class
-    aug = data.AugConfig(image_size=16, randaug_n=0, hflip=False,
-                         mixup_alpha=1.0 if which == "mixup" else 0.0, cutmix_alpha=1.0 if which == "cutmix" else 0.0)
+    split = toy_split(n=8, num_classes=8)  # every sample its own class
+    aug = data.AugConfig(
+        image_size=16,
+        randaug_n=0,
+        hflip=False,
+        mixup_alpha=1.0 if which == "mixup" else 0.0,
+        cutmix_alpha=1.0 if which == "cutmix" else 0.0,
+    )
     batch = data.train_batch(split, aug, seed=4, epoch=0, step=0, batch_size=8)
     own, prev = split.labels[batch["index"]], split.labels[batch["index"]].roll(1)  # paired with previous sample
     soft = batch["y_soft"]
     assert soft.shape == (8, 8) and torch.allclose(soft.sum(1), torch.ones(8))
     lam = soft[torch.arange(8), own]
-    assert torch.allclose(lam, lam[0].expand(8))          # one draw per batch
+    assert torch.allclose(lam, lam[0].expand(8))  # one draw per batch
     assert torch.allclose(soft[torch.arange(8), prev], 1 - lam)
     assert torch.equal(batch["y"], torch.where(lam >= 0.5, own, prev))
 
     x, images = batch["x"], split.images[batch["index"]].float() / 255
-    assert x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+    assert x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
     if which == "mixup":
         assert torch.allclose(x, lam[0] * images + (1 - lam[0]) * images.roll(1, 0), atol=1e-6)
     else:
-        from_prev = (x != images).any(1)                   # pixels pasted from the previous sample
+        from_prev = (x != images).any(1)  # pixels pasted from the previous sample
         assert torch.allclose(from_prev.float().mean((1, 2)), 1 - lam, atol=1e-6)
 
 
@@ -439,17 +475,19 @@ def test_each_batch_chooses_mixup_or_cutmix():
         kinds.add("cutmix" if pasted else "mixup")
     assert kinds == {"mixup", "cutmix"}
 
+
 # ----------------------------------------------------------------------------- evaluation images
 
 
 def test_eval_images_resize_then_center_crop():
     images = [random_image(20, 40, 0), random_image(30, 30, 1)]
     split = data.Split(images, torch.tensor([0, 1]), ["a", "b"])
-    out = data.eval_images(split, data.AugConfig(image_size=14, crop_pct=0.875))   # resize to 16, crop 14
+    out = data.eval_images(split, data.AugConfig(image_size=14, crop_pct=0.875))  # resize to 16, crop 14
     assert out.shape == (2, 3, 14, 14) and out.dtype == torch.uint8
     assert torch.equal(out, data.eval_images(split, data.AugConfig(image_size=14, crop_pct=0.875)))
     native = toy_split(size=16)
     assert torch.equal(data.eval_images(native, data.AugConfig(image_size=16, crop_pct=1.0)), native.images)
+
 
 # ----------------------------------------------------------------------------- few-shot folders
 
@@ -458,10 +496,23 @@ def test_make_fewshot_is_deterministic_and_loadable(tmp_path):
     make_image_folder(tmp_path / "src", {"robin": 6, "jay": 5})
     summary = data.make_fewshot(tmp_path / "src", tmp_path / "a", n_train=3, n_test=2, seed=7)
     assert summary["classes"] == 2 and summary["n_train"] == 3
-    data.main(["fewshot", str(tmp_path / "src"), str(tmp_path / "b"), "--n-train", "3", "--n-test", "2",
-               "--seed", "7", "--copy"])
-    picked = {d: sorted(p.relative_to(tmp_path / d).as_posix() for p in (tmp_path / d).rglob("*.png"))
-              for d in ("a", "b")}
+    data.main(
+        [
+            "fewshot",
+            str(tmp_path / "src"),
+            str(tmp_path / "b"),
+            "--n-train",
+            "3",
+            "--n-test",
+            "2",
+            "--seed",
+            "7",
+            "--copy",
+        ]
+    )
+    picked = {
+        d: sorted(p.relative_to(tmp_path / d).as_posix() for p in (tmp_path / d).rglob("*.png")) for d in ("a", "b")
+    }
     assert picked["a"] == picked["b"] and len(picked["a"]) == 10
     assert (tmp_path / "a" / picked["a"][0]).is_symlink() and not (tmp_path / "b" / picked["b"][0]).is_symlink()
 

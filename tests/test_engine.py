@@ -1,5 +1,6 @@
 """The training loop through its two scripts: end to end on tiny built-in data, lockstep sweeps,
 exact resume after SIGKILL/SIGTERM, self-describing results, and clear errors for bad input."""
+
 import json
 import math
 import os
@@ -19,7 +20,6 @@ import engine
 import models
 import runs
 import train_teacher
-
 from helpers import FAST, ROOT, TINY, distill_args, intra_op_threads, main_error, results_in, run_script
 
 
@@ -40,7 +40,7 @@ def test_lockstep_sweep_equals_single_runs(teacher, tmp_path):
     assert distill.main(distill_args(teacher, tmp_path / "single", "--T", "1")) == 0
     assert distill.main(distill_args(teacher, tmp_path / "single", "--T", "4")) == 0
     lock, single = results_in(tmp_path / "lock"), results_in(tmp_path / "single")
-    assert sorted(lock) == sorted(single) and len(lock) == 2   # same deterministic run ids
+    assert sorted(lock) == sorted(single) and len(lock) == 2  # same deterministic run ids
     for name in lock:
         a, b = lock[name], single[name]
         assert a["final"]["top1"] == b["final"]["top1"] and a["final"]["top5"] == b["final"]["top5"]
@@ -81,11 +81,13 @@ def test_batched_students_compute_what_serial_students_compute(teacher, tmp_path
         wa = torch.load(tmp_path / "serial" / name / "ckpt.pt", weights_only=True)
         wb = torch.load(tmp_path / "batched" / name / "ckpt.pt", weights_only=True)
         for key, value in wa["model"].items():
-            assert torch.allclose(value.float(), wb["model"][key].float(), atol=1e-3), key   # running stats too
+            assert torch.allclose(value.float(), wb["model"][key].float(), atol=1e-3), key  # running stats too
         assert wa["optimizer"]["state"].keys() == wb["optimizer"]["state"].keys()
-        assert (tmp_path / "batched" / name / "ckpt.pt").stat().st_size < 1.2 * (tmp_path / "serial" / name / "ckpt.pt").stat().st_size
+        assert (tmp_path / "batched" / name / "ckpt.pt").stat().st_size < 1.2 * (
+            tmp_path / "serial" / name / "ckpt.pt"
+        ).stat().st_size
     t1, t4 = (next(r for r in batched.values() if r["T"] == T) for T in (1.0, 4.0))
-    assert t1["curve"][-1]["train_loss"] != t4["curve"][-1]["train_loss"]   # two students, not one copied
+    assert t1["curve"][-1]["train_loss"] != t4["curve"][-1]["train_loss"]  # two students, not one copied
 
 
 def test_batched_falls_back_where_it_cannot_batch(teacher, tmp_path, capsys):
@@ -107,18 +109,20 @@ def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
             run = runs.RunDir(tmp_path / folder / str(T), {"T": T})
             run.start({})
             objective = lambda s, b, t, e, i, T=T: F.cross_entropy(F.dropout(s / T, 0.5), b["y"])
-            members.append(engine.Member(name=str(T), run=run, model=model, objective=objective,
-                                         norm=models.normalization(model)))
+            members.append(
+                engine.Member(name=str(T), run=run, model=model, objective=objective, norm=models.normalization(model))
+            )
         stream = data.TrainStream(split, aug, batch_size=16, seed=0)
         recipe = engine.Recipe(epochs=1, opt="sgd", lr=0.01, wd=0, parallel=parallel)
-        results = engine.train(members, stream, (data.eval_images(split, aug), split.labels, None), recipe,
-                               log=logs.append)
+        results = engine.train(
+            members, stream, (data.eval_images(split, aug), split.labels, None), recipe, log=logs.append
+        )
         return [r["curve"][-1]["train_loss"] for r in results], logs
 
     with intra_op_threads(2):
-        a, logs = sweep("a", parallel=2)   # falls back to serial steps, each on 2 // 2 = 1 thread
+        a, logs = sweep("a", parallel=2)  # falls back to serial steps, each on 2 // 2 = 1 thread
     with intra_op_threads(1):
-        b, _ = sweep("b", parallel=1)      # serial from the start, on 1 thread: the same floats
+        b, _ = sweep("b", parallel=1)  # serial from the start, on 1 thread: the same floats
     assert any("one at a time" in line for line in logs) and a == b and a[0] != a[1]
 
 
@@ -128,14 +132,14 @@ def test_result_is_self_describing(teacher, tmp_path):
     r = json.loads((run / "result.json").read_text())
     assert r["config"]["T"] == 2.0 and r["config"]["method"] == "kd" and r["config"]["seed"] == 0
     assert {"top1", "top5", "agreement"} <= set(r["final"]) and r["best"]["top1"] >= r["final"]["top1"]
-    assert all("top1" in e for e in r["curve"]) and len(r["curve"]) == 2   # --eval-every 1
+    assert all("top1" in e for e in r["curve"]) and len(r["curve"]) == 2  # --eval-every 1
     assert r["teacher"]["statistics"]["T"] == 2.0 and 0 <= r["teacher"]["statistics"]["H_rel"] <= 1
     assert len(r["teacher"]["statistics"]["mean_sorted_softmax"]) == 3
     assert {"torch", "torchvision", "timm"} <= set(r["versions"]) and r["code_version"] and r["device"]
     assert r["wall_time_s"] > 0 and r["img_per_s"] > 0
     assert json.loads((run / "config.json").read_text())["identity"] == r["config"]
-    assert [json.loads(l)["epoch"] for l in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
-    assert not (run / "ckpt.pt").exists()   # removed once result.json is written (--keep-ckpt keeps it)
+    assert [json.loads(ln)["epoch"] for ln in (run / "log.jsonl").read_text().splitlines()] == [1, 2]
+    assert not (run / "ckpt.pt").exists()  # removed once result.json is written (--keep-ckpt keeps it)
     # a second identical command does nothing
     assert distill.main(distill_args(teacher, tmp_path, "--T", "2", "--eval-every", "1")) == 0
     assert json.loads((run / "result.json").read_text())["wall_time_s"] == r["wall_time_s"]
@@ -144,8 +148,14 @@ def test_result_is_self_describing(teacher, tmp_path):
 def kill_during_training(args, sig, delay):
     """Start distill.py, wait until its first epoch is logged, wait `delay` s more, send `sig`."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    p = subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *args], cwd=ROOT, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [sys.executable, str(ROOT / "distill.py"), *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     seen = []
     for line in p.stdout:
         seen.append(line)
@@ -161,9 +171,13 @@ def kill_during_training(args, sig, delay):
 def test_sigkill_and_sigterm_resume_bit_identical(teacher, tmp_path):
     """Killed mid-run (SIGKILL: no warning; SIGTERM: checkpoint + exit 75), the resumed run ends
     with the same metrics and the same weights, bit for bit, as an uninterrupted one."""
+
     def args(out):
-        return distill_args(teacher, out, "--T", "3", "--epochs", "3", "--keep-ckpt", "--synth", "target_train_per_class=60")
-    assert run_script("distill.py", *args(tmp_path / "ref")).returncode == 0   # same thread count as the others
+        return distill_args(
+            teacher, out, "--T", "3", "--epochs", "3", "--keep-ckpt", "--synth", "target_train_per_class=60"
+        )
+
+    assert run_script("distill.py", *args(tmp_path / "ref")).returncode == 0  # same thread count as the others
     (expected,) = results_in(tmp_path / "ref").values()
     for i, (sig, delay) in enumerate([(signal.SIGKILL, 0.3), (signal.SIGTERM, 0.3)]):
         rc, text = kill_during_training(args(tmp_path / f"k{i}"), sig, delay)
@@ -179,24 +193,40 @@ def test_sigkill_and_sigterm_resume_bit_identical(teacher, tmp_path):
         assert [r["epoch"] for r in got["curve"]] == [1, 2, 3]
         a = torch.load(next((tmp_path / f"k{i}").glob("*/ckpt.pt")), weights_only=True)["model"]
         b = torch.load(next((tmp_path / "ref").glob("*/ckpt.pt")), weights_only=True)["model"]
-        assert all(torch.equal(a[k], b[k]) for k in a)   # the final weights, bit for bit
+        assert all(torch.equal(a[k], b[k]) for k in a)  # the final weights, bit for bit
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--T", "0"], "--T"), (["--T", "nan"], "--T"), (["--T", "inf"], "--T"), (["--T", "-1"], "--T"),
-    (["--epochs", "0"], "--epochs"), (["--lr", "-1"], "--lr"), (["--wd", "-0.1"], "--wd"),
-    (["--method", "fancy"], "--method"), (["--signal", "noise"], "--signal"), (["--student", "resnet_nope"], "--student"),
-    (["--dataset", "imagenet22k"], "--dataset"), (["--signal", "bottomk"], "--k"), (["--signal", "bottomk", "--k", "3"], "--k"),
-    (["--method", "dist", "--bs", "1"], "--bs"), (["--hp", "nonsense=1"], "nonsense"), (["--opt", "lion"], "--opt"),
-    (["--device", "cuda"], "--device"), (["--T", "warm"], "--T"), (["--bs", "many"], "--bs"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--T", "0"], "--T"),
+        (["--T", "nan"], "--T"),
+        (["--T", "inf"], "--T"),
+        (["--T", "-1"], "--T"),
+        (["--epochs", "0"], "--epochs"),
+        (["--lr", "-1"], "--lr"),
+        (["--wd", "-0.1"], "--wd"),
+        (["--method", "fancy"], "--method"),
+        (["--signal", "noise"], "--signal"),
+        (["--student", "resnet_nope"], "--student"),
+        (["--dataset", "imagenet22k"], "--dataset"),
+        (["--signal", "bottomk"], "--k"),
+        (["--signal", "bottomk", "--k", "3"], "--k"),
+        (["--method", "dist", "--bs", "1"], "--bs"),
+        (["--hp", "nonsense=1"], "nonsense"),
+        (["--opt", "lion"], "--opt"),
+        (["--device", "cuda"], "--device"),
+        (["--T", "warm"], "--T"),
+        (["--bs", "many"], "--bs"),
+    ],
+)
 def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, capsys, flags, needle):
     if needle == "--device" and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     out = tmp_path / "runs"
     args = distill_args(teacher, out, *flags)
-    if "--device" in flags:   # drop the default "--device cpu" of FAST
-        del args[args.index("--device"):args.index("--device") + 2]
+    if "--device" in flags:  # drop the default "--device cpu" of FAST
+        del args[args.index("--device") : args.index("--device") + 2]
     err = main_error(distill.main, args, capsys)
     assert needle in err
     assert not out.exists() or not any(out.iterdir())
@@ -204,8 +234,9 @@ def test_bad_flags_fail_with_one_line_and_no_run_folder(teacher, tmp_path, capsy
 
 def test_bad_input_exit_code_from_the_shell(teacher, tmp_path):
     r = run_script("distill.py", *distill_args(teacher, tmp_path / "runs", "--T", "-4"))
-    assert r.returncode == 2 and r.stderr.strip() == ("distill.py: error: --T: temperatures must be in [0.5, 100] "
-                                                      "(where every loss is finite and meaningful), got -4")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "distill.py: error: --T: temperatures must be in [0.5, 100] (where every loss is finite and meaningful), got -4"
+    )
 
 
 def test_bad_files_fail_clearly(teacher, tmp_path, capsys):
@@ -220,11 +251,16 @@ def test_bad_files_fail_clearly(teacher, tmp_path, capsys):
     for what, path in cases.items():
         assert str(path) in main_error(distill.main, distill_args(path, tmp_path / "runs", "--T", "1"), capsys), what
     # a teacher trained on another class count than the dataset
-    err = main_error(distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--dataset", "synth-coarse"), capsys)
-    assert "3 classes" in err and "synth-coarse has 6" in err   # 2 groups x 3 classes
+    err = main_error(
+        distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--dataset", "synth-coarse"), capsys
+    )
+    assert "3 classes" in err and "synth-coarse has 6" in err  # 2 groups x 3 classes
     # a student initialisation of another architecture
-    err = main_error(distill.main, distill_args(teacher, tmp_path / "runs", "--T", "1", "--student", "resnet10t",
-                                                "--student-init", str(teacher)), capsys)
+    err = main_error(
+        distill.main,
+        distill_args(teacher, tmp_path / "runs", "--T", "1", "--student", "resnet10t", "--student-init", str(teacher)),
+        capsys,
+    )
     assert "--student-init" in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
@@ -233,8 +269,8 @@ def test_changed_config_in_existing_run_folder_is_refused(tmp_path, capsys):
     out = tmp_path / "t.pt"
     base = ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--epochs", "1", "--out", str(out), *FAST]
     assert train_teacher.main(base) == 0
-    out.unlink()                                  # pretend the model is missing: the run would restart...
-    err = main_error(train_teacher.main, base + ["--bs", "6"], capsys)   # ...with another batch size
+    out.unlink()  # pretend the model is missing: the run would restart...
+    err = main_error(train_teacher.main, base + ["--bs", "6"], capsys)  # ...with another batch size
     assert "keys that differ: bs" in err
 
 
@@ -243,13 +279,21 @@ def test_weak_teacher_is_refused_unless_allowed(tmp_path, capsys):
     weak = tmp_path / "weak.pt"
     model, origination = models.create_model("test_resnet", 3, "random")
     torch.nn.init.zeros_(model.get_classifier().weight), torch.nn.init.zeros_(model.get_classifier().bias)
-    models.save_checkpoint(weak, model, arch="test_resnet", classes=[str(i) for i in range(3)], dataset="synth-fine",
-                           origination=origination, args={}, code_version="test")
+    models.save_checkpoint(
+        weak,
+        model,
+        arch="test_resnet",
+        classes=[str(i) for i in range(3)],
+        dataset="synth-fine",
+        origination=origination,
+        args={},
+        code_version="test",
+    )
     args = distill_args(weak, tmp_path / "runs", "--T", "1", "--epochs", "1")
     err = main_error(distill.main, [a for a in args if a != "--allow-weak-teacher"], capsys)
     assert "near chance" in err and "--allow-weak-teacher" in err
     assert not any((tmp_path / "runs").glob("*/result.json"))
-    assert distill.main(args) == 0   # allowed explicitly
+    assert distill.main(args) == 0  # allowed explicitly
 
 
 @pytest.mark.parametrize("method", ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"])
@@ -266,12 +310,22 @@ def test_every_method_trains_and_records_its_setup(teacher, tmp_path, method):
         (r,) = results.values()
         assert r["T"] is None and 1 < r["curve"][-1]["T_learned"] < 21
         state = torch.load(next(tmp_path.glob("*/ckpt.pt")), weights_only=True)
-        assert "theta" in state["objective"] and len(state["optimizer"]["param_groups"][0]["params"]) == \
-            len(list(models.create_model("test_resnet", 3)[0].parameters())) + 1
+        assert (
+            "theta" in state["objective"]
+            and len(state["optimizer"]["param_groups"][0]["params"])
+            == len(list(models.create_model("test_resnet", 3)[0].parameters())) + 1
+        )
 
 
-@pytest.mark.parametrize("signal, extra", [("smooth-global", []), ("smooth-global", ["--smooth-entropy", "batch"]),
-                                           ("smooth-instance", []), ("bottomk", ["--k", "1"])])
+@pytest.mark.parametrize(
+    "signal, extra",
+    [
+        ("smooth-global", []),
+        ("smooth-global", ["--smooth-entropy", "batch"]),
+        ("smooth-instance", []),
+        ("bottomk", ["--k", "1"]),
+    ],
+)
 def test_control_signals(teacher, tmp_path, signal, extra):
     assert distill.main(distill_args(teacher, tmp_path, "--T", "1", "10", "--signal", signal, *extra)) == 0
     results = results_in(tmp_path)
@@ -279,14 +333,42 @@ def test_control_signals(teacher, tmp_path, signal, extra):
 
 
 def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
-    args = distill_args(teacher, tmp_path, "--T", "4", "--opt", "sgd", "--lr", "0.02", "--wd", "0.001",
-                        "--warmup-epochs", "1", "--clip", "0", "--ce-weight", "0.5", "--hp", "t2=false", "--seed", "3")
+    args = distill_args(
+        teacher,
+        tmp_path,
+        "--T",
+        "4",
+        "--opt",
+        "sgd",
+        "--lr",
+        "0.02",
+        "--wd",
+        "0.001",
+        "--warmup-epochs",
+        "1",
+        "--clip",
+        "0",
+        "--ce-weight",
+        "0.5",
+        "--hp",
+        "t2=false",
+        "--seed",
+        "3",
+    )
     assert distill.main(args) == 0
     (r,) = results_in(tmp_path).values()
     c = r["config"]
-    assert (c["opt"], c["lr"], c["wd"], c["warmup_epochs"], c["clip"], c["ce_weight"], c["hp"], c["seed"]) == \
-        ("sgd", 0.02, 0.001, 1, 0.0, 0.5, {"t2": False}, 3)
-    assert r["curve"][0]["lr"] == pytest.approx(0.02)   # end of the warmup epoch: the peak
+    assert (c["opt"], c["lr"], c["wd"], c["warmup_epochs"], c["clip"], c["ce_weight"], c["hp"], c["seed"]) == (
+        "sgd",
+        0.02,
+        0.001,
+        1,
+        0.0,
+        0.5,
+        {"t2": False},
+        3,
+    )
+    assert r["curve"][0]["lr"] == pytest.approx(0.02)  # end of the warmup epoch: the peak
     assert r["curve"][1]["lr"] < 0.02
 
 
@@ -300,7 +382,7 @@ def test_fused_optimizers_follow_the_per_tensor_update_rule(opt):
     cls = torch.optim.AdamW if opt == "adamw" else torch.optim.SGD
     loop = cls(loop_model, lr=0.05, weight_decay=0.05, foreach=False, **({"momentum": 0.9} if opt == "sgd" else {}))
     assert fused.defaults["fused"] is True
-    for step in range(10):
+    for _ in range(10):
         x = torch.randn(32, 8)
         for params, optimizer in ((list(fused_model.parameters()), fused), (loop_model, loop)):
             w1, b1, w2, b2 = params
@@ -318,21 +400,28 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     assert distill.main(base) == 0
     assert distill.main(distill_args(teacher, tmp_path / "b", "--T", "4", "--workers", "2", "--channels-last")) == 0
     (a,), (b,) = results_in(tmp_path / "a").values(), results_in(tmp_path / "b").values()
-    assert a["final"]["top1"] == b["final"]["top1"] and a["curve"][-1]["train_loss"] == pytest.approx(b["curve"][-1]["train_loss"], rel=1e-5)
+    assert a["final"]["top1"] == b["final"]["top1"] and a["curve"][-1]["train_loss"] == pytest.approx(
+        b["curve"][-1]["train_loss"], rel=1e-5
+    )
     assert distill.main(distill_args(teacher, tmp_path / "c", "--T", "4", "--amp")) == 0
     (c,) = results_in(tmp_path / "c").values()
     assert c["config"]["amp"] is True and math.isfinite(c["curve"][-1]["train_loss"])
-    assert distill.main(distill_args(teacher, tmp_path / "d", "--T", "4", "--augment-on", "device", "--workers", "2")) == 0
+    assert (
+        distill.main(distill_args(teacher, tmp_path / "d", "--T", "4", "--augment-on", "device", "--workers", "2")) == 0
+    )
     (d,) = results_in(tmp_path / "d").values()
     without_speed = lambda curve: [{k: v for k, v in row.items() if k != "img_per_s"} for row in curve]
-    assert without_speed(d["curve"]) == without_speed(a["curve"]) and d["final"]["top1"] == a["final"]["top1"]  # same batches
+    assert (
+        without_speed(d["curve"]) == without_speed(a["curve"]) and d["final"]["top1"] == a["final"]["top1"]
+    )  # same batches
 
 
 def test_channels_last_auto_picks_convnets_on_gpus_only():
     import timm
+
     cnn = models.create_model("resnet10t", 3)[0]
     vit = timm.create_model("vit_tiny_patch16_224", img_size=32, num_classes=3)
-    gpu, cpu = torch.device("cuda"), torch.device("cpu")     # device objects only: nothing runs on them
+    gpu, cpu = torch.device("cuda"), torch.device("cpu")  # device objects only: nothing runs on them
     assert models.is_convnet(cnn) and not models.is_convnet(vit)
     assert engine.channels_last_for("auto", cnn, gpu) and not engine.channels_last_for("auto", vit, gpu)
     assert not engine.channels_last_for("auto", cnn, cpu)
@@ -342,13 +431,17 @@ def test_channels_last_auto_picks_convnets_on_gpus_only():
 @pytest.mark.slow
 def test_compile_flag_compiles_once_for_all_lockstep_students(teacher, tmp_path):
     from torch._dynamo.utils import counters
+
     graphs = []
     for temps in (["4"], ["1", "4", "8"]):
         torch._dynamo.reset()
         counters.clear()
-        assert distill.main(distill_args(teacher, tmp_path / str(len(temps)), "--T", *temps, "--epochs", "1", "--compile")) == 0
+        assert (
+            distill.main(distill_args(teacher, tmp_path / str(len(temps)), "--T", *temps, "--epochs", "1", "--compile"))
+            == 0
+        )
         graphs.append(counters["stats"]["unique_graphs"])
-    assert graphs[0] >= 1 and graphs[1] == graphs[0]     # students 2 and 3 reuse the first one's graphs
+    assert graphs[0] >= 1 and graphs[1] == graphs[0]  # students 2 and 3 reuse the first one's graphs
     assert [r["status"] for r in results_in(tmp_path / "3").values()] == ["ok"] * 3
 
 
@@ -358,9 +451,31 @@ def test_student_init_from_checkpoint_and_from_local_timm_weights(teacher, tmp_p
     torch.manual_seed(1)
     torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
     ft = tmp_path / "ft.pt"
-    assert train_teacher.main(["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", "in1k",
-                               "--pretrained-file", str(weights), "--epochs", "1", "--out", str(ft), *FAST,
-                               "--opt", "sgd", "--label-smoothing", "0.2"]) == 0
+    assert (
+        train_teacher.main(
+            [
+                "--dataset",
+                "synth-fine",
+                *TINY,
+                "--arch",
+                "test_resnet",
+                "--init",
+                "in1k",
+                "--pretrained-file",
+                str(weights),
+                "--epochs",
+                "1",
+                "--out",
+                str(ft),
+                *FAST,
+                "--opt",
+                "sgd",
+                "--label-smoothing",
+                "0.2",
+            ]
+        )
+        == 0
+    )
     origination = models.load_checkpoint(ft)["origination"]
     assert origination["pretrained"].startswith("timm:test_resnet") and origination["from_scratch"] is False
     assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--student-init", str(ft))) == 0
@@ -372,8 +487,23 @@ def test_image_size_and_in1k_student_from_a_local_file(teacher, tmp_path):
     """--image-size resizes the stream; --student-init in1k --pretrained-file reads timm weights offline."""
     weights = tmp_path / "timm-weights.pth"
     torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
-    assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--image-size", "24",
-                                     "--student-init", "in1k", "--pretrained-file", str(weights))) == 0
+    assert (
+        distill.main(
+            distill_args(
+                teacher,
+                tmp_path / "runs",
+                "--T",
+                "4",
+                "--image-size",
+                "24",
+                "--student-init",
+                "in1k",
+                "--pretrained-file",
+                str(weights),
+            )
+        )
+        == 0
+    )
     (r,) = results_in(tmp_path / "runs").values()
     assert r["config"]["aug"]["image_size"] == 24 and r["config"]["student_init"] == "in1k"
     assert r["student_origination"]["pretrained"].startswith("timm:test_resnet")

@@ -1,5 +1,6 @@
 """What happens when things go wrong (README table): bad input, untrusted files, kills, failing
 writes, divergence and the network. Rows already covered elsewhere are named in the README."""
+
 import json
 import os
 import random
@@ -38,10 +39,26 @@ def test_checkpoints_with_pickled_code_are_refused_and_never_run(teacher, tmp_pa
     torch.save({"format": models.CHECKPOINT_FORMAT, "arch": "test_resnet", "payload": Exploit(marker)}, evil)
     err = main_error(distill.main, distill_args(evil, tmp_path / "a", "--T", "1"), capsys)
     assert "weights_only" in err and str(evil) in err
-    err = main_error(distill.main, distill_args(teacher, tmp_path / "b", "--T", "1", "--student-init", str(evil)), capsys)
+    err = main_error(
+        distill.main, distill_args(teacher, tmp_path / "b", "--T", "1", "--student-init", str(evil)), capsys
+    )
     assert "weights_only" in err
-    err = main_error(train_teacher.main, ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--init", str(evil),
-                                          "--out", str(tmp_path / "t.pt"), *FAST], capsys)
+    err = main_error(
+        train_teacher.main,
+        [
+            "--dataset",
+            "synth-fine",
+            *TINY,
+            "--arch",
+            "test_resnet",
+            "--init",
+            str(evil),
+            "--out",
+            str(tmp_path / "t.pt"),
+            *FAST,
+        ],
+        capsys,
+    )
     assert "weights_only" in err
     # a run folder's ckpt.pt replaced by the exploit: the resume is refused, nothing runs
     args = distill_args(teacher, tmp_path / "c", "--T", "1", "--epochs", "1")
@@ -55,8 +72,15 @@ def test_checkpoints_with_pickled_code_are_refused_and_never_run(teacher, tmp_pa
 
 
 def test_missing_dataset_and_unwritable_out(teacher, tmp_path, capsys):
-    err = main_error(distill.main, without_synth(distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
-                                                              "--data-root", str(tmp_path / "nowhere"))), capsys)
+    err = main_error(
+        distill.main,
+        without_synth(
+            distill_args(
+                teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100", "--data-root", str(tmp_path / "nowhere")
+            )
+        ),
+        capsys,
+    )
     assert "cifar100" in err and "nowhere" in err
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
@@ -72,13 +96,14 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monke
     def full_disk(obj, f, *a, **k):
         f.write(b"PK\x03\x04 half a checkpoint")
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OSError):
         run.save_state({"position": 2, "weights": torch.zeros(3)})
     monkeypatch.undo()
     state = run.load_state()
     assert state["position"] == 1 and torch.equal(state["weights"], torch.ones(3))
-    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")] == []   # no temp files left behind
+    assert [p.name for p in run.path.iterdir() if p.name.endswith(".tmp")] == []  # no temp files left behind
     with pytest.raises(OSError):
         monkeypatch.setattr(os, "replace", lambda *a: (_ for _ in ()).throw(OSError(5, "I/O error")))
         runs.write_json({"status": "ok"}, run.file("result.json"))
@@ -94,26 +119,34 @@ class Diverging:
 
 
 def test_divergence_stops_the_run_keeps_the_last_good_checkpoint_and_says_why(tmp_path):
-    import data
-    split = data.load_split("synth-fine", "train", "unused", synth=cli.parse_key_values(TINY[1:TINY.index("--data-root")], "--synth"))
+    split = data.load_split(
+        "synth-fine", "train", "unused", synth=cli.parse_key_values(TINY[1 : TINY.index("--data-root")], "--synth")
+    )
     aug = data.aug_config_for("synth-fine")
     model = models.create_model("test_resnet", len(split.classes))[0]
     run = runs.RunDir(tmp_path / "run", {"what": "diverges"})
     run.start({})
     m = engine.Member(name="nan", run=run, model=model, objective=Diverging(), norm=models.normalization(model))
     recipe = engine.Recipe(epochs=3, opt="adamw", lr=1e-3, wd=0.0)
-    results = engine.train([m], data.TrainStream(split, aug, batch_size=12, seed=0),
-                           (data.eval_images(split, aug), split.labels, None), recipe, log=lambda s: None)
+    results = engine.train(
+        [m],
+        data.TrainStream(split, aug, batch_size=12, seed=0),
+        (data.eval_images(split, aug), split.labels, None),
+        recipe,
+        log=lambda s: None,
+    )
     assert results == []
     r = json.loads(run.file("result.json").read_text())
     assert r["status"] == "failed" and "non-finite training loss in epoch 2" in r["reason"] and r["final"] is None
-    state = run.load_state()   # the checkpoint of epoch 1, still loadable
+    state = run.load_state()  # the checkpoint of epoch 1, still loadable
     assert state["position"] == 3 and len(state["curve"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
 def test_a_diverging_cli_run_exits_3_with_a_failed_result(teacher, tmp_path):
-    r = run_script("distill.py", *distill_args(teacher, tmp_path, "--T", "1", "--lr", "1e30", "--clip", "0", "--epochs", "1"))
+    r = run_script(
+        "distill.py", *distill_args(teacher, tmp_path, "--T", "1", "--lr", "1e30", "--clip", "0", "--epochs", "1")
+    )
     assert r.returncode == cli.EXIT_FAILED and "FAILED: non-finite training loss" in r.stderr
     (res,) = results_in(tmp_path).values()
     assert res["status"] == "failed"
@@ -123,17 +156,23 @@ def test_a_diverging_cli_run_exits_3_with_a_failed_result(teacher, tmp_path):
 def test_sigkill_at_ten_random_moments_resumes_bit_identically(teacher, tmp_path):
     """One run killed with SIGKILL at 10 random moments (startup, training, eval, saving), resumed each
     time: its final metrics and weights equal those of an uninterrupted run."""
-    args = distill_args(teacher, tmp_path / "run", "--T", "3", "--epochs", "3", "--keep-ckpt",
-                        "--synth", "target_train_per_class=40")
+    args = distill_args(
+        teacher, tmp_path / "run", "--T", "3", "--epochs", "3", "--keep-ckpt", "--synth", "target_train_per_class=40"
+    )
     ref = run_script("distill.py", *[a if a != str(tmp_path / "run") else str(tmp_path / "ref") for a in args])
     assert ref.returncode == 0
     (expected,) = results_in(tmp_path / "ref").values()
     rng = random.Random(7)
     env = dict(os.environ, OMP_NUM_THREADS="1")
     kills = 0
-    for trial in range(10):
-        p = subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *args], cwd=ROOT, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(10):
+        p = subprocess.Popen(
+            [sys.executable, str(ROOT / "distill.py"), *args],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(rng.uniform(2.0, 7.0))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
@@ -154,11 +193,30 @@ def test_the_network_is_never_needed(tmp_path, capsys):
     """Sockets are blocked for the whole suite (conftest.py); in1k weights are the one thing that
     tries to go online, and without --pretrained-file the error says what to do."""
     import socket
+
     with pytest.raises(OSError, match="blocked"):
-        socket.create_connection(("93.184.215.14", 443), timeout=1)   # an IP: no DNS needed
-    r = subprocess.run([sys.executable, str(ROOT / "train_teacher.py"), "--dataset", "synth-fine", *TINY, "--arch",
-                        "test_resnet", "--init", "in1k", "--out", str(tmp_path / "t.pt"), *FAST], cwd=ROOT,
-                       env=dict(os.environ, HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=120)
+        socket.create_connection(("93.184.215.14", 443), timeout=1)  # an IP: no DNS needed
+    r = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "train_teacher.py"),
+            "--dataset",
+            "synth-fine",
+            *TINY,
+            "--arch",
+            "test_resnet",
+            "--init",
+            "in1k",
+            "--out",
+            str(tmp_path / "t.pt"),
+            *FAST,
+        ],
+        cwd=ROOT,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "--pretrained-file" in r.stderr.strip().splitlines()[-1], r.stderr
     assert not (tmp_path / "t.run").exists()
 
@@ -168,12 +226,31 @@ def test_run_all_slurm_without_sbatch(tmp_path):
     bin_dir.mkdir()
     for tool in ("dirname",):
         (bin_dir / tool).symlink_to(shutil.which(tool))
-    r = subprocess.run(["/bin/bash", str(ROOT / "run_all.sh"), "demo", "--slurm", "--out", str(tmp_path / "o")],
-                       env={"PATH": str(bin_dir)}, capture_output=True, text=True)
+    r = subprocess.run(
+        ["/bin/bash", str(ROOT / "run_all.sh"), "demo", "--slurm", "--out", str(tmp_path / "o")],
+        env={"PATH": str(bin_dir)},
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "--slurm: sbatch not found" in r.stderr
 
 
 def test_download_is_the_one_flag_that_goes_online_and_it_says_so(teacher, tmp_path, capsys):
-    err = main_error(distill.main, without_synth(distill_args(teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100",
-                                                              "--data-root", str(tmp_path / "data"), "--download")), capsys)
+    err = main_error(
+        distill.main,
+        without_synth(
+            distill_args(
+                teacher,
+                tmp_path / "r",
+                "--T",
+                "1",
+                "--dataset",
+                "cifar100",
+                "--data-root",
+                str(tmp_path / "data"),
+                "--download",
+            )
+        ),
+        capsys,
+    )
     assert "cifar100: download into" in err and "failed" in err

@@ -1,5 +1,6 @@
 """run_all.sh and grid.py: the grid's arithmetic, the local pool end to end on the built-in data
 (two concurrent invocations, an idempotent re-run, kills at random moments) and failures."""
+
 import os
 import random
 import signal
@@ -15,14 +16,22 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_all(*args, timeout=900, **kw):
-    return subprocess.run(["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=timeout, **kw)
+    return subprocess.run(
+        ["bash", str(ROOT / "run_all.sh"), *map(str, args)],
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kw,
+    )
 
 
 def start_run_all(*args, **kw):
     """run_all.sh in the background (a Popen)."""
-    return subprocess.Popen(["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"), **kw)
+    return subprocess.Popen(
+        ["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), **kw
+    )
 
 
 def run_ids(out):
@@ -31,8 +40,9 @@ def run_ids(out):
 
 def executions(out):
     """How many times each command ran: one header line per execution in its (appended) log."""
-    return {p.name: p.read_text().count("\n== ") + p.read_text().startswith("== ")
-            for p in Path(out).glob("logs/*/*.log")}
+    return {
+        p.name: p.read_text().count("\n== ") + p.read_text().startswith("== ") for p in Path(out).glob("logs/*/*.log")
+    }
 
 
 def test_paper_grid_arithmetic():
@@ -50,7 +60,7 @@ def test_paper_grid_arithmetic():
     assert runs["granularity: Cars, Tiny ImageNet (Fig. 6)"] == 4320
     # the whole paper: shared runs (e.g. KD at the baseline config) are counted once
     assert sum(g.stages["distill"].values()) < sum(runs.values())
-    assert all(cmd.count(" --T ") == 1 for cmd in g.stages["distill"])   # sweeps are lockstep commands
+    assert all(cmd.count(" --T ") == 1 for cmd in g.stages["distill"])  # sweeps are lockstep commands
 
 
 def test_lab_grid_shape():
@@ -60,20 +70,24 @@ def test_lab_grid_shape():
     runs = {part: sum(cmds.values()) for part, cmds in g.parts.items() if part != "teachers"}
     # (6 T + 1 labels-only) x 2 optimizers x 3 budgets x 3 seeds
     assert runs["training configuration (Figs. 2-3)"] == 7 * 2 * 3 * 3
-    assert runs["controls (Fig. 5)"] == 3 * 3 * 3               # smooth-global, smooth-instance, bottom-1 at 3 T
-    assert runs["teacher origination (Table 1)"] == 2 * 6 * 3   # long fine-tuned and from-scratch teachers
+    assert runs["controls (Fig. 5)"] == 3 * 3 * 3  # smooth-global, smooth-instance, bottom-1 at 3 T
+    assert runs["teacher origination (Table 1)"] == 2 * 6 * 3  # long fine-tuned and from-scratch teachers
     assert runs["overlapping vs novel classes (Fig. 7)"] == 7 * 3
     assert grid.LAB["seeds"] == [0, 1, 2] and {1, 2, 4, 8, 16, 40} <= set(grid.LAB["T"])
     assert len(grid.LAB["budgets"]) >= 3
     distill = list(g.stages["distill"])
     assert len(distill) == 36 and all(" --amp " in c for c in distill)
-    assert sum(" --baseline " in c for c in distill) == 2 * 3 * 3 + 3   # one labels-only student per setting
+    assert sum(" --baseline " in c for c in distill) == 2 * 3 * 3 + 3  # one labels-only student per setting
     trained = {c.split(" --out ")[1].split()[0] for stage in ("pretrain", "teachers") for c in g.stages[stage]}
-    assert {c.split(" --teacher ")[1].split()[0] for c in distill} <= trained   # every teacher is trained first
+    assert {c.split(" --teacher ")[1].split()[0] for c in distill} <= trained  # every teacher is trained first
     full = grid.build("lab-full", "python", "out", "data", [])
-    assert set(full.parts) - set(g.parts) == {"methods (Fig. 1)", "batch size (Fig. 2)",
-                                              "student initialization (Table 2)", "dataset granularity (Fig. 6)"}
-    assert set(distill) <= set(full.stages["distill"])                   # lab-full finishes what the lab started
+    assert set(full.parts) - set(g.parts) == {
+        "methods (Fig. 1)",
+        "batch size (Fig. 2)",
+        "student initialization (Table 2)",
+        "dataset granularity (Fig. 6)",
+    }
+    assert set(distill) <= set(full.stages["distill"])  # lab-full finishes what the lab started
 
 
 def test_dry_run_prints_counts_and_commands():
@@ -84,8 +98,11 @@ def test_dry_run_prints_counts_and_commands():
 
 
 def test_bad_preset_and_options():
-    for args, needle in [(["nonsense"], "unknown preset"), (["demo", "--jobs", "zero"], "--jobs"),
-                         (["demo", "--frobnicate"], "unknown option")]:
+    for args, needle in [
+        (["nonsense"], "unknown preset"),
+        (["demo", "--jobs", "zero"], "--jobs"),
+        (["demo", "--frobnicate"], "unknown option"),
+    ]:
         r = run_all(*args)
         assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
@@ -94,12 +111,18 @@ def test_bad_preset_and_options():
 def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path):
     # two run_all.sh started together on one folder: each command runs once, in one of them
     ref = tmp_path / "ref"
-    procs = [start_run_all("demo-tiny", "--out", ref, "--jobs", "1", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                           text=True) for _ in range(2)]
+    procs = [
+        start_run_all(
+            "demo-tiny", "--out", ref, "--jobs", "1", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     errs = [p.communicate(timeout=900)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), [e[-3000:] for e in errs]
     expected = run_ids(ref)
-    n_cmds = sum(len(Path(ref, "manifest", f"{s}.txt").read_text().splitlines()) for s in ("pretrain", "teachers", "distill"))
+    n_cmds = sum(
+        len(Path(ref, "manifest", f"{s}.txt").read_text().splitlines()) for s in ("pretrain", "teachers", "distill")
+    )
     assert len(expected) == 18 and (ref / "REPORT.md").is_file() and (ref / "results.csv").is_file()
     assert all(v == 1 for v in executions(ref).values()) and len(executions(ref)) == n_cmds
     # a second run finds everything done and runs nothing
@@ -108,9 +131,10 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path)
     # killed at a random moment, then re-run: the same results, none duplicated
     rng = random.Random(0)
     out = tmp_path / "killed"
-    for trial in range(2):
-        p = start_run_all("demo-tiny", "--out", out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          start_new_session=True)
+    for _ in range(2):
+        p = start_run_all(
+            "demo-tiny", "--out", out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         time.sleep(rng.uniform(5, 40))
         os.killpg(p.pid, signal.SIGKILL)
         p.wait()
@@ -120,7 +144,7 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path)
 
 
 def test_failures_are_listed_with_logs_and_a_nonzero_exit(tmp_path):
-    r = run_all("demo-tiny", "--out", tmp_path, "--extra", "--epochs 0")   # every training command refuses this
+    r = run_all("demo-tiny", "--out", tmp_path, "--extra", "--epochs 0")  # every training command refuses this
     assert r.returncode != 0
     assert "FAILED commands" in r.stderr and "logs/pretrain/" in r.stderr
     failed = list((tmp_path / ".failed").iterdir())

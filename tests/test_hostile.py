@@ -3,6 +3,7 @@ files, failed runs, tapes, hyperparameters, concurrent commands, signals and odd
 the problem of the issue it checks (P1-P10), or "probe" for a bad input found while probing the scripts.
 All of them but one case (distill.py --parallel 0, refused already) failed on the code before the issue
 (commit 25b69e5); the probes failed on its first fix too (commit 77c78a9)."""
+
 import json
 import os
 import shutil
@@ -22,12 +23,23 @@ import train_teacher
 from analysis import advise
 from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, without_synth
 
-SYNTH = TINY[1:TINY.index("--data-root")]  # the KEY=VALUE sizes of TINY, for advise.py
+SYNTH = TINY[1 : TINY.index("--data-root")]  # the KEY=VALUE sizes of TINY, for advise.py
 
 
 def teacher_args(out, *extra):
-    return ["--dataset", "synth-fine", *TINY, "--arch", "test_resnet", "--epochs", "1", "--out", str(out), *FAST,
-            *extra]
+    return [
+        "--dataset",
+        "synth-fine",
+        *TINY,
+        "--arch",
+        "test_resnet",
+        "--epochs",
+        "1",
+        "--out",
+        str(out),
+        *FAST,
+        *extra,
+    ]
 
 
 def only_folder(out):
@@ -52,8 +64,14 @@ def same_training(a, b):
 def start_distill(args):
     """distill.py in a subprocess, stdout and stderr merged into one pipe."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *map(str, args)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "distill.py"), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for_first_epoch(p):
@@ -84,8 +102,13 @@ def checkpoint_dict(teacher, **changes):
 # ------------------------------------------------------------------------------------------------- P1
 
 
-BAD_RESULTS = {"empty": "", "truncated": '{"status": "ok", "run_id": "te', "garbage": "\x00\x01 not json",
-               "foreign": '{"foo": 1}', "a list": "[1, 2]"}
+BAD_RESULTS = {
+    "empty": "",
+    "truncated": '{"status": "ok", "run_id": "te',
+    "garbage": "\x00\x01 not json",
+    "foreign": '{"foo": 1}',
+    "a list": "[1, 2]",
+}
 
 
 def test_an_untrusted_result_json_is_set_aside_and_the_run_redone(teacher, tmp_path, capsys):
@@ -208,22 +231,25 @@ def test_swapped_or_truncated_tape_files_are_recomputed_not_replayed(teacher, tm
 # ------------------------------------------------------------------------------------------------- P4
 
 
-@pytest.mark.parametrize("flags, needle", [
-    (["--method", "dkd", "--hp", "warmup=-1"], "--hp: dkd hyperparameter warmup"),
-    (["--hp", "T=8"], "--hp T: set it with --T"),
-    (["--hp", "ce_weight=0.5"], "--hp ce_weight: set it with --ce-weight"),
-    (["--T", "1e-30"], "--T: temperatures must be in [0.5, 100]"),
-    (["--T", "101"], "--T: temperatures must be in [0.5, 100]"),
-    (["--method", "dkd", "--hp", "beta=abc"], "--hp: dkd hyperparameter beta: expected a finite number"),
-    (["--method", "dkd", "--hp", "beta=nan"], "--hp: dkd hyperparameter beta: expected a finite number"),
-    (["--method", "dkd", "--hp", "warmup=0"], "--hp: dkd hyperparameter warmup"),
-    (["--method", "dkd", "--hp", "warmup=2.5"], "--hp: dkd hyperparameter warmup: expected an integer"),
-    (["--method", "ctkd", "--hp", "ramp_epochs=0"], "--hp: ctkd hyperparameter ramp_epochs"),
-    (["--method", "eakd", "--hp", "h_ub=0"], "--hp: eakd hyperparameter h_ub"),
-    (["--method", "mlkd", "--hp", "temperatures=4,0.1"], "--hp: mlkd hyperparameter temperatures"),
-    (["--hp", "t2=1"], "--hp: kd hyperparameter t2: expected true or false"),
-    (["--hp", "kd_weight=-1"], "--hp: kd hyperparameter kd_weight"),
-])
+@pytest.mark.parametrize(
+    "flags, needle",
+    [
+        (["--method", "dkd", "--hp", "warmup=-1"], "--hp: dkd hyperparameter warmup"),
+        (["--hp", "T=8"], "--hp T: set it with --T"),
+        (["--hp", "ce_weight=0.5"], "--hp ce_weight: set it with --ce-weight"),
+        (["--T", "1e-30"], "--T: temperatures must be in [0.5, 100]"),
+        (["--T", "101"], "--T: temperatures must be in [0.5, 100]"),
+        (["--method", "dkd", "--hp", "beta=abc"], "--hp: dkd hyperparameter beta: expected a finite number"),
+        (["--method", "dkd", "--hp", "beta=nan"], "--hp: dkd hyperparameter beta: expected a finite number"),
+        (["--method", "dkd", "--hp", "warmup=0"], "--hp: dkd hyperparameter warmup"),
+        (["--method", "dkd", "--hp", "warmup=2.5"], "--hp: dkd hyperparameter warmup: expected an integer"),
+        (["--method", "ctkd", "--hp", "ramp_epochs=0"], "--hp: ctkd hyperparameter ramp_epochs"),
+        (["--method", "eakd", "--hp", "h_ub=0"], "--hp: eakd hyperparameter h_ub"),
+        (["--method", "mlkd", "--hp", "temperatures=4,0.1"], "--hp: mlkd hyperparameter temperatures"),
+        (["--hp", "t2=1"], "--hp: kd hyperparameter t2: expected true or false"),
+        (["--hp", "kd_weight=-1"], "--hp: kd hyperparameter kd_weight"),
+    ],
+)
 def test_bad_hyperparameters_are_one_line_naming_the_flag(teacher, tmp_path, capsys, flags, needle):
     """P4: every hyperparameter has a declared type and range; T and ce_weight have their own flags."""
     out = tmp_path / "runs"
@@ -269,8 +295,14 @@ def test_one_process_per_run_folder_and_the_lock_dies_with_its_holder(teacher, t
 def test_run_all_options_refuse_a_missing_value_or_another_option(tmp_path):
     """P6: `--out --dry-run` took --dry-run as the results folder; `--out` alone failed on an unbound variable."""
     for args in (["--out", "--dry-run", "--out", str(tmp_path / "o"), "--dry-run"], ["--out"]):
-        r = subprocess.run(["bash", str(ROOT / "run_all.sh"), "demo-tiny", *args], cwd=tmp_path, capture_output=True,
-                           text=True, timeout=120, check=False)  # fmt: skip
+        r = subprocess.run(
+            ["bash", str(ROOT / "run_all.sh"), "demo-tiny", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert r.returncode == 2 and r.stderr.startswith("run_all.sh: error: --out: expected a value"), r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
     assert not any(tmp_path.iterdir())
@@ -280,9 +312,13 @@ def test_run_all_options_refuse_a_missing_value_or_another_option(tmp_path):
 
 
 BAD_FLAGS = [
-    (["--workers", "-1"], "--workers"), (["--parallel", "0"], "--parallel"), (["--eval-every", "-1"], "--eval-every"),
-    (["--image-size", "0"], "--image-size"), (["--synth", "groups=0"], "--synth groups"),
-    (["--synth", "foo=1"], "--synth: unknown key 'foo'"), (["--synth", "groups=abc"], "--synth groups"),
+    (["--workers", "-1"], "--workers"),
+    (["--parallel", "0"], "--parallel"),
+    (["--eval-every", "-1"], "--eval-every"),
+    (["--image-size", "0"], "--image-size"),
+    (["--synth", "groups=0"], "--synth groups"),
+    (["--synth", "foo=1"], "--synth: unknown key 'foo'"),
+    (["--synth", "groups=abc"], "--synth groups"),
     (["--synth", "fine_groups=5"], "--synth: sizes out of range"),  # probe: named no flag (fine_groups > groups)
     (["--bs", "1000"], "--bs"),  # probe: the message did not name the flag
     (["--device", "meta"], "--device"),  # probe: a torch device that failed mid-run with a traceback
@@ -439,6 +475,7 @@ def test_ctrl_c_checkpoints_and_the_same_command_resumes(teacher, tmp_path, caps
 def test_ctrl_c_before_training_is_one_line_and_leaves_nothing(teacher, tmp_path, capsys, monkeypatch):
     """probe: Ctrl-C while the teacher was measured (minutes on a real dataset) was a traceback, and left
     the claimed run folder behind."""
+
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
@@ -463,8 +500,14 @@ def test_a_checkpoint_of_another_run_is_refused_not_resumed(teacher, tmp_path, c
     """probe: a ckpt.pt copied from another run folder was resumed silently (a T=4 run continued T=2's
     weights), or, from another student, ended in a state_dict traceback."""
     for T, student in (("2", "test_resnet"), ("4", "test_resnet"), ("4", "resnet10t")):
-        assert distill.main(distill_args(teacher, tmp_path / student, "--T", T, "--epochs", "2", "--student", student,
-                                         "--keep-ckpt")) == 0  # fmt: skip
+        assert (
+            distill.main(
+                distill_args(
+                    teacher, tmp_path / student, "--T", T, "--epochs", "2", "--student", student, "--keep-ckpt"
+                )
+            )
+            == 0
+        )
     t2, t4 = sorted((tmp_path / "test_resnet").iterdir())
     other = only_folder(tmp_path / "resnet10t")
     for run, student in ((t4, "test_resnet"), (other, "resnet10t")):
@@ -495,17 +538,23 @@ def test_a_teacher_of_other_class_names_is_said(teacher, tmp_path, capsys):
     torch.save(checkpoint_dict(teacher, classes=["cat", "dog", "bird"]), path)
     capsys.readouterr()
     assert distill.main(distill_args(path, tmp_path / "runs", "--epochs", "1")) == 0
-    assert (f"distill.py: note: --teacher: '{path}' names other classes than synth-fine (class 0: 'cat' vs "
-            "'g0-red/t0-wide')") in capsys.readouterr().err
+    assert (
+        f"distill.py: note: --teacher: '{path}' names other classes than synth-fine (class 0: 'cat' vs "
+        "'g0-red/t0-wide')"
+    ) in capsys.readouterr().err
 
 
 def test_ctkd_with_several_temperatures_is_said(teacher, tmp_path, capsys):
     """probe: --method ctkd --T 1 2 trained one run (CTKD learns its temperature) without saying so."""
     capsys.readouterr()
-    assert distill.main(distill_args(teacher, tmp_path / "runs", "--epochs", "1", "--method", "ctkd", "--T", "1",
-                                     "2")) == 0  # fmt: skip
-    assert "note: --method ctkd learns its temperature (--hp T_start, T_range): --T 1 2 trains one run" in \
-        capsys.readouterr().err  # fmt: skip
+    assert (
+        distill.main(distill_args(teacher, tmp_path / "runs", "--epochs", "1", "--method", "ctkd", "--T", "1", "2"))
+        == 0
+    )
+    assert (
+        "note: --method ctkd learns its temperature (--hp T_start, T_range): --T 1 2 trains one run"
+        in capsys.readouterr().err
+    )
     assert len(results_in(tmp_path / "runs")) == 1
 
 
@@ -550,8 +599,9 @@ def test_a_tape_that_cannot_be_written_is_said_and_training_goes_on(teacher, tmp
     assert f"teacher tape: cannot write {tape / 'epoch-0001.pt'}" in err
     assert (tape / "epoch-0002.pt").is_file() and read_result(only_folder(tmp_path / "a"))["status"] == "ok"
     (tmp_path / "tape2" / "key.json").mkdir(parents=True)
-    err = main_error(distill.main, distill_args(teacher, tmp_path / "b", "--teacher-tape", str(tmp_path / "tape2")),
-                     capsys)  # fmt: skip
+    err = main_error(
+        distill.main, distill_args(teacher, tmp_path / "b", "--teacher-tape", str(tmp_path / "tape2")), capsys
+    )
     assert err.startswith("distill.py: error: --teacher-tape:") and "key.json" in err
 
 
@@ -568,9 +618,14 @@ def test_train_teacher_refuses_to_overwrite_its_own_init_or_a_file_in_place_of_i
     assert f"run folder '{tmp_path / 'blocked.run'}' is a file" in err
 
 
-@pytest.mark.parametrize("flag, needle", [("--out", "--out: expected a folder, got an empty string"),
-                                          ("--teacher-tape", "--teacher-tape: expected a folder"),
-                                          ("--teacher", "checkpoint path is empty")])
+@pytest.mark.parametrize(
+    "flag, needle",
+    [
+        ("--out", "--out: expected a folder, got an empty string"),
+        ("--teacher-tape", "--teacher-tape: expected a folder"),
+        ("--teacher", "checkpoint path is empty"),
+    ],
+)
 def test_an_empty_path_is_refused(teacher, tmp_path, capsys, monkeypatch, flag, needle):
     """probe: --out '' filled the current folder with run folders, --teacher-tape '' recorded no tape without
     a word, --teacher '' said that '.' is a folder."""

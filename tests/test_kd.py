@@ -3,6 +3,7 @@
 Hand-computed values come from docs/METHODS.md (float64); kd.py runs in float32 here, so they are
 compared at ~1e-5 relative. Section numbers refer to docs/METHODS.md.
 """
+
 import ast
 import math
 import pathlib
@@ -21,17 +22,18 @@ import kd  # noqa: E402
 import naive_reference as ref  # noqa: E402
 
 LN = math.log
-TOY_A_T = torch.tensor([[0.0, LN(3)]])           # teacher p(T=1) = [0.25, 0.75]
+TOY_A_T = torch.tensor([[0.0, LN(3)]])  # teacher p(T=1) = [0.25, 0.75]
 TOY_A_S = torch.zeros(1, 2)
-TOY_B_T = torch.tensor([[LN(6), LN(3), 0.0]])    # teacher p(T=1) = [0.6, 0.3, 0.1]
+TOY_B_T = torch.tensor([[LN(6), LN(3), 0.0]])  # teacher p(T=1) = [0.6, 0.3, 0.1]
 TOY_B_S = torch.zeros(1, 3)
 METHODS = list(kd.METHODS)
 
 
 def close(x, expected, rel=1e-5, atol=1e-6):
     """x (float32 from kd.py) matches a float64 hand-computed value to ~1e-5 relative."""
-    return torch.allclose(torch.as_tensor(x, dtype=torch.float64),
-                          torch.as_tensor(expected, dtype=torch.float64), rtol=rel, atol=atol)
+    return torch.allclose(
+        torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64), rtol=rel, atol=atol
+    )
 
 
 def label(y):
@@ -40,8 +42,11 @@ def label(y):
 
 def random_logits(seed, B=4, K=5, scale=3.0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(B, K, generator=g) * scale, torch.randn(B, K, generator=g) * scale,
-            torch.randint(0, K, (B,), generator=g))
+    return (
+        torch.randn(B, K, generator=g) * scale,
+        torch.randn(B, K, generator=g) * scale,
+        torch.randint(0, K, (B,), generator=g),
+    )
 
 
 def call(loss, s, t, labels, epoch=100):
@@ -53,6 +58,7 @@ def call(loss, s, t, labels, epoch=100):
 
 # ---------------------------------------------------------------------------------------------
 # KD (§1.6) and the generic properties of kd_loss
+
 
 @pytest.mark.parametrize("T", [0.5, 1.0, 4.0, 40.0])
 def test_kd_identical_logits_give_zero_loss_and_gradient(T):
@@ -108,7 +114,7 @@ def test_kd_shift_invariance():
 
 
 def test_kd_underflowing_teacher_probability_contributes_exactly_zero():
-    t = torch.tensor([[0.0, -1000.0]])                # exp(-1000) underflows to 0 in fp32
+    t = torch.tensor([[0.0, -1000.0]])  # exp(-1000) underflows to 0 in fp32
     s = torch.tensor([[0.5, -0.5]], requires_grad=True)
     loss = kd.kd_loss(s, t, 1.0)
     loss.backward()
@@ -127,15 +133,17 @@ def test_soft_target_loss_matches_kd_and_handles_exact_zeros():
     s, t, y = random_logits(3)
     target = kd.soft_targets(t, 2.0, "teacher")
     assert torch.allclose(kd.soft_target_loss(s, target, 2.0), kd.kd_loss(s, t, 2.0), atol=1e-6)
-    one_hot = F.one_hot(y, s.shape[1]).float()           # 0 log 0 = 0
+    one_hot = F.one_hot(y, s.shape[1]).float()  # 0 log 0 = 0
     assert torch.allclose(kd.soft_target_loss(s, one_hot, 1.0), F.cross_entropy(s, y))
 
 
 # ---------------------------------------------------------------------------------------------
 # DKD (§2.5)
 
-@pytest.mark.parametrize("y, T, tckd, nckd", [(0, 1.0, 0.148342, 0.130812), (1, 1.0, 0.002545, 0.283031),
-                                               (0, 4.0, 0.170717, 0.149458)])
+
+@pytest.mark.parametrize(
+    "y, T, tckd, nckd", [(0, 1.0, 0.148342, 0.130812), (1, 1.0, 0.002545, 0.283031), (0, 4.0, 0.170717, 0.149458)]
+)
 def test_dkd_toy_values_and_decomposition_identity(y, T, tckd, nckd):
     got_tckd, got_nckd = kd.dkd_terms(TOY_B_S, TOY_B_T, label(y), T)
     assert close(got_tckd, [tckd]) and close(got_nckd, [nckd])
@@ -153,7 +161,7 @@ def test_dkd_identical_logits_and_binary_case():
     s, _, y = random_logits(4)
     tckd, nckd = kd.dkd_terms(s, s, y, 4.0)
     assert tckd.abs().max() < 1e-6 and nckd.abs().max() < 1e-6
-    tckd, nckd = kd.dkd_terms(TOY_A_S, TOY_A_T, label(1), 1.0)   # K=2: one non-target class
+    tckd, nckd = kd.dkd_terms(TOY_A_S, TOY_A_T, label(1), 1.0)  # K=2: one non-target class
     assert nckd.item() == 0.0 and close(tckd, [0.130812])
 
 
@@ -166,7 +174,7 @@ def test_dkd_identity_on_random_batches():
 
 def test_dkd_warmup_is_one_indexed():
     s, t, y = random_logits(6)
-    dkd = kd.build_loss("dkd", ce_weight=0.0)                    # W = 20
+    dkd = kd.build_loss("dkd", ce_weight=0.0)  # W = 20
     assert torch.allclose(dkd(s, t, y, epoch=1), 0.05 * dkd(s, t, y, epoch=20))
     assert torch.allclose(dkd(s, t, y, epoch=200), dkd(s, t, y, epoch=20))
 
@@ -191,18 +199,19 @@ def test_dkd_soft_labels_use_their_argmax():
 # ---------------------------------------------------------------------------------------------
 # EA-KD (§3.6)
 
+
 def test_eakd_entropy_weights():
     uniform = torch.zeros(1, 2)
     assert close(kd.entropy_weights(uniform, uniform, 3.0, h_ub=LN(2)), [0.693147])
     assert close(kd.entropy_weights(uniform, uniform, 3.0, h_ub=100.0), [0.348976])
-    assert close(kd.entropy_weights(TOY_B_S, TOY_B_T, 3.0), [1.070324])      # h_ub = log K = ln 3
+    assert close(kd.entropy_weights(TOY_B_S, TOY_B_T, 3.0), [1.070324])  # h_ub = log K = ln 3
     assert close(kd.entropy_weights(TOY_B_S, TOY_B_T, 3.0, h_ub=100.0), [0.541041])
     saturated = torch.tensor([[100.0, 0.0, 0.0]])
     assert kd.entropy_weights(TOY_B_S, saturated, 3.0).item() < 1e-9
 
 
 def test_eakd_loss_value_and_gradient():
-    eakd = kd.build_loss("eakd", T=1.0, ce_weight=0.0, kd_weight=1.0)       # h_ub = log K
+    eakd = kd.build_loss("eakd", T=1.0, ce_weight=0.0, kd_weight=1.0)  # h_ub = log K
     assert close(eakd(TOY_B_S, TOY_B_T), 1.070324 * 0.200667)
     s, t, _ = random_logits(8)
     s.requires_grad_()
@@ -217,6 +226,7 @@ def test_eakd_loss_value_and_gradient():
 # ---------------------------------------------------------------------------------------------
 # CTKD (§4.5)
 
+
 def test_ctkd_initial_temperature_and_derivative():
     ctkd = kd.build_loss("ctkd")
     T = ctkd.temperature()
@@ -227,8 +237,18 @@ def test_ctkd_initial_temperature_and_derivative():
 
 
 def test_ctkd_lambda_schedule():
-    assert [round(kd.cosine_lambda(e, 10), 4) for e in range(1, 11)] == \
-        [0.0245, 0.0955, 0.2061, 0.3455, 0.5, 0.6545, 0.7939, 0.9045, 0.9755, 1.0]
+    assert [round(kd.cosine_lambda(e, 10), 4) for e in range(1, 11)] == [
+        0.0245,
+        0.0955,
+        0.2061,
+        0.3455,
+        0.5,
+        0.6545,
+        0.7939,
+        0.9045,
+        0.9755,
+        1.0,
+    ]
     assert [round(kd.cosine_lambda(e, 5), 4) for e in range(1, 6)] == [0.0955, 0.3455, 0.6545, 0.9045, 1.0]
     assert kd.cosine_lambda(50, 10) == 1.0
 
@@ -237,13 +257,13 @@ def test_ctkd_gradient_reversal_and_student_gradient():
     s, t, _ = random_logits(9)
     s.requires_grad_()
     ctkd = kd.build_loss("ctkd", ce_weight=0.0, kd_weight=1.0)
-    ctkd(s, t, epoch=10).backward()                                 # lambda = 1 from epoch N on
-    theta = ctkd.theta.detach().clone().requires_grad_()            # same loss without the GRL
+    ctkd(s, t, epoch=10).backward()  # lambda = 1 from epoch N on
+    theta = ctkd.theta.detach().clone().requires_grad_()  # same loss without the GRL
     T = ctkd.temperature(theta)
     s_plain = s.detach().clone().requires_grad_()
     kd.kd_loss(s_plain, t, T).backward()
     assert torch.allclose(ctkd.theta.grad, -theta.grad)
-    assert torch.allclose(s.grad, s_plain.grad)                     # = plain KD at T(theta)
+    assert torch.allclose(s.grad, s_plain.grad)  # = plain KD at T(theta)
     s_fixed = s.detach().clone().requires_grad_()
     kd.kd_loss(s_fixed, t, T.item()).backward()
     assert torch.allclose(s.grad, s_fixed.grad, atol=1e-7)
@@ -264,28 +284,28 @@ def test_ctkd_adversarial_step_increases_temperature():
     ctkd = kd.build_loss("ctkd", ce_weight=0.0, kd_weight=1.0)
     T = torch.tensor(ctkd.current_T().item(), requires_grad=True)
     (dL_dT,) = torch.autograd.grad(kd.kd_loss(TOY_B_S, TOY_B_T, T), T)
-    assert dL_dT > 0                                                # precondition of the toy
+    assert dL_dT > 0  # precondition of the toy
     before = ctkd.current_T()
-    ctkd(TOY_B_S, TOY_B_T, epoch=10).backward()                     # lambda = 1
+    ctkd(TOY_B_S, TOY_B_T, epoch=10).backward()  # lambda = 1
     with torch.no_grad():
-        ctkd.theta -= 10.0 * ctkd.theta.grad                        # one SGD step on theta
+        ctkd.theta -= 10.0 * ctkd.theta.grad  # one SGD step on theta
     assert ctkd.current_T() > before
 
 
 # ---------------------------------------------------------------------------------------------
 # Logit standardization (§5.5)
 
+
 def test_standardize_logits_pins_unbiased_std():
     assert close(kd.standardize_logits(torch.tensor([[1.0, 2.0, 3.0]])), [[-1.0, 0.0, 1.0]])
-    assert close(kd.standardize_logits(torch.tensor([[1.0, 2.0, 3.0]]), unbiased=False),
-                 [[-1.224745, 0.0, 1.224745]])
+    assert close(kd.standardize_logits(torch.tensor([[1.0, 2.0, 3.0]]), unbiased=False), [[-1.224745, 0.0, 1.224745]])
     assert close(kd.standardize_logits(torch.tensor([[0.0, 0.0, 3.0]])), [[-0.57735, -0.57735, 1.154701]])
 
 
 def test_lskd_values():
     t, s = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[0.0, 0.0, 3.0]])
     ls = {T: kd.build_loss("lskd", T=T, ce_weight=0.0, kd_weight=1.0) for T in (1.0, 2.0)}
-    assert close(ls[1.0](s, t), 0.050371) and close(ls[2.0](s, t), 0.070594)   # tau_b^2 included
+    assert close(ls[1.0](s, t), 0.050371) and close(ls[2.0](s, t), 0.070594)  # tau_b^2 included
     assert close(kd.kd_loss(s, t, 1.0), 0.266805) and close(kd.kd_loss(s, t, 2.0), 0.356277)
 
 
@@ -293,7 +313,7 @@ def test_lskd_is_affine_invariant():
     _, t, _ = random_logits(11, K=10)
     ls = kd.build_loss("lskd", ce_weight=0.0)
     assert ls(3 * t + 5, t).abs() < 1e-5
-    assert ls(3 * t.double() + 5, t.double()).abs() < 1e-12         # float64 inputs stay float64
+    assert ls(3 * t.double() + 5, t.double()).abs() < 1e-12  # float64 inputs stay float64
     assert kd.kd_loss(3 * t + 5, t, 2.0) > 0.1
 
 
@@ -308,6 +328,7 @@ def test_lskd_ce_gradient_is_unaffected():
 
 # ---------------------------------------------------------------------------------------------
 # MLKD (§6.6)
+
 
 def test_mlkd_identical_logits_give_zero():
     s, _, _ = random_logits(13, B=8)
@@ -333,28 +354,32 @@ def test_mlkd_faithful_bookkeeping():
     (s_w, t_w, _), (s_s, t_s, _) = random_logits(14, B=6), random_logits(15, B=6)
     mlkd = kd.build_loss("mlkd", ce_weight=0.0, kd_weight=1.0)
     assert mlkd.temps == (4.0, 3.0, 5.0, 2.0, 6.0)
-    assert kd.build_loss("mlkd", T=1.0).temps == (1.0, 3.0, 5.0, 2.0, 6.0)   # ImageNet
+    assert kd.build_loss("mlkd", T=1.0).temps == (1.0, 3.0, 5.0, 2.0, 6.0)  # ImageNet
     f_b, f_c = kd.mlkd_mask_fractions(t_w)
 
     def probs(z, T):
         return F.softmax(z / T, 1)
+
     temps = (4.0, 3.0, 5.0, 2.0, 6.0)
-    expected = (f_b * sum(kd.kd_loss(s_w, t_w, T) for T in temps)
-                + sum(kd.kd_loss(s_s, t_s, T) for T in (4.0, 3.0, 5.0))
-                + sum(kd.kd_loss(s_w, t_w, T) for T in (2.0, 6.0))
-                + f_c * sum(kd.class_correlation_loss(probs(s_w, T), probs(t_w, T)) for T in temps)
-                + f_b * sum(kd.batch_correlation_loss(probs(s_w, T), probs(t_w, T)) for T in temps))
+    expected = (
+        f_b * sum(kd.kd_loss(s_w, t_w, T) for T in temps)
+        + sum(kd.kd_loss(s_s, t_s, T) for T in (4.0, 3.0, 5.0))
+        + sum(kd.kd_loss(s_w, t_w, T) for T in (2.0, 6.0))
+        + f_c * sum(kd.class_correlation_loss(probs(s_w, T), probs(t_w, T)) for T in temps)
+        + f_b * sum(kd.batch_correlation_loss(probs(s_w, T), probs(t_w, T)) for T in temps)
+    )
     assert torch.allclose(mlkd((s_w, s_s), (t_w, t_s)), expected)
     # garbage in the strong view changes only the (4, 3, 5) strong instance terms
     s_g, t_g = s_s * 7 + 1, t_s.flip(1)
     delta = mlkd((s_w, s_s), (t_w, t_s)) - mlkd((s_w, s_g), (t_w, t_g))
-    assert torch.allclose(delta, sum(kd.kd_loss(s_s, t_s, T) - kd.kd_loss(s_g, t_g, T) for T in (4.0, 3.0, 5.0)),
-                          atol=1e-5)
+    assert torch.allclose(
+        delta, sum(kd.kd_loss(s_s, t_s, T) - kd.kd_loss(s_g, t_g, T) for T in (4.0, 3.0, 5.0)), atol=1e-5
+    )
 
 
 def test_mlkd_ce_on_both_views_and_input_checks():
     (s_w, t_w, y), (s_s, t_s, _) = random_logits(16), random_logits(17)
-    mlkd = kd.build_loss("mlkd", kd_weight=0.0)                     # CE 0.1 per view
+    mlkd = kd.build_loss("mlkd", kd_weight=0.0)  # CE 0.1 per view
     expected = 0.1 * (F.cross_entropy(s_w, y) + F.cross_entropy(s_s, y))
     assert torch.allclose(mlkd((s_w, s_s), (t_w, t_s), y), expected)
     with pytest.raises(ValueError, match="two views"):
@@ -366,8 +391,11 @@ def test_mlkd_ce_on_both_views_and_input_checks():
 # ---------------------------------------------------------------------------------------------
 # RLD (§7.5)
 
-@pytest.mark.parametrize("y, T, scd, mcd", [(0, 1.0, 0.148342, 0.130812), (1, 1.0, 0.148342, 0.0),
-                                             (2, 1.0, 0.148342, 0.0), (0, 4.0, 0.170717, 0.149458)])
+
+@pytest.mark.parametrize(
+    "y, T, scd, mcd",
+    [(0, 1.0, 0.148342, 0.130812), (1, 1.0, 0.148342, 0.0), (2, 1.0, 0.148342, 0.0), (0, 4.0, 0.170717, 0.149458)],
+)
 def test_rld_toy_values(y, T, scd, mcd):
     got_scd, got_mcd = kd.rld_terms(TOY_B_S, TOY_B_T, label(y), T, T)
     assert close(got_scd, [scd]) and close(got_mcd, [mcd])
@@ -376,7 +404,7 @@ def test_rld_toy_values(y, T, scd, mcd):
 def test_rld_equals_dkd_when_the_teacher_is_always_right():
     s, t, _ = random_logits(18, B=8, K=10)
     y = t.argmax(1)
-    rld, dkd = kd.build_loss("rld"), kd.build_loss("dkd")            # tau_c defaults to T
+    rld, dkd = kd.build_loss("rld"), kd.build_loss("dkd")  # tau_c defaults to T
     assert rld.tau_c == rld.T == 4.0
     assert torch.allclose(rld(s, t, y, epoch=7), dkd(s, t, y, epoch=7), rtol=1e-5)
 
@@ -385,13 +413,13 @@ def test_rld_identical_logits():
     s, _, _ = random_logits(19)
     scd, mcd = kd.rld_terms(s, s, s.argmax(1), 4.0, 4.0)
     assert scd.abs().max() < 1e-6 and mcd.abs().max() < 1e-6
-    scd, _ = kd.rld_terms(s, s, s.argmin(1), 4.0, 4.0)                # teacher wrong
+    scd, _ = kd.rld_terms(s, s, s.argmin(1), 4.0, 4.0)  # teacher wrong
     assert (scd > 0).all()
 
 
 def test_rld_fully_masked_row_is_finite():
     s = torch.zeros(1, 3, requires_grad=True)
-    scd, mcd = kd.rld_terms(s, TOY_B_T, label(2), 1.0, 1.0)          # truth is the lowest logit
+    scd, mcd = kd.rld_terms(s, TOY_B_T, label(2), 1.0, 1.0)  # truth is the lowest logit
     (scd + mcd).sum().backward()
     assert mcd.item() == 0.0 and torch.isfinite(s.grad).all()
 
@@ -399,12 +427,15 @@ def test_rld_fully_masked_row_is_finite():
 # ---------------------------------------------------------------------------------------------
 # DIST (§8.5)
 
+
 def test_dist_values():
-    inter, intra = kd.dist_relations(torch.tensor([[LN(2), 0.0], [LN(2), 0.0]]),
-                                     torch.tensor([[LN(3), 0.0], [0.0, LN(3)]]), 1.0)
+    inter, intra = kd.dist_relations(
+        torch.tensor([[LN(2), 0.0], [LN(2), 0.0]]), torch.tensor([[LN(3), 0.0], [0.0, LN(3)]]), 1.0
+    )
     assert close(inter, 1.0) and close(intra, 1.0)
-    inter, intra = kd.dist_relations(torch.tensor([[0.0, 1, 0], [0, 1, 0]]),
-                                     torch.tensor([[2.0, 0, 0], [0, 1, 0]]), 1.0)
+    inter, intra = kd.dist_relations(
+        torch.tensor([[0.0, 1, 0], [0, 1, 0]]), torch.tensor([[2.0, 0, 0], [0, 1, 0]]), 1.0
+    )
     assert close(inter, 0.75) and close(intra, 1.0)
     dist = kd.build_loss("dist", T=1.0, ce_weight=0.0, kd_weight=1.0)
     assert close(dist(torch.tensor([[0.0, 1, 0], [0, 1, 0]]), torch.tensor([[2.0, 0, 0], [0, 1, 0]])), 1.75)
@@ -412,7 +443,7 @@ def test_dist_values():
 
 def test_dist_identical_logits_and_t2_scaling():
     s, t, _ = random_logits(20, B=8)
-    dist = kd.build_loss("dist", ce_weight=0.0, kd_weight=1.0)       # T = 4
+    dist = kd.build_loss("dist", ce_weight=0.0, kd_weight=1.0)  # T = 4
     assert dist(s, s).abs() < 1e-5
     inter, intra = kd.dist_relations(s, t, 4.0)
     assert torch.allclose(dist(s, t), 16 * (inter + intra))
@@ -420,6 +451,7 @@ def test_dist_identical_logits_and_t2_scaling():
 
 # ---------------------------------------------------------------------------------------------
 # Comparison with the naive reference (tests/naive_reference.py)
+
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("K", [2, 5, 10])
@@ -441,6 +473,7 @@ def test_against_naive_reference(seed, K):
 # ---------------------------------------------------------------------------------------------
 # Control signals: entropy-matched label smoothing (§9.1) and bottom K-k randomized (§9.2)
 
+
 @pytest.mark.parametrize("K", [2, 10, 100, 1000])
 def test_inverse_smoothing_entropy_round_trip(K):
     H = torch.linspace(0, math.log(K), 101, dtype=torch.float64)
@@ -448,8 +481,15 @@ def test_inverse_smoothing_entropy_round_trip(K):
     assert (kd.smoothing_entropy(a, K) - H).abs().max() < 1e-10
 
 
-@pytest.mark.parametrize("K, H, a, eps", [(10, 1.0, 0.217034, 0.241149), (100, 1.0, 0.132505, 0.133844),
-                                           (100, 2.0, 0.301949, 0.304999), (1000, 1.0, 0.098271, 0.098369)])
+@pytest.mark.parametrize(
+    "K, H, a, eps",
+    [
+        (10, 1.0, 0.217034, 0.241149),
+        (100, 1.0, 0.132505, 0.133844),
+        (100, 2.0, 0.301949, 0.304999),
+        (1000, 1.0, 0.098271, 0.098369),
+    ],
+)
 def test_inverse_smoothing_entropy_reference_values(K, H, a, eps):
     got = kd.inverse_smoothing_entropy(H, K)
     assert abs(got.item() - a) < 1e-6 and abs(got.item() * K / (K - 1) - eps) < 1e-6  # PyTorch's eps
@@ -461,7 +501,7 @@ def test_smoothing_endpoints_and_binary_case():
     one_hot = kd.soft_targets(t, 1.0, "smooth-global", mean_entropy=0.0)
     assert torch.allclose(uniform, torch.full((3, 10), 0.1))
     assert torch.equal(one_hot, F.one_hot(t.argmax(1), 10).float())
-    teacher = torch.tensor([[LN(0.8), LN(0.2)]])                   # K=2: a = min(p) = 0.2
+    teacher = torch.tensor([[LN(0.8), LN(0.2)]])  # K=2: a = min(p) = 0.2
     assert close(kd.soft_targets(teacher, 1.0, "smooth-instance"), [[0.8, 0.2]])
 
 
@@ -487,10 +527,10 @@ def test_smoothing_matches_teacher_entropy(T):
 def test_bottomk_example_and_invariants():
     p = torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]]).repeat(4000, 1)
     out = kd.soft_targets(p.log(), 1.0, "bottomk", k=2, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(out[:, :2], p[:, :2])                    # top-k kept in place
-    assert torch.equal(out.sort(1).values, F.softmax(p.log(), 1).sort(1).values)   # same multiset
+    assert torch.allclose(out[:, :2], p[:, :2])  # top-k kept in place
+    assert torch.equal(out.sort(1).values, F.softmax(p.log(), 1).sort(1).values)  # same multiset
     assert close(-(out * out.log()).sum(1), torch.full((4000,), 1.333074))
-    for value in (0.15, 0.1, 0.05):                               # uniform over the tail slots
+    for value in (0.15, 0.1, 0.05):  # uniform over the tail slots
         freq = torch.isclose(out[:, 2:], torch.tensor(value)).float().mean(0)
         assert (freq - 1 / 3).abs().max() < 0.04
 
@@ -498,7 +538,7 @@ def test_bottomk_example_and_invariants():
 def test_bottomk_random_logits_identity_and_reproducibility():
     t = torch.randn(64, 10) * 3
     p = F.softmax(t / 2.0, 1)
-    assert torch.equal(kd.soft_targets(t, 2.0, "bottomk", k=9), p)     # k = K-1: identity
+    assert torch.equal(kd.soft_targets(t, 2.0, "bottomk", k=9), p)  # k = K-1: identity
     for k in (0, 1, 5):
         out = kd.soft_targets(t, 2.0, "bottomk", k=k, generator=torch.Generator().manual_seed(1))
         again = kd.soft_targets(t, 2.0, "bottomk", k=k, generator=torch.Generator().manual_seed(1))
@@ -518,8 +558,16 @@ def test_bottomk_random_logits_identity_and_reproducibility():
 # ---------------------------------------------------------------------------------------------
 # Relative entropy diagnostics (§9.3)
 
-@pytest.mark.parametrize("p, full, rest", [([0.5, 0.25, 0.25], 0.946395, 1.0), ([0.7, 0.1, 0.1, 0.1], 0.678390, 1.0),
-                                            ([0.6, 0.3, 0.1], 0.817345, 0.811278), ([0.2] * 5, 1.0, 1.0)])
+
+@pytest.mark.parametrize(
+    "p, full, rest",
+    [
+        ([0.5, 0.25, 0.25], 0.946395, 1.0),
+        ([0.7, 0.1, 0.1, 0.1], 0.678390, 1.0),
+        ([0.6, 0.3, 0.1], 0.817345, 0.811278),
+        ([0.2] * 5, 1.0, 1.0),
+    ],
+)
 def test_relative_entropy_values(p, full, rest):
     p = torch.tensor([p])
     assert close(kd.relative_entropy(p), [full]) and close(kd.relative_entropy_without_max(p), [rest])
@@ -544,6 +592,7 @@ def test_mean_sorted_softmax():
 # ---------------------------------------------------------------------------------------------
 # Per-layer gradient clipping
 
+
 def test_per_layer_clip_clips_each_tensor_separately():
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(4)] + [torch.nn.Parameter(torch.randn(2))]
@@ -552,27 +601,35 @@ def test_per_layer_clip_clips_each_tensor_separately():
     reference = [torch.nn.Parameter(p.detach().clone()) for p in params[:4]]
     for r, p in zip(reference, params):
         r.grad = p.grad.clone()
-        torch.nn.utils.clip_grad_norm_([r], max_norm=1.0)          # one tensor at a time
+        torch.nn.utils.clip_grad_norm_([r], max_norm=1.0)  # one tensor at a time
     small, before = params[1].grad.clone(), torch.stack([p.grad.norm() for p in params[:4]])
     norms = torch.stack(kd.per_layer_clip_(params, max_norm=1.0))  # params[4] has no grad: skipped
     assert torch.allclose(norms, before) and (norms[[0, 2]] > 1).all()
     for p, r in zip(params, reference):
         assert torch.allclose(p.grad, r.grad) and p.grad.norm() <= 1.0 + 1e-5
-    assert torch.equal(params[1].grad, small)                      # under the threshold: untouched
+    assert torch.equal(params[1].grad, small)  # under the threshold: untouched
     assert params[4].grad is None
 
 
 # ---------------------------------------------------------------------------------------------
 # Every method: interface, finiteness, autocast
 
+
 def test_build_loss_interface_and_errors():
-    assert METHODS == ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]   # the study's eight
+    assert METHODS == ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"]  # the study's eight
     for name in METHODS:
         loss = kd.build_loss(name)
         assert isinstance(loss, torch.nn.Module) and loss.name == name
         assert loss.hparams == kd.default_hparams(name)
-    flags = {name: (kd.build_loss(name, ce_weight=0.0).needs_labels, kd.build_loss(name).needs_epoch,
-                    kd.build_loss(name).needs_two_views, kd.build_loss(name).batch_coupled) for name in METHODS}
+    flags = {
+        name: (
+            kd.build_loss(name, ce_weight=0.0).needs_labels,
+            kd.build_loss(name).needs_epoch,
+            kd.build_loss(name).needs_two_views,
+            kd.build_loss(name).batch_coupled,
+        )
+        for name in METHODS
+    }
     assert flags["kd"] == (False, False, False, False) and not kd.build_loss("kd").needs_labels
     assert flags["dkd"] == flags["rld"] == (True, True, False, False)
     assert flags["ctkd"] == (False, True, False, False)
@@ -610,7 +667,7 @@ def test_every_method_finite_at_extreme_temperatures_and_logits(name, T):
     y = torch.randint(0, 10, (6,), generator=g)
     hparams = {"T_start": T} if name == "ctkd" else {"T": T}
     loss = kd.build_loss(name, **hparams)
-    soft = F.one_hot(y, 10).float() * 0.7 + 0.03                   # MixUp-like soft labels
+    soft = F.one_hot(y, 10).float() * 0.7 + 0.03  # MixUp-like soft labels
     for labels in (y, soft):
         s.grad = None
         value = call(loss, s, t, labels)
@@ -623,7 +680,7 @@ def test_every_method_finite_at_extreme_temperatures_and_logits(name, T):
 @pytest.mark.parametrize("name", METHODS)
 def test_every_method_is_float32_under_bf16_autocast(name):
     s, t, y = random_logits(24, B=8, K=10)
-    s, t = s.bfloat16(), t.bfloat16()                              # what a model emits under autocast
+    s, t = s.bfloat16(), t.bfloat16()  # what a model emits under autocast
     loss = kd.build_loss(name)
     expected = call(loss, s, t, y)
     with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -635,17 +692,21 @@ def test_every_method_is_float32_under_bf16_autocast(name):
 # ---------------------------------------------------------------------------------------------
 # Dependencies: torch and the standard library only
 
+
 def test_kd_imports_only_torch_and_stdlib():
     tree = ast.parse((ROOT / "kd.py").read_text())
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-               for alias in node.names}
+    modules = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
     modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert modules - {"torch"} <= set(sys.stdlib_module_names), modules
 
 
 def test_kd_imports_without_numpy_timm_torchvision():
-    code = ("import sys; sys.modules['timm'] = None; sys.modules['torchvision'] = None; "
-            "sys.modules['numpy'] = None; import kd")
+    code = (
+        "import sys; sys.modules['timm'] = None; sys.modules['torchvision'] = None; "
+        "sys.modules['numpy'] = None; import kd"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
@@ -653,8 +714,16 @@ def test_kd_imports_without_numpy_timm_torchvision():
 # ---------------------------------------------------------------------------------------------
 # Copyable: each method runs from "Shared pieces" plus its own section, as kd.py's docstring says
 
-SECTION_OF = {"kd": "KD --", "dkd": "DKD --", "eakd": "EA-KD --", "ctkd": "CTKD --", "lskd": "LS --",
-              "mlkd": "MLKD --", "rld": "RLD --", "dist": "DIST --"}
+SECTION_OF = {
+    "kd": "KD --",
+    "dkd": "DKD --",
+    "eakd": "EA-KD --",
+    "ctkd": "CTKD --",
+    "lskd": "LS --",
+    "mlkd": "MLKD --",
+    "rld": "RLD --",
+    "dist": "DIST --",
+}
 
 
 def kd_sections():

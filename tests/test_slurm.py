@@ -2,12 +2,12 @@
 slurm-wlm + munge, as root): the stages run as dependent sbatch arrays; a cancelled array task is
 completed by re-submitting, which runs only what is missing, so every command runs once and the
 cancelled one once more."""
+
 import re
 import subprocess
 import time
 
 import pytest
-
 import slurm_cluster
 from test_grid import ROOT, executions, run_ids
 
@@ -30,12 +30,20 @@ def cluster(tmp_path_factory):
 
 
 def submit(env, out, *extra, timeout=900):
-    return subprocess.run(["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--slurm", "--out", str(out), *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--slurm", "--out", str(out), *extra],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def queue(env):
-    return subprocess.run(["squeue", "-h", "-o", "%i %j %T"], env=env, capture_output=True, text=True).stdout.split("\n")
+    return subprocess.run(["squeue", "-h", "-o", "%i %j %T"], env=env, capture_output=True, text=True).stdout.split(
+        "\n"
+    )
 
 
 def test_grid_through_sbatch_arrays_and_a_cancelled_task_completed_by_resubmission(cluster, tmp_path):
@@ -43,24 +51,24 @@ def test_grid_through_sbatch_arrays_and_a_cancelled_task_completed_by_resubmissi
     assert r.returncode == 0, r.stderr
     distill_job = re.search(r"submitted distill: job (\d+)", r.stderr).group(1)
     deadline = time.time() + 600
-    while time.time() < deadline:   # wait until the distillation array runs, then cancel one of its tasks
-        running = [l.split()[0] for l in queue(cluster) if l.startswith(f"{distill_job}_") and "RUNNING" in l]
+    while time.time() < deadline:  # wait until the distillation array runs, then cancel one of its tasks
+        running = [ln.split()[0] for ln in queue(cluster) if ln.startswith(f"{distill_job}_") and "RUNNING" in ln]
         if running:
             subprocess.run(["scancel", running[0]], env=cluster, check=True)
             break
         time.sleep(1)
     else:
         pytest.fail("the distillation array never started")
-    while any(l.strip() for l in queue(cluster)):
+    while any(ln.strip() for ln in queue(cluster)):
         time.sleep(2)
     before = executions(tmp_path)
     missing = 18 - len(run_ids(tmp_path))
-    assert missing > 0   # the cancelled task's runs
+    assert missing > 0  # the cancelled task's runs
     r = submit(cluster, tmp_path, "--wait")
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "submitted distill" in r.stderr and "(1 tasks)" in r.stderr   # only the cancelled command again
+    assert "submitted distill" in r.stderr and "(1 tasks)" in r.stderr  # only the cancelled command again
     assert (tmp_path / "REPORT.md").is_file() and len(run_ids(tmp_path)) == 18
     after = executions(tmp_path)
     rerun = [k for k in after if after[k] != before.get(k, 0)]
     assert len(after) == 16 and len(rerun) == 1 and after[rerun[0]] == before.get(rerun[0], 0) + 1
-    assert all(v == 1 for k, v in after.items() if k not in rerun)   # every other command ran exactly once
+    assert all(v == 1 for k, v in after.items() if k not in rerun)  # every other command ran exactly once

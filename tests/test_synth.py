@@ -1,4 +1,5 @@
 """The built-in procedural dataset: API, determinism, disjoint splits, and the class hierarchy."""
+
 import pytest
 import torch
 
@@ -24,8 +25,7 @@ def test_shapes_dtypes_and_balanced_labels(view, split):
 def test_default_sizes_and_other_resolution():
     x, y, names, _, _ = make_synth("src", "train", src_train_per_class=2, image_size=24)
     assert x.shape == (96, 3, 24, 24)
-    x, _, names, _, _ = make_synth("fine", "test", test_per_class=3, groups=6, classes_per_group=3,
-                                fine_groups=2)
+    x, _, names, _, _ = make_synth("fine", "test", test_per_class=3, groups=6, classes_per_group=3, fine_groups=2)
     assert len(names) == 6 and x.shape[0] == 18
 
 
@@ -34,7 +34,7 @@ def test_deterministic_and_seeded():
     b = make_synth("fine", "train", **SMALL)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and a[2:] == b[2:]
     c = make_synth("fine", "train", seed=1, **SMALL)
-    assert not torch.equal(a[0], c[0]) and a[2:] == c[2:]   # same classes, other images
+    assert not torch.equal(a[0], c[0]) and a[2:] == c[2:]  # same classes, other images
 
 
 def test_splits_and_views_share_no_image():
@@ -82,8 +82,11 @@ def _object_chroma(xf):
 
 def _stripe_energy(xf):
     """Mean |Laplacian|: rises with stripe frequency, blind to stripe orientation: (N,)."""
-    return (4 * xf[..., 1:-1, 1:-1] - xf[..., :-2, 1:-1] - xf[..., 2:, 1:-1]
-            - xf[..., 1:-1, :-2] - xf[..., 1:-1, 2:]).abs().mean((1, 2, 3))
+    return (
+        (4 * xf[..., 1:-1, 1:-1] - xf[..., :-2, 1:-1] - xf[..., 2:, 1:-1] - xf[..., 1:-1, :-2] - xf[..., 1:-1, 2:])
+        .abs()
+        .mean((1, 2, 3))
+    )
 
 
 def test_hierarchy_colour_is_coarse_stripes_are_fine():
@@ -97,7 +100,7 @@ def test_hierarchy_colour_is_coarse_stripes_are_fine():
     assert bool((g[d.masked_fill(~off, float("inf")).argmin(1)] == g).all())
     assert d[same & off].mean() < 0.25 * d[~same].mean()
     # fine: stripe energy rises wide < mid < thin inside every (group, tone)
-    hf = _per_class(_stripe_energy(xf), y, K).view(-1, 3)    # rows: (group, tone); cols: levels
+    hf = _per_class(_stripe_energy(xf), y, K).view(-1, 3)  # rows: (group, tone); cols: levels
     assert bool((hf[:, 0] < hf[:, 1]).all() and (hf[:, 1] < hf[:, 2]).all())
 
 
@@ -108,7 +111,7 @@ def test_hidden_subvariant_is_stripe_orientation():
     # stripes (horizontal gradients dominate), v1 horizontal ones
     gx = (xf[..., :, 1:] - xf[..., :, :-1]).abs().mean((1, 2, 3))
     gy = (xf[..., 1:, :] - xf[..., :-1, :]).abs().mean((1, 2, 3))
-    ratio = _per_class((gx / gy).log(), y, K).view(-1, 2)     # rows: base class; cols: v0, v1
+    ratio = _per_class((gx / gy).log(), y, K).view(-1, 2)  # rows: base class; cols: v0, v1
     assert bool((ratio[:, 0] > 0.03).all() and (ratio[:, 1] < -0.03).all())
     # blind to orientation (colour + stripe energy), siblings are each other's nearest class
     feat = _per_class(torch.cat([_object_chroma(xf), 100 * _stripe_energy(xf)[:, None]], 1), y, K)

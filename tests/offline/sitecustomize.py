@@ -1,5 +1,6 @@
 """Loaded by every Python process the tests start (PYTHONPATH): blocks network connections, so a
 test fails if any code path other than --download or timm's in1k weights tries to go online."""
+
 import socket
 
 _connect, _connect_ex = socket.socket.connect, socket.socket.connect_ex
