@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torchvision
+from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.transforms import v2
 
@@ -53,7 +54,7 @@ def write_image_folder(split, folder):
     for i, (img, label) in enumerate(zip(split.images, split.labels.tolist())):
         d = Path(folder) / f"{label:03d}"
         d.mkdir(parents=True, exist_ok=True)
-        torchvision.io.write_png(img, str(d / f"{i:05d}.png"))
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i:05d}.png")
 
 
 def plain_run(folder, teacher, student_arch, num_classes, T, epochs, bs, size, device, workers):
@@ -448,7 +449,7 @@ def section_images(train, bs, tmp):
         for i, (img, label) in enumerate(zip(train.images, train.labels.tolist())):
             d = folder / split / f"{label:03d}"
             d.mkdir(parents=True, exist_ok=True)
-            torchvision.io.write_png(img, str(d / f"{i:05d}.png"))
+            Image.fromarray(img.permute(1, 2, 0).numpy()).save(d / f"{i:05d}.png")
     t0 = time.time()
     size = train.images.shape[-1]
     png = data.load_split("imagefolder", "train", folder, image_size=size)

@@ -169,7 +169,7 @@ def fmt_cell(values, label):
     """'label 81.20 ± 0.50 (3 seeds)' from {seed: top1}."""
     xs = list(values.values())
     mean, std, n = selection.aggregate.mean_std_n(xs)
-    return f"{label} {mean:.2f}" + (f" ± {std:.2f}" if n > 1 else "") + f" ({n} seed{'s' * (n != 1)})"
+    return f"{label} {mean:.2f}".strip() + (f" ± {std:.2f}" if n > 1 else "") + f" ({n} seed{'s' * (n != 1)})"
 
 
 def line_text(cells):
@@ -228,7 +228,7 @@ def check_kd_beats_labels(rows):
         values.update({(key, T): v for T, v in line.items()})
         values[(key, None)] = seed_values(labels, lambda r: None)[None]
         parts.append((key, list(line)))
-        evidence.append(f"{describe(key)}: labels only {fmt_cell(values[(key, None)], '')}; KD {line_text(line)}")
+        evidence.append(f"{describe(key)}: {fmt_cell(values[(key, None)], 'labels only')}; KD {line_text(line)}")
 
     def statistic(m):
         return np.mean(
@@ -745,6 +745,25 @@ def check_nearly_uniform(rows):
         "summary": f"holds for {sum(holds)} of {len(holds)} teacher(s)" if holds else "no teacher run at a large T",
         "evidence": evidence,
     }
+
+
+def largest_T_effect(rows):
+    """The largest difference between two temperatures of one KD line (same teacher, student, recipe,
+    signal) relative to the seed spread: (setting, T_a, T_b, difference, larger seed std) or None. A
+    description of the results, not a test (it is chosen after looking)."""
+    best = None
+    for key, members in groups(where(finished(rows), method="kd"), SETTING + ["signal", "k"]).items():
+        line = {T: v for T, v in by_T(members).items() if T is not None and len(v) > 1}
+        for a in line:
+            for b in line:
+                if b <= a:
+                    continue
+                ma, sa, _ = selection.aggregate.mean_std_n(list(line[a].values()))
+                mb, sb, _ = selection.aggregate.mean_std_n(list(line[b].values()))
+                spread = max(sa, sb, 1e-9)
+                if best is None or abs(ma - mb) / spread > abs(best[3]) / best[4]:
+                    best = (dict(zip(SETTING + ["signal", "k"], key)), a, b, mb - ma, spread)
+    return best
 
 
 def check_all(rows):

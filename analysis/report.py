@@ -81,6 +81,19 @@ def provenance_section(records, problems):
     return lines + [""]
 
 
+def largest_effect_section(rows):
+    """One line: the largest temperature effect relative to its seed spread (a description, chosen after looking)."""
+    best = findings.largest_T_effect(rows)
+    if best is None:
+        return []
+    key, a, b, diff, spread = best
+    setting = selection.describe(key) + (f" · {key['signal']}" if key.get("signal") not in (None, "teacher") else "")
+    return ["## Largest temperature effect", "",
+            f"{setting}: T={b:g} minus T={a:g} = {diff:+.2f} points, {abs(diff) / spread:.1f}x the larger seed std "
+            f"of the two ({spread:.2f}). A description chosen after looking at the results; the findings below "
+            "are the pre-specified tests.", ""]  # fmt: skip
+
+
 def findings_section(checked):
     """Markdown lines: a table of every finding's verdict and effect, then each one's rule and evidence."""
     lines = [
@@ -255,7 +268,8 @@ def write_report(results_dir, out=None, figures_dir=None):
         f"[results.csv]({csv_link}). Accuracy is final test top-1 (%), mean ± std over seeds.",
         "",
     ]
-    lines += findings_section(checked) + properties_section(rows, records) + power_section(rows)
+    lines += largest_effect_section(rows) + findings_section(checked) + properties_section(rows, records)
+    lines += power_section(rows)
     lines += provenance_section(records, problems) + artifacts_section(made, out.parent)
     path = atomic_write(out, "\n".join(lines) + "\n")
     return path, checked, made, problems

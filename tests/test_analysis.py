@@ -398,3 +398,21 @@ def test_report_cli_writes_csv_figures_and_findings(results):
     assert "## Power and convergence" in report and "## Teachers and students on labels alone" in report
     assert "loss is nan at epoch 3" in report and "broken/truncated/result.json" in report
     assert "torch: 2.5.1 (41 runs)" in report
+
+
+def test_power_section_reads_seed_spread_and_last_quarter_movement(tmp_path):
+    from analysis import report
+
+    for seed, (final, mid) in enumerate(((72.0, 70.0), (73.0, 71.0), (74.0, 72.0))):
+        curve = [{"epoch": 2, "top1": 40.0}, {"epoch": 8, "top1": mid}, {"epoch": 10, "top1": final}]
+        write_run(tmp_path, final, T=4.0, seed=seed, curve=curve)
+    rows = aggregate.distill_rows(aggregate.load_results(tmp_path)[0])
+    text = "\n".join(report.power_section(rows))
+    assert "seed std of top-1: mean 1.00, max 1.00 points" in text          # 72, 73, 74
+    assert "last-quarter movement: mean 2.00, max 2.00 points" in text      # mean curve 71 at 8 ep, 73 at 10
+
+
+def test_largest_temperature_effect_is_relative_to_the_seed_spread(rows3):
+    key, a, b, diff, spread = findings.largest_T_effect(rows3)
+    assert (key["opt"], key["epochs"], a, b) == ("sgd", 10, 1.0, 20.0) and diff == pytest.approx(13.0)
+    assert spread == pytest.approx(0.4)                                      # the third T's offsets: +-0.4

@@ -95,6 +95,32 @@ def test_batched_falls_back_where_it_cannot_batch(teacher, tmp_path, capsys):
     assert "--batched: stepping the students one at a time instead" in capsys.readouterr().err
 
 
+def test_labels_only_baseline_is_one_run_whatever_the_teacher(teacher, tmp_path, capsys):
+    """--baseline trains a student on labels alone beside the sweep; its identity holds no teacher, so a
+    sweep with another teacher finds it done; it records no agreement and no teacher."""
+    assert distill.main(distill_args(teacher, tmp_path, "--T", "4", "--baseline")) == 0
+    results = results_in(tmp_path)
+    base = next(r for r in results.values() if r["config"]["method"] == "labels")
+    assert len(results) == 2 and base["teacher"] is None and base["T"] is None
+    assert "teacher_weights_sha1" not in base["config"] and "agreement" not in base["final"]
+    other = tmp_path / "other.pt"
+    model, origination = models.create_model("test_resnet", 3)
+    models.save_checkpoint(other, model, arch="test_resnet", classes=["a", "b", "c"], dataset="synth-fine",
+                           origination=origination, args={}, code_version="test")  # fmt: skip
+    capsys.readouterr()
+    assert distill.main(distill_args(other, tmp_path, "--T", "4", "--baseline")) == 0
+    assert "already done" in capsys.readouterr().err and len(results_in(tmp_path)) == 3
+
+
+def test_the_teachers_synth_sizes_are_the_default(teacher, tmp_path):
+    """Without --synth, distill.py uses the built-in data its teacher was trained on."""
+    args = distill_args(teacher, tmp_path, "--T", "4", "--epochs", "1")
+    i = args.index("--synth")
+    assert distill.main(args[:i] + args[args.index("--data-root") :]) == 0
+    (r,) = results_in(tmp_path).values()
+    assert r["config"]["synth"] == models.load_checkpoint(teacher)["args"]["synth"] and r["config"]["synth"]
+
+
 def test_students_that_draw_random_numbers_are_stepped_serially(tmp_path):
     """A student whose step uses the global RNG (here: dropout in its objective) must not share the
     generator across threads: --parallel falls back to serial steps, and the results stay reproducible."""

@@ -1,5 +1,5 @@
-"""What happens when things go wrong (README table): bad input, untrusted files, kills, failing
-writes, divergence and the network. Rows already covered elsewhere are named in the README."""
+"""What happens when things go wrong (docs/FAILURES.md): bad input, untrusted files, kills, failing
+writes, divergence and the network. Rows covered elsewhere name their test there."""
 
 import json
 import os

@@ -150,3 +150,10 @@ def test_failures_are_listed_with_logs_and_a_nonzero_exit(tmp_path):
     failed = list((tmp_path / ".failed").iterdir())
     assert failed and all("--epochs 0" in f.read_text() for f in failed)
     assert not list(tmp_path.glob("runs/*/result.json"))
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    """.ci/run must run the README's command 2 verbatim (CI = what a user runs)."""
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 -m"))
+    assert command in readme and "pytest" in command and "ruff check" in command

@@ -582,6 +582,19 @@ def test_relative_entropies_of_a_saturated_teacher_from_logits():
     assert torch.isfinite(h_rest).all() and h_rest[1] < 0.1
 
 
+def test_related_mass_share_by_hand():
+    """Where the wrong-class probability goes: p = [0.5, 0.3, 0.15, 0.05], true class 0, class 1 related:
+    0.3 of the 0.5 wrong mass -> 0.6; with class 3 related instead: 0.1."""
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    related = torch.zeros(4, 4, dtype=torch.bool)
+    related[0, 1] = related[1, 0] = True
+    assert close(kd.related_mass_share(logits, torch.tensor([0]), related), [0.6])
+    related = torch.zeros(4, 4, dtype=torch.bool)
+    related[0, 3] = related[0, 0] = True  # the true class itself never counts
+    assert close(kd.related_mass_share(logits, torch.tensor([0]), related), [0.1])
+    assert close(kd.related_mass_share(logits, torch.tensor([0]), related, T=1e6), [1 / 3], rel=1e-4)  # uniform tail
+
+
 def test_mean_sorted_softmax():
     logits = torch.tensor([[0.0, LN(3)], [LN(3), 0.0]])
     assert close(kd.mean_sorted_softmax(logits, 1.0), [0.75, 0.25])

@@ -127,6 +127,20 @@ def test_style_knobs_change_images():
     assert _stripe_energy(b).mean() < 0.4 * _stripe_energy(a).mean()
 
 
+def test_class_relations_of_each_view():
+    """data.class_relations: same coarse group for every view; siblings (same src class) only in novel."""
+    import data
+
+    sizes = dict(SMALL, test_per_class=1)
+    fine = data.class_relations(data.load_split("synth-fine", "test", "unused", synth=sizes))
+    novel = data.class_relations(data.load_split("synth-novel", "test", "unused", synth=sizes))
+    coarse = data.class_relations(data.load_split("synth-coarse", "test", "unused", synth=sizes))
+    assert set(fine) == set(coarse) == {"group"} and set(novel) == {"group", "sibling"}
+    assert fine["group"].sum(1).tolist() == [5] * 24 and coarse["group"].sum(1).tolist() == [2] * 24
+    assert novel["sibling"].sum(1).tolist() == [1] * 24 and bool(novel["sibling"][0, 1])
+    assert not fine["group"].diagonal().any()
+
+
 @pytest.mark.parametrize("view,split", [("imagenet", "train"), ("fine", "val"), ("", "test")])
 def test_bad_view_or_split_raises(view, split):
     with pytest.raises(ValueError, match="synth"):

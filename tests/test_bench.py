@@ -1,0 +1,44 @@
+"""bench.py at toy size: its sections run and report what they measure (the numbers themselves are
+measured by hand, see docs/PERFORMANCE.md)."""
+
+import numpy as np
+import pytest
+import torch
+
+import bench
+import data
+from helpers import intra_op_threads
+
+SIZES = {"target_train_per_class": 3, "test_per_class": 1}  # 72 images: one batch of 64
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    train = data.load_split("synth-fine", "train", "unused", synth=SIZES)
+    test = data.load_split("synth-fine", "test", "unused", synth=SIZES)
+    return train, test, bench.train_teacher_quickly("test_resnet", train, test, 1, torch.device("cpu"))
+
+
+def test_levers_report_student_throughput(tiny, tmp_path, monkeypatch):
+    train, test, teacher = tiny
+    monkeypatch.setattr(bench, "LEVERS", {k: v for k, v in bench.LEVERS.items() if "compile" not in k})
+    with intra_op_threads(2):
+        out = bench.section_levers(train, test, teacher, "test_resnet", [1, 4], 1, 16, torch.device("cpu"), tmp_path)
+    assert set(out) == set(bench.LEVERS) and all(v > 0 for v in out.values())
+
+
+def test_image_folder_path_holds_the_same_images_as_png_files(tiny, tmp_path):
+    train, _, _ = tiny
+    out = bench.section_images(train, 16, tmp_path)
+    assert all(v > 0 for v in out.values())
+    png = sorted((tmp_path / "imagefolder" / "train").glob("*/*.png"))
+    assert len(png) == len(train)
+    first = torch.from_numpy(np.array(bench.Image.open(png[0]))).permute(2, 0, 1)
+    assert torch.equal(first, train.images[0])  # PNG is lossless: the real-image path reads the same pixels
+
+
+def test_parity_verdicts(capsys):
+    bench.print_parity({"float32": {1.0: [70.0, 71.0, 72.0]}, "bf16": {1.0: [71.5, 70.5, 71.2]},
+                        "worse": {1.0: [60.0, 61.0, 62.0]}})  # fmt: skip
+    out = capsys.readouterr().out.splitlines()
+    assert "reference" in out[0] and "parity: kept" in out[1] and "NO parity" in out[2]
