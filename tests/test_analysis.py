@@ -408,11 +408,11 @@ def test_power_section_reads_seed_spread_and_last_quarter_movement(tmp_path):
         write_run(tmp_path, final, T=4.0, seed=seed, curve=curve)
     rows = aggregate.distill_rows(aggregate.load_results(tmp_path)[0])
     text = "\n".join(report.power_section(rows))
-    assert "seed std of top-1: mean 1.00, max 1.00 points" in text          # 72, 73, 74
-    assert "last-quarter movement: mean 2.00, max 2.00 points" in text      # mean curve 71 at 8 ep, 73 at 10
+    assert "seed std of top-1: mean 1.00, max 1.00 points" in text  # 72, 73, 74
+    assert "last-quarter movement: mean 2.00, max 2.00 points" in text  # mean curve 71 at 8 ep, 73 at 10
 
 
 def test_largest_temperature_effect_is_relative_to_the_seed_spread(rows3):
     key, a, b, diff, spread = findings.largest_T_effect(rows3)
     assert (key["opt"], key["epochs"], a, b) == ("sgd", 10, 1.0, 20.0) and diff == pytest.approx(13.0)
-    assert spread == pytest.approx(0.4)                                      # the third T's offsets: +-0.4
+    assert spread == pytest.approx(0.4)  # the third T's offsets: +-0.4
