@@ -172,6 +172,12 @@ def add_runtime_args(parser):
     g.add_argument(
         "--eval-every", type=int, default=0, help="also evaluate on the test split every N epochs (0: only at the end)"
     )
+    g.add_argument(
+        "--eval-from",
+        type=int,
+        default=0,
+        help="with --eval-every: the first epoch to evaluate at (e.g. the last quarter)",
+    )
     g.add_argument("--keep-ckpt", action="store_true", help="keep ckpt.pt (model + optimizer) after the run finishes")
     g.add_argument("--retry-failed", action="store_true", help="start runs that failed (diverged) again from scratch")
     return g
@@ -182,6 +188,7 @@ def check_runtime_args(args):
     check_range("--workers", args.workers, 0, 256, integer=True)
     check_range("--parallel", args.parallel, 1, 256, integer=True)
     check_range("--eval-every", args.eval_every, 0, None, integer=True)
+    check_range("--eval-from", args.eval_from, 0, None, integer=True)
 
 
 def resolve_device(name):

@@ -492,6 +492,7 @@ def prepare(args, claimed, failed):
         compile=args.compile,
         channels_last=engine.channels_last_for(args.channels_last, members[0].model, device),
         eval_every=args.eval_every,
+        eval_from=args.eval_from,
         parallel=args.parallel,
         batched=args.batched,
         keep_ckpt=args.keep_ckpt,

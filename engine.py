@@ -116,6 +116,7 @@ class Recipe:
     channels_last: bool = False
     compile: bool = False
     eval_every: int = 0  # also evaluate every N epochs (0: only after the last)
+    eval_from: int = 0  # ... from this epoch on (e.g. the last quarter, where convergence is read)
     parallel: int = 1  # CPU: step up to N members at once in threads
     batched: bool = False  # step the members as one vmapped computation (batched.py)
     keep_ckpt: bool = False
@@ -266,7 +267,8 @@ def end_of_epoch(m, epoch, img_per_s, eta, test, recipe, spe, common_result, kee
         log(f"[{m.name}] FAILED: {m.failed}")
         finish(m, common_result, keep_ckpt=True)
         return
-    if epoch + 1 == recipe.epochs or (recipe.eval_every and (epoch + 1) % recipe.eval_every == 0):
+    due = recipe.eval_every and (epoch + 1) % recipe.eval_every == 0 and epoch + 1 >= recipe.eval_from
+    if epoch + 1 == recipe.epochs or due:
         images, labels, reference = test
         logits = predict(m.model, images, m.norm, recipe.device, amp=recipe.amp, channels_last=recipe.channels_last)
         record.update(accuracy(logits, labels, reference if m.measure_agreement else None))

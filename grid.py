@@ -88,7 +88,7 @@ PLAIN = ["--randaug-n", "0", "--mixup-alpha", "0", "--cutmix-alpha", "0"]  # pre
 LAB = dict(
     # 48 source classes x 200 images; targets of 24 classes, scarce (20 train images per class, as the
     # paper's bird sets have 30) so that a student trained on labels alone is far below the teacher
-    synth=["src_train_per_class=200", "target_train_per_class=20", "test_per_class=100"],
+    synth=["src_train_per_class=200", "target_train_per_class=20", "test_per_class=300"],
     teacher="resnet18d",  # deep stem: resnet18's 7x7/2 stem is too coarse at 32 px
     student="test_resnet",  # timm's 0.4M-parameter ResNet: converges within the budget (resnet10t does not)
     pretrain_epochs=6,
@@ -317,6 +317,12 @@ def study_granularity(g):
 # The study on the built-in data: the lab, lab-full, the demo
 
 
+def eval_last_quarter(epochs):
+    """Evaluate three times in the last quarter of the budget (where convergence is read) and at the end."""
+    every = max(1, epochs // 8)
+    return ["--eval-every", every, "--eval-from", epochs - 2 * every]
+
+
 def builtin(g, c):
     """Every study in c["studies"] on synth-* (teacher fine-tuned from a synth-src pretraining)."""
     syn, studies, longest = c["synth"], c["studies"], max(c["budgets"])
@@ -413,7 +419,7 @@ def builtin(g, c):
                 synth=syn,
                 tape=tape,
                 bs=bs,
-                extra=c["distill_args"] + ["--eval-every", max(1, kw["epochs"] // 8)],
+                extra=c["distill_args"] + eval_last_quarter(kw["epochs"]),
                 **kw,
             )
 

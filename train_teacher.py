@@ -233,6 +233,7 @@ def main(argv=None):
         compile=args.compile,
         channels_last=engine.channels_last_for(args.channels_last, model, args.device),
         eval_every=args.eval_every,
+        eval_from=args.eval_from,
         parallel=args.parallel,
         keep_ckpt=args.keep_ckpt,
     )
