@@ -86,12 +86,16 @@ def largest_effect_section(rows):
     best = findings.largest_T_effect(rows)
     if best is None:
         return []
-    key, a, b, diff, spread = best
-    setting = selection.describe(key) + (f" · {key['signal']}" if key.get("signal") not in (None, "teacher") else "")
-    return ["## Largest temperature effect", "",
-            f"{setting}: T={b:g} minus T={a:g} = {diff:+.2f} points, {abs(diff) / spread:.1f}x the larger seed std "
-            f"of the two ({spread:.2f}). A description chosen after looking at the results; the findings below "
-            "are the pre-specified tests.", ""]  # fmt: skip
+    key, a, b, diff, spread, cells = best
+    return [
+        "## Largest temperature effect",
+        "",
+        f"{selection.describe(key)}: T={b:g} minus T={a:g} = {diff:+.2f} points; over seeds, this difference has a "
+        f"std of {spread:.2f} ({abs(diff) / max(spread, 1e-9):.1f}x), and each of the two temperatures a std of at "
+        f"most {cells:.2f} ({abs(diff) / max(cells, 1e-9):.1f}x). A description chosen after looking at the results; "
+        "the findings below are the pre-specified tests.",
+        "",
+    ]
 
 
 def findings_section(checked):
