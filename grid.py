@@ -118,7 +118,7 @@ DEMO = dict(
     long=16,
     scratch=40,
     T=[1, 4, 16],
-    budgets=[16, 48],
+    budgets=[16, 40],
     studies=["config", "origination"],
 )
 DEMO_TINY = dict(
