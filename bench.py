@@ -132,7 +132,7 @@ def project_run(
     and the teacher's inputs (pass a teacher already in that format); recipe: more engine.Recipe fields."""
     aug = data.aug_config_for("synth-fine", train.images.shape[-1])
     stream = data.TrainStream(
-        train, aug, batch_size=bs, seed=seed, workers=workers, device=engine.augment_device("auto", device, workers)
+        train, aug, batch_size=bs, seed=seed, workers=workers, device=cli.augment_device("auto", device, workers)
     )
     forward = teacher_forward(teacher, t_norm, channels_last)
     if tape_dir is not None:
@@ -357,9 +357,7 @@ def main():
         row["data_workers_img_s"] = data_rate(train, args.bs, 0, args.workers, steps)
         row["data_device_img_s"] = data_rate(train, args.bs, 0, args.workers, steps, device=device)
         row["data_img_s"] = (
-            row["data_device_img_s"]
-            if engine.augment_device("auto", device, args.workers)
-            else row["data_workers_img_s"]
+            row["data_device_img_s"] if cli.augment_device("auto", device, args.workers) else row["data_workers_img_s"]
         )
         row["data_ratio"] = row["data_img_s"] / live
         # sweep: K plain runs vs one lockstep run replaying the tape

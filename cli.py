@@ -80,6 +80,11 @@ def check_range(flag, value, low=None, high=None, integer=False):
     return value
 
 
+def add_key_values(group, flag, help):
+    """A flag taking KEY=VALUE items (several, repeatable), parsed later by parse_key_values."""
+    group.add_argument(flag, nargs="*", action="extend", default=[], metavar="KEY=VALUE", help=help)
+
+
 def add_data_args(parser):
     g = parser.add_argument_group("data")
     g.add_argument(
@@ -99,18 +104,11 @@ def add_data_args(parser):
         default=None,
         help="training resolution (default: the teacher's; else 224 for real datasets, 32 for synth-*)",
     )
-    g.add_argument(
-        "--synth",
-        nargs="*",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: synth.make_synth; "
-        "distill.py: default the teacher's)",
-    )
+    add_key_values(g, "--synth", "built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: "
+                   "synth.make_synth; distill.py: default the teacher's)")  # fmt: skip
     g = parser.add_argument_group("augmentation (defaults: the study's, docs/STUDY.md)")
     g.add_argument(
-        "--randaug-n", type=int, default=None, help="RandAugment operations per image (default 2, synth 1; 0: off)"
+        "--randaug-n", type=int, default=None, help="RandAugment ops per image, 0-14 (default 2, synth 1; 0: off)"
     )
     g.add_argument("--randaug-m", type=int, default=None, help="RandAugment magnitude, 0-30 (default 9, synth 5)")
     g.add_argument("--mixup-alpha", type=float, default=None, help="MixUp alpha (default 1.0; 0: only CutMix)")
@@ -126,7 +124,7 @@ def aug_config(args):
         if getattr(args, k) is not None
     }
     for k, v in overrides.items():
-        check_range(f"--{k.replace('_', '-')}", v, 0, 30 if k == "randaug_m" else None)
+        check_range(f"--{k.replace('_', '-')}", v, 0, {"randaug_m": 30, "randaug_n": len(data.RANDAUG_OPS)}.get(k))
     if args.image_size is not None:
         check_range("--image-size", args.image_size, 8, 4096, integer=True)
     return data.aug_config_for(args.dataset, args.image_size, **overrides)
@@ -218,6 +216,27 @@ def check_writable(folder, flag="--out"):
         raise ValueError(f"{flag}: '{folder}' is not writable ('{existing}' is a file, not a folder)")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ValueError(f"{flag}: folder '{existing}' is not writable")
+
+
+def augment_device(augment_on, device, workers):
+    """Where TrainStream augments whole batches: `device` for --augment-on device, and for auto on a GPU
+    or without worker processes (the batches are the same either way); None: per sample in the workers."""
+    auto = device.type == "cuda" or workers == 0
+    return device if augment_on == "device" or (augment_on == "auto" and auto) else None
+
+
+def load_data(args, aug, views=1):
+    """(train split, test split, training stream) of the script's data flags."""
+    splits = [data.load_split(args.dataset, split, args.data_root, download=args.download, image_size=args.image_size,
+                              synth=args.synth) for split in ("train", "test")]  # fmt: skip
+    stream = data.TrainStream(splits[0], aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers,
+                              device=augment_device(args.augment_on, args.device, args.workers))  # fmt: skip
+    return splits[0], splits[1], stream
+
+
+def data_identity(args, aug):
+    """The part of a run's identity that says which images it trains on, and how they are augmented."""
+    return {"dataset": args.dataset, "data_id": data_id(args), "synth": args.synth, "aug": aug.to_dict()}
 
 
 def data_id(args):

@@ -88,14 +88,7 @@ def get_args(argv=None):
         default=None,
         help="weight of cross-entropy to labels (default: the method's own; 0 for kd)",
     )
-    g.add_argument(
-        "--hp",
-        nargs="*",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="other method hyperparameters, e.g. --hp beta=2 warmup=1 (docs/METHODS.md)",
-    )
+    cli.add_key_values(g, "--hp", "other method hyperparameters, e.g. --hp beta=2 warmup=1 (docs/METHODS.md)")
     g.add_argument(
         "--baseline",
         action="store_true",
@@ -131,6 +124,8 @@ def validate(args):
         raise ValueError(f"--signal: unknown signal '{args.signal}' (expected one of {', '.join(kd.SIGNALS)})")
     if args.signal != "teacher" and args.method != "kd":
         raise ValueError(f"--signal {args.signal}: control signals replace the target of --method kd only")
+    if args.signal != "teacher" and (args.ce_weight is not None or args.hp):
+        raise ValueError(f"--signal {args.signal}: a control is T^2 KL to its target alone; drop --ce-weight/--hp")
     if args.opt not in OPT_DEFAULTS:
         raise ValueError(f"--opt: unknown optimizer '{args.opt}' (expected adamw or sgd)")
     if not models.is_known_arch(args.student):
@@ -301,22 +296,18 @@ def run_name(args, T):
     return f"{args.student}-{args.method}{sig}-{temp}-{args.opt}-bs{args.bs}-e{args.epochs}-s{args.seed}"
 
 
+def overridden_hparams(args):
+    """{key: value} of the method's hyperparameters (ce_weight included, T excluded) that --hp/--ce-weight set
+    to something other than the default: restating a default keeps the run id."""
+    module = build_objective_module(args, args.T[0])
+    return {k: v for k, v in module.hparams.items() if k != "T" and v != module.HPARAMS[k][0]}
+
+
 def identities(args, aug, teacher_ckpt):
     """{T (None: the --baseline student): the run's identity}: everything that changes its result."""
-    student_init = (
-        args.student_init
-        if args.student_init in ("random", "in1k")
-        else models.weights_fingerprint(models.load_checkpoint(args.student_init))
-    )
-    common = {
-        "kind": "distill",
-        "dataset": args.dataset,
-        "data_id": cli.data_id(args),
-        "synth": args.synth,
-        "aug": aug.to_dict(),
-        "student": args.student,
-        "student_init": student_init,
-    }
+    hp = overridden_hparams(args)
+    common = {"kind": "distill", **cli.data_identity(args, aug), "student": args.student,
+              "student_init": models.init_identity(args.student_init)}  # fmt: skip
     recipe = {
         "opt": args.opt,
         "lr": args.lr,
@@ -336,8 +327,8 @@ def identities(args, aug, teacher_ckpt):
         "signal": args.signal,
         "k": args.k,
         "smooth_entropy": args.smooth_entropy if args.signal == "smooth-global" else None,
-        "ce_weight": args.ce_weight,
-        "hp": args.hp,
+        "ce_weight": hp.pop("ce_weight", None),
+        "hp": hp,
         **recipe,
     }
     out = {
@@ -375,27 +366,13 @@ def prepare(args, claimed, failed):
     statistics, the tape, one member per run. None when every run is done (or `failed`) already."""
     teacher_ckpt = validate(args)
     aug = cli.aug_config(args)
-    train_split = data.load_split(
-        args.dataset, "train", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
-    )
-    test_split = data.load_split(
-        args.dataset, "test", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
-    )
+    train_split, test_split, stream = cli.load_data(args, aug, views=args.views)
     if teacher_ckpt["num_classes"] != len(train_split.classes):
         raise ValueError(
             f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
             f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}"
         )
     check_same_classes(args, teacher_ckpt["classes"], train_split.classes)
-    stream = data.TrainStream(
-        train_split,
-        aug,
-        batch_size=args.bs,
-        seed=args.seed,
-        views=args.views,
-        workers=args.workers,
-        device=engine.augment_device(args.augment_on, args.device, args.workers),
-    )
     ids = identities(args, aug, teacher_ckpt)
     pending = claim_runs(args, ids, claimed, failed)
     if not pending:
@@ -479,24 +456,7 @@ def prepare(args, claimed, failed):
         f"{len(train_split)} train images, {args.epochs} epochs, {stream.steps_per_epoch} steps/epoch, {device}",
         file=sys.stderr,
     )
-    recipe = engine.Recipe(
-        epochs=args.epochs,
-        opt=args.opt,
-        lr=args.lr,
-        wd=args.wd,
-        warmup_epochs=args.warmup_epochs,
-        clip=args.clip,
-        seed=args.seed,
-        device=device,
-        amp=args.amp,
-        compile=args.compile,
-        channels_last=engine.channels_last_for(args.channels_last, members[0].model, device),
-        eval_every=args.eval_every,
-        eval_from=args.eval_from,
-        parallel=args.parallel,
-        batched=args.batched,
-        keep_ckpt=args.keep_ckpt,
-    )
+    recipe = engine.recipe_from_args(args, members[0].model)
     common = {"kind": "distill", **runs.provenance(device), "seed": args.seed, "num_classes": len(train_split.classes)}
     return members, stream, (test_images, test_split.labels, t_test.argmax(1)), recipe, forward, common
 

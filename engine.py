@@ -28,13 +28,6 @@ from runs import RunDir
 # Devices
 
 
-def augment_device(augment_on, device, workers):
-    """Where TrainStream augments whole batches: `device` for --augment-on device, and for auto on a GPU
-    or without worker processes (the batches are the same either way); None: per sample in the workers."""
-    auto = device.type == "cuda" or workers == 0
-    return device if augment_on == "device" or (augment_on == "auto" and auto) else None
-
-
 def channels_last_for(setting, model, device):
     """--channels-last: on, off, or auto (on a GPU, for a model that is mostly convolutions)."""
     return setting == "on" or (setting == "auto" and device.type == "cuda" and is_convnet(model))
@@ -120,6 +113,17 @@ class Recipe:
     parallel: int = 1  # CPU: step up to N members at once in threads
     batched: bool = False  # step the members as one vmapped computation (batched.py)
     keep_ckpt: bool = False
+
+
+def recipe_from_args(args, model):
+    """The Recipe of a script's parsed flags (train_teacher.py, distill.py); `model` decides --channels-last auto."""
+    return Recipe(
+        epochs=args.epochs, opt=args.opt, lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip,
+        seed=args.seed, device=args.device, amp=args.amp, compile=args.compile,
+        channels_last=channels_last_for(args.channels_last, model, args.device), eval_every=args.eval_every,
+        eval_from=args.eval_from, parallel=args.parallel, batched=getattr(args, "batched", False),
+        keep_ckpt=args.keep_ckpt,
+    )  # fmt: skip
 
 
 @dataclass

@@ -40,40 +40,24 @@ OPTIMIZERS = ["adamw", "sgd"]  # (paper)
 BATCH_SIZES = [64, 256]  # (paper); baseline 64 (default)
 INITS = ["random", "tt", "in1k", "ft"]  # student initializations (paper)
 
+
 # Per dataset: teacher fine-tuning epochs (Pets 20, CIFAR-100 40: paper), the origination study's
 # fine-tuning durations, the five distillation budgets and the baseline budget (default), epochs from
 # scratch for teachers and target-trained students (default).
+def spec(dataset, ft, baseline, durations=(), budgets=(), root="", scratch=200):
+    """A dataset's grid entry: teacher fine-tuning epochs, the origination study's durations, the distillation
+    budgets, the baseline budget, the epochs from scratch, and its folder under --data-root (image folders)."""
+    return dict(dataset=dataset, root=root, ft=ft, durations=list(durations), budgets=list(budgets),
+                baseline=baseline, scratch=scratch)  # fmt: skip
+
+
 DATASETS = {
-    "pets": dict(
-        dataset="pets",
-        root="",
-        ft=20,
-        durations=[5, 10, 20, 40],
-        budgets=[25, 50, 100, 200, 300],
-        baseline=100,
-        scratch=200,
-    ),
-    "cifar100": dict(
-        dataset="cifar100",
-        root="",
-        ft=40,
-        durations=[10, 20, 40, 80],
-        budgets=[10, 20, 40, 80, 120],
-        baseline=40,
-        scratch=200,
-    ),
-    "cars": dict(
-        dataset="cars", root="", ft=20, durations=[], budgets=[25, 50, 100, 200, 300], baseline=100, scratch=200
-    ),
-    "tiny-imagenet": dict(
-        dataset="tiny-imagenet", root="", ft=40, durations=[], budgets=[10, 20, 40, 80, 120], baseline=40, scratch=200
-    ),
-    "imagenet-birds": dict(
-        dataset="imagefolder", root="imagenet-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200
-    ),
-    "finer-birds": dict(
-        dataset="imagefolder", root="finer-birds", ft=20, durations=[], budgets=[], baseline=100, scratch=200
-    ),
+    "pets": spec("pets", ft=20, baseline=100, durations=[5, 10, 20, 40], budgets=[25, 50, 100, 200, 300]),
+    "cifar100": spec("cifar100", ft=40, baseline=40, durations=[10, 20, 40, 80], budgets=[10, 20, 40, 80, 120]),
+    "cars": spec("cars", ft=20, baseline=100, budgets=[25, 50, 100, 200, 300]),
+    "tiny-imagenet": spec("tiny-imagenet", ft=40, baseline=40, budgets=[10, 20, 40, 80, 120]),
+    "imagenet-birds": spec("imagefolder", ft=20, baseline=100, root="imagenet-birds"),
+    "finer-birds": spec("imagefolder", ft=20, baseline=100, root="finer-birds"),
 }
 BASELINE_DATASETS = ["pets", "cifar100"]
 STUDIES = ["methods", "config", "origination", "init", "granularity"]
@@ -321,7 +305,7 @@ def study_granularity(g):
 def eval_last_quarter(epochs):
     """Evaluate three times in the last quarter of the budget (where convergence is read) and at the end."""
     every = max(1, epochs // 8)
-    return ["--eval-every", every, "--eval-from", epochs - 2 * every]
+    return ["--eval-every", every, "--eval-from", max(0, epochs - 2 * every)]
 
 
 def builtin(g, c):

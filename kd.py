@@ -224,14 +224,8 @@ class DKDLoss(Distiller):
     some of its other configs use 2 or 6)."""
 
     name, kd_needs_labels, needs_epoch = "dkd", True, True
-    HPARAMS = {
-        "T": (4.0, *T_RANGE),
-        "ce_weight": (1.0, *WEIGHT),
-        "kd_weight": (1.0, *WEIGHT),
-        "alpha": (1.0, *WEIGHT),
-        "beta": (8.0, *WEIGHT),
-        "warmup": (20, 1, None),
-    }
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
+               "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "warmup": (20, 1, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
         tckd, nckd = dkd_terms(s, t, class_indices(labels), self.T)
@@ -261,13 +255,8 @@ class EAKDLoss(Distiller):
     """ce CE + kd_weight mean(w_n KD_n), w_n unnormalised entropy weights; EA-KD's CIFAR-100 defaults."""
 
     name = "eakd"
-    HPARAMS = {
-        "T": (4.0, *T_RANGE),
-        "ce_weight": (0.1, *WEIGHT),
-        "kd_weight": (0.9, *WEIGHT),
-        "entropy_T": (3.0, *T_RANGE),
-        "h_ub": (None, 1e-3, None),
-    }
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
+               "entropy_T": (3.0, *T_RANGE), "h_ub": (None, 1e-3, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
         w = entropy_weights(s, t, self.entropy_T, self.h_ub)
@@ -308,14 +297,9 @@ class CTKDLoss(Distiller):
     Add `self.parameters()` (theta) to the optimizer; keep it in fp32."""
 
     name, needs_epoch = "ctkd", True
-    HPARAMS = {
-        "ce_weight": (0.1, *WEIGHT),
-        "kd_weight": (0.9, *WEIGHT),
-        "T_start": (1.0, *T_RANGE),
-        "T_range": (20.0, 0.0, 100.0),
-        "theta_init": (1.0, None, None),
-        "ramp_epochs": (10, 1, None),
-    }
+    HPARAMS = {"ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT), "T_start": (1.0, *T_RANGE),
+               "T_range": (20.0, 0.0, 100.0), "theta_init": (1.0, None, None),
+               "ramp_epochs": (10, 1, None)}  # fmt: skip
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -350,12 +334,8 @@ class LSKDLoss(Distiller):
     """KD on z-scored logits: kd_weight T^2 KL(p^T(Z(t)) || p^T(Z(s))); LS's CIFAR-100 defaults."""
 
     name = "lskd"
-    HPARAMS = {
-        "T": (2.0, *T_RANGE),
-        "ce_weight": (0.1, *WEIGHT),
-        "kd_weight": (9.0, *WEIGHT),
-        "unbiased_std": (True, None, None),
-    }
+    HPARAMS = {"T": (2.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (9.0, *WEIGHT),
+               "unbiased_std": (True, None, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
         z_s, z_t = standardize_logits(s, self.unbiased_std), standardize_logits(t, self.unbiased_std)
@@ -397,12 +377,8 @@ class MLKDLoss(Distiller):
     only. Temperatures: (T, *temperatures); CE is applied to both student views."""
 
     name, needs_two_views, batch_coupled = "mlkd", True, True
-    HPARAMS = {
-        "T": (4.0, *T_RANGE),
-        "ce_weight": (0.1, *WEIGHT),
-        "kd_weight": (0.9, *WEIGHT),
-        "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE),
-    }
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
+               "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE)}  # fmt: skip
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -445,15 +421,9 @@ class RLDLoss(Distiller):
     README's command; its config file's default is 1.0)."""
 
     name, kd_needs_labels, needs_epoch = "rld", True, True
-    HPARAMS = {
-        "T": (4.0, *T_RANGE),
-        "ce_weight": (1.0, *WEIGHT),
-        "kd_weight": (1.0, *WEIGHT),
-        "alpha": (1.0, *WEIGHT),
-        "beta": (8.0, *WEIGHT),
-        "tau_c": (None, *T_RANGE),
-        "warmup": (20, 1, None),
-    }
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
+               "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "tau_c": (None, *T_RANGE),
+               "warmup": (20, 1, None)}  # fmt: skip
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
@@ -495,13 +465,8 @@ class DISTLoss(Distiller):
     (K = 100: 7.4e-5 at T = 4, 0.86 at T = 40, 33.7 at T = 100)."""
 
     name, batch_coupled = "dist", True
-    HPARAMS = {
-        "T": (4.0, *T_RANGE),
-        "ce_weight": (1.0, *WEIGHT),
-        "kd_weight": (2.0, *WEIGHT),
-        "beta": (1.0, *WEIGHT),
-        "gamma": (1.0, *WEIGHT),
-    }
+    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (2.0, *WEIGHT),
+               "beta": (1.0, *WEIGHT), "gamma": (1.0, *WEIGHT)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
         inter, intra = dist_relations(s, t, self.T)

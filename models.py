@@ -160,6 +160,11 @@ def save_checkpoint(path, model, *, arch, classes, dataset, origination, args, c
     )
 
 
+def init_identity(init):
+    """What an `init` contributes to a run's identity: 'random' or 'in1k' as is, a checkpoint by its weights."""
+    return init if init in ("random", "in1k") else weights_fingerprint(load_checkpoint(init))
+
+
 def weights_fingerprint(ckpt):
     """sha1 of a checkpoint's architecture and weights (not of its file): the same teacher wherever it is stored."""
     h = hashlib.sha1(ckpt["arch"].encode())

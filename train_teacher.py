@@ -113,34 +113,13 @@ def main(argv=None):
     try:
         validate(args)
         aug = cli.aug_config(args)
-        train_split = data.load_split(
-            args.dataset, "train", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
-        )
-        test_split = data.load_split(
-            args.dataset, "test", args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
-        )
-        stream = data.TrainStream(
-            train_split,
-            aug,
-            batch_size=args.bs,
-            seed=args.seed,
-            workers=args.workers,
-            device=engine.augment_device(args.augment_on, args.device, args.workers),
-        )
+        train_split, test_split, stream = cli.load_data(args, aug)
         out = Path(args.out)
-        init = (
-            args.init
-            if args.init in ("random", "in1k")
-            else models.weights_fingerprint(models.load_checkpoint(args.init))
-        )
         identity = {
             "kind": "train",
-            "dataset": args.dataset,
-            "data_id": cli.data_id(args),
-            "synth": args.synth,
-            "aug": aug.to_dict(),
+            **cli.data_identity(args, aug),
             "arch": args.arch,
-            "init": init,
+            "init": models.init_identity(args.init),
             "epochs": args.epochs,
             "opt": args.opt,
             "lr": args.lr,
@@ -220,23 +199,7 @@ def main(argv=None):
         f"{len(test_split)} test images, {len(classes)} classes, {args.epochs} epochs on {args.device}",
         file=sys.stderr,
     )
-    recipe = engine.Recipe(
-        epochs=args.epochs,
-        opt=args.opt,
-        lr=args.lr,
-        wd=args.wd,
-        warmup_epochs=args.warmup_epochs,
-        clip=args.clip,
-        seed=args.seed,
-        device=args.device,
-        amp=args.amp,
-        compile=args.compile,
-        channels_last=engine.channels_last_for(args.channels_last, model, args.device),
-        eval_every=args.eval_every,
-        eval_from=args.eval_from,
-        parallel=args.parallel,
-        keep_ckpt=args.keep_ckpt,
-    )
+    recipe = engine.recipe_from_args(args, model)
     try:
         results = engine.train(
             [member],

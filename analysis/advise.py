@@ -93,14 +93,7 @@ def main(argv=None):
     p.add_argument("--teacher", required=True, help="teacher checkpoint made by train_teacher.py")
     p.add_argument("--dataset", default=None, help="dataset to measure on (default: the teacher's own)")
     p.add_argument("--data-root", default="data", help="folder holding the dataset")
-    p.add_argument(
-        "--synth",
-        nargs="*",
-        action="extend",
-        default=[],
-        metavar="KEY=VALUE",
-        help="built-in dataset sizes, as in distill.py (default: the teacher's own)",
-    )
+    cli.add_key_values(p, "--synth", "built-in dataset sizes, as in distill.py (default: the teacher's own)")
     p.add_argument(
         "--image-size", type=int, default=None, help="resolution (default: the one the teacher was trained at)"
     )

@@ -18,52 +18,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
 from runs import atomic_write  # noqa: E402
 
-# One row per distillation run (the CSV written by --runs-out).
-RUN_COLUMNS = [
-    "dataset",
-    "data_id",
-    "teacher",
-    "teacher_arch",
-    "teacher_from_scratch",
-    "teacher_target_epochs",
-    "teacher_top1",
-    "student",
-    "student_init",
-    "method",
-    "signal",
-    "k",
-    "opt",
-    "bs",
-    "epochs",
-    "T",
-    "seed",
-    "status",
-    "top1",
-    "top5",
-    "agreement",
-    "best_top1",
-    "H_rel",
-    "H_rel_without_max",
-    "run_dir",
-]
 # What makes two runs the same experiment (seeds of one configuration are averaged).
-CONFIG_COLUMNS = [
-    "dataset",
-    "data_id",
-    "teacher",
-    "teacher_arch",
-    "teacher_from_scratch",
-    "teacher_target_epochs",
-    "student",
-    "student_init",
-    "method",
-    "signal",
-    "k",
-    "opt",
-    "bs",
-    "epochs",
-    "T",
-]
+CONFIG_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
+                  "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs", "T"]  # fmt: skip
+# One row per distillation run (the CSV written by --runs-out).
+RUN_COLUMNS = CONFIG_COLUMNS + ["seed", "status", "teacher_top1", "top1", "top5", "agreement", "best_top1", "H_rel",
+                                "H_rel_without_max", "run_dir"]  # fmt: skip
 # Properties of the teacher (the same for every seed); averaged, not grouped on.
 TEACHER_COLUMNS = ["teacher_top1", "H_rel", "H_rel_without_max"]
 METRICS = ["top1", "top5", "agreement", "best_top1"]

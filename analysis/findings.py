@@ -118,22 +118,23 @@ def spread(means, cells):
 # A finding: claim, statistic, interval, verdict, evidence
 
 
+def finding(claim, source, rule, verdict, summary, evidence, estimate=None, low=None, high=None, sigma=None, seeds=0):
+    """The dict every check returns (the report's row and section)."""
+    return dict(claim=claim, source=source, rule=rule, verdict=verdict, summary=summary, evidence=evidence,
+                estimate=estimate, low=low, high=high, sigma=sigma, seeds=seeds)  # fmt: skip
+
+
 def decide(claim, source, rule, values, statistic, evidence, missing=None, min_effect=stats.MIN_EFFECT):
     """The finding dict for `claim` ('statistic > 0'): values {cell: {seed: top1}}, statistic(means)."""
     if missing or not values:
-        return {
-            "claim": claim,
-            "source": source,
-            "rule": rule,
-            "verdict": UNTESTED,
-            "estimate": None,
-            "low": None,
-            "high": None,
-            "sigma": None,
-            "seeds": 0,
-            "summary": missing or "no runs",
-            "evidence": evidence,
-        }
+        return finding(
+            claim=claim,
+            source=source,
+            rule=rule,
+            verdict=UNTESTED,
+            summary=missing or "no runs",
+            evidence=evidence,
+        )
     estimate, low, high, sigma, seeds = stats.interval(values, statistic)
     verdict = stats.verdict(low, high, min_effect)
     if low is None:
@@ -148,21 +149,23 @@ def decide(claim, source, rule, values, statistic, evidence, missing=None, min_e
             f"{stats.describe(estimate, low, high)}: no effect of {min_effect:g} points or more in the claimed "
             "direction"
         )
+    elif verdict == REPRODUCED and high < min_effect:
+        summary = f"{stats.describe(estimate, low, high)}: real, but smaller than {min_effect:g} point"
     else:
         summary = stats.describe(estimate, low, high)
-    return {
-        "claim": claim,
-        "source": source,
-        "rule": rule,
-        "verdict": verdict,
-        "estimate": estimate,
-        "low": low,
-        "high": high,
-        "sigma": sigma,
-        "seeds": len(seeds),
-        "summary": summary,
-        "evidence": evidence,
-    }
+    return finding(
+        claim=claim,
+        source=source,
+        rule=rule,
+        verdict=verdict,
+        estimate=estimate,
+        low=low,
+        high=high,
+        sigma=sigma,
+        seeds=len(seeds),
+        summary=summary,
+        evidence=evidence,
+    )
 
 
 def fmt_cell(values, label):
@@ -183,8 +186,14 @@ def by_T(rows):
     return dict(sorted(values.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
-def describe(key):
-    return selection.describe(dict(zip(SETTING, key)))
+def setting_but(*drop):
+    """The SETTING columns without `drop` (to group configurations that differ only there)."""
+    return [c for c in SETTING if c not in drop]
+
+
+def describe(key, drop=()):
+    """A readable name of the configuration `key`: a tuple of the values of setting_but(*drop)."""
+    return selection.describe(dict(zip(setting_but(*drop), key)))
 
 
 def pooled_trend(settings):
@@ -273,7 +282,7 @@ def check_adamw_robust(rows):
     """Fig. 2: AdamW's accuracy varies less across T than SGD's."""
     claim = "AdamW is more robust to T than SGD (its top-1 varies less across T)."
     chosen = with_role(where(rows, **KD), "brief")
-    by_budget = groups(chosen, [c for c in SETTING if c != "opt"])
+    by_budget = groups(chosen, setting_but("opt"))
     values, parts, evidence = {}, [], []
     for key, members in by_budget.items():
         lines = {opt: by_T(where(members, opt=opt)) for opt in ("adamw", "sgd")}
@@ -284,7 +293,7 @@ def check_adamw_robust(rows):
             values.update({(key, opt, T): lines[opt][T] for T in common})
         parts.append((key, common))
         evidence.append(
-            f"{describe(key)}: AdamW {line_text({T: lines['adamw'][T] for T in common})}; "
+            f"{describe(key, drop=['opt'])}: AdamW {line_text({T: lines['adamw'][T] for T in common})}; "
             f"SGD {line_text({T: lines['sgd'][T] for T in common})}"
         )
 
@@ -312,7 +321,7 @@ def sgd_trends(rows, bs=None):
     """{setting without epochs: {epochs: rows}} of SGD runs of the briefly fine-tuned teacher."""
     chosen = with_role(where(rows, **KD, opt="sgd", **({"bs": bs} if bs else {})), "brief")
     out = {}
-    for key, members in groups(chosen, [c for c in SETTING if c != "epochs"]).items():
+    for key, members in groups(chosen, setting_but("epochs")).items():
         budgets = {e: where(members, epochs=e) for e in sorted({r["epochs"] for r in members})}
         budgets = {e: m for e, m in budgets.items() if all(trend_cells({T: T for T in by_T(m)}))}
         if len(budgets) >= 2:
@@ -337,10 +346,7 @@ def check_sgd_crossover(rows):
         short_parts.append(cells[short])
         long_parts.append(cells[top])
         for e, m in budgets.items():
-            evidence.append(
-                f"{selection.describe(dict(zip([c for c in SETTING if c != 'epochs'], key)))} "
-                f"{e} ep: {line_text(by_T(m))}"
-            )
+            evidence.append(f"{describe(key, drop=['epochs'])} {e} ep: {line_text(by_T(m))}")
     short = decide("", "", "", values, lambda m: -np.mean(np.stack([trend(m, c) for c in short_parts]), 0), [])
     long_ = decide("", "", "", values, lambda m: np.mean(np.stack([trend(m, c) for c in long_parts]), 0), [])
     shift = decide(
@@ -365,21 +371,23 @@ def check_sgd_crossover(rows):
         f"shortest budget: small-T advantage {short['summary']}; longest budget: large-T advantage "
         f"{long_['summary']}; change of the trend from shortest to longest {shift['summary']}"
     )
-    return {
-        "claim": claim,
-        "source": "Sect. 4.2, Fig. 3",
-        "verdict": verdict,
-        "estimate": long_["estimate"],
-        "low": long_["low"],
-        "high": long_["high"],
-        "sigma": long_["sigma"],
-        "seeds": long_["seeds"],
-        "rule": "small-T advantage (minus the trend) at the shortest budget and large-T advantage (the trend) at "
-        "the longest: reproduced when both are above 0; contradicted when either is below 0 or the trend "
-        "does not grow by the minimum effect",
-        "summary": summary,
-        "evidence": evidence + findings,
-    }
+    return finding(
+        claim=claim,
+        source="Sect. 4.2, Fig. 3",
+        verdict=verdict,
+        estimate=long_["estimate"],
+        low=long_["low"],
+        high=long_["high"],
+        sigma=long_["sigma"],
+        seeds=long_["seeds"],
+        rule=(
+            "small-T advantage (minus the trend) at the shortest budget and large-T advantage (the trend) at "
+            "the longest: reproduced when both are above 0; contradicted when either is below 0 or the trend "
+            "does not grow by the minimum effect"
+        ),
+        summary=summary,
+        evidence=evidence + findings,
+    )
 
 
 def check_batch_shift(rows):
@@ -483,21 +491,18 @@ def check_entropy_trend(rows):
             f"H_rel^-max {b['H_rel_without_max']:.3f}"
         )
     verdict = UNTESTED if not holds else REPRODUCED if all(holds) else CONTRADICTED
-    return {
-        "claim": claim,
-        "source": "Sect. 4.3, Table 1",
-        "verdict": verdict,
-        "estimate": None,
-        "low": None,
-        "high": None,
-        "sigma": None,
-        "seeds": 0,
-        "evidence": evidence,
-        "rule": "the teachers' train-set entropies (no seed noise: one teacher per duration)",
-        "summary": "no briefly and long fine-tuned teachers of one architecture"
-        if not holds
-        else f"holds for {sum(holds)} of {len(holds)} teacher pair(s)",
-    }
+    return finding(
+        claim=claim,
+        source="Sect. 4.3, Table 1",
+        verdict=verdict,
+        evidence=evidence,
+        rule="the teachers' train-set entropies (no seed noise: one teacher per duration)",
+        summary=(
+            "no briefly and long fine-tuned teachers of one architecture"
+            if not holds
+            else f"holds for {sum(holds)} of {len(holds)} teacher pair(s)"
+        ),
+    )
 
 
 def origination_pairs(rows):
@@ -509,7 +514,7 @@ def origination_pairs(rows):
         role = next((name for name, t in roles.items() if t == r["teacher"]), None)
         if role is None or is_novel(r):
             continue
-        key = tuple(r.get(c) for c in SETTING if c not in ("teacher", "epochs"))
+        key = tuple(r.get(c) for c in setting_but("teacher", "epochs"))
         out.setdefault(key, {}).setdefault(role, []).append(r)
     return {k: {role: by_T(v) for role, v in d.items()} for k, d in out.items()}
 
@@ -544,10 +549,7 @@ def check_origination(rows, kind):
             line = {T: v for T, v in lines[role].items() if T is not None}
             values.update({(key, role, T): v for T, v in line.items()})
             cells[role] = {T: (key, role, T) for T in line}
-            evidence.append(
-                f"{selection.describe(dict(zip([c for c in SETTING if c not in ('teacher', 'epochs')], key)))}"
-                f" · {role} teacher: {line_text(line)}"
-            )
+            evidence.append(f"{describe(key, drop=['teacher', 'epochs'])} · {role} teacher: {line_text(line)}")
         if all(all(trend_cells(c)) for c in cells.values()):
             parts.append(cells)
 
@@ -654,21 +656,19 @@ def check_methods(rows):
     bounded = all(r["high"] is not None and r["high"] < stats.MIN_EFFECT for r in results.values())
     verdict = CONTRADICTED if beats else REPRODUCED if bounded else UNDECIDED
     summary = "; ".join(f"{m} minus KD {r['summary']}" for m, r in results.items())
-    return {
-        "claim": claim,
-        "source": "Sect. 4.1, Fig. 1",
-        "verdict": verdict,
-        "estimate": None,
-        "low": None,
-        "high": None,
-        "sigma": None,
-        "seeds": max(r["seeds"] for r in results.values()),
-        "summary": summary,
-        "rule": "each method's mean top-1 over the temperatures both ran minus KD's (CTKD: its learned T vs KD's "
-        "mean): contradicted if some method is above KD, reproduced if none is above by the minimum "
-        "effect",
-        "evidence": evidence,
-    }
+    return finding(
+        claim=claim,
+        source="Sect. 4.1, Fig. 1",
+        verdict=verdict,
+        seeds=max(r["seeds"] for r in results.values()),
+        summary=summary,
+        rule=(
+            "each method's mean top-1 over the temperatures both ran minus KD's (CTKD: its learned T vs KD's "
+            "mean): contradicted if some method is above KD, reproduced if none is above by the minimum "
+            "effect"
+        ),
+        evidence=evidence,
+    )
 
 
 def check_init(rows):
@@ -679,17 +679,14 @@ def check_init(rows):
         columns=("dataset", "data_id", "teacher", "student", "opt", "bs"),
     )
     values, parts, evidence = {}, [], []
-    for key, members in groups(chosen, [c for c in SETTING if c != "student_init"]).items():
+    for key, members in groups(chosen, setting_but("student_init")).items():
         cells = {}
         for (init,), rows_init in groups(members, ["student_init"]).items():
             line = {T: v for T, v in by_T(rows_init).items() if T is not None}
             if all(trend_cells(line)):
                 values.update({(key, init, T): v for T, v in line.items()})
                 cells[init] = {T: (key, init, T) for T in line}
-                evidence.append(
-                    f"{selection.describe(dict(zip([c for c in SETTING if c != 'student_init'], key)))}"
-                    f" · init {init}: {line_text(line)}"
-                )
+                evidence.append(f"{describe(key, drop=['student_init'])} · init {init}: {line_text(line)}")
         pretrained = [i for i in cells if i in ("in1k", "FT")]
         if "random" in cells and pretrained:
             parts.append((cells["random"], [cells[i] for i in pretrained], cells))
@@ -732,19 +729,14 @@ def check_nearly_uniform(rows):
         holds.append(p[0] - p[-1] < 0.01)
         evidence.append(f"{teacher} at T={T:g}: top {p[0]:.4f}, second {p[1]:.4f}, last {p[-1]:.4f}")
     verdict = UNTESTED if not holds else REPRODUCED if all(holds) else CONTRADICTED
-    return {
-        "claim": claim,
-        "source": "Sect. 4.2, Fig. 4",
-        "verdict": verdict,
-        "estimate": None,
-        "low": None,
-        "high": None,
-        "sigma": None,
-        "seeds": 0,
-        "rule": "the teachers' train-set mean sorted softmax (no noise)",
-        "summary": f"holds for {sum(holds)} of {len(holds)} teacher(s)" if holds else "no teacher run at T >= 40",
-        "evidence": evidence,
-    }
+    return finding(
+        claim=claim,
+        source="Sect. 4.2, Fig. 4",
+        verdict=verdict,
+        rule="the teachers' train-set mean sorted softmax (no noise)",
+        summary=f"holds for {sum(holds)} of {len(holds)} teacher(s)" if holds else "no teacher run at T >= 40",
+        evidence=evidence,
+    )
 
 
 def largest_T_effect(rows):

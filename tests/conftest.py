@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 import sitecustomize  # noqa: E402,F401  (blocks sockets in the test process too)
 
 import train_teacher  # noqa: E402
-from helpers import FAST, TINY  # noqa: E402
+from helpers import teacher_args  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -22,30 +22,7 @@ def teacher(tmp_path_factory):
     """A tiny teacher: test_resnet pretrained on synth-src for 2 epochs, then fine-tuned on synth-fine for 2."""
     d = tmp_path_factory.mktemp("teachers")
     src = d / "src.pt"
-    assert (
-        train_teacher.main(
-            ["--dataset", "synth-src", *TINY, "--arch", "test_resnet", "--epochs", "2", "--out", str(src), *FAST]
-        )
-        == 0
-    )
+    assert train_teacher.main(teacher_args(src, "--epochs", "2", dataset="synth-src")) == 0
     fine = d / "fine.pt"
-    assert (
-        train_teacher.main(
-            [
-                "--dataset",
-                "synth-fine",
-                *TINY,
-                "--arch",
-                "test_resnet",
-                "--init",
-                str(src),
-                "--epochs",
-                "2",
-                "--out",
-                str(fine),
-                *FAST,
-            ]
-        )
-        == 0
-    )
+    assert train_teacher.main(teacher_args(fine, "--init", str(src), "--epochs", "2")) == 0
     return fine

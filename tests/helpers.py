@@ -29,6 +29,12 @@ TINY = [
 FAST = ["--bs", "12", "--device", "cpu"]
 
 
+def start_script(script, *args, **kw):
+    """Start a script in a subprocess (a Popen), one thread, unbuffered output."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env, **kw)
+
+
 def run_script(script, *args, timeout=300):
     """Run a script in a subprocess (as users do); returns CompletedProcess with text output."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
@@ -44,6 +50,11 @@ def run_script(script, *args, timeout=300):
 
 def results_in(folder):
     return {p.parent.name: json.loads(p.read_text()) for p in Path(folder).glob("*/result.json")}
+
+
+def teacher_args(out, *extra, dataset="synth-fine"):
+    """train_teacher.py flags for a tiny test_resnet on the tiny built-in data, 1 epoch (later flags win)."""
+    return ["--dataset", dataset, *TINY, "--arch", "test_resnet", "--epochs", "1", "--out", str(out), *FAST, *extra]
 
 
 def distill_args(teacher, out, *extra):

@@ -357,6 +357,8 @@ def test_findings_verdicts(rows3):
     assert verdict("A teacher trained from scratch") == R
     assert verdict("Large T helps students of every") == R
     assert verdict("Fine-grained targets (classes") == R and verdict("Fine-grained targets absent") == R
+    robust = next(f for f in checked if f["claim"].startswith("AdamW is more robust"))
+    assert all(" 5 ep: AdamW" in e or " 10 ep: AdamW" in e for e in robust["evidence"])  # named by budget
     labels = next(f for f in checked if f["claim"].startswith("Distillation beats"))
     kd_means = (75.0 + (70 + 71 + 70) / 3 + (72 + 68 + 65) / 3) / 3  # three teachers at 10 epochs, AdamW
     assert labels["seeds"] == 3 and math.isclose(labels["estimate"], kd_means - (59.5 + 60.0 + 60.7) / 3)

@@ -3,10 +3,8 @@ exact resume after SIGKILL/SIGTERM, self-describing results, and clear errors fo
 
 import json
 import math
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,13 +12,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cli
 import data
 import distill
 import engine
 import models
 import runs
 import train_teacher
-from helpers import FAST, ROOT, TINY, distill_args, intra_op_threads, main_error, results_in, run_script
+from helpers import (
+    FAST,
+    TINY,
+    distill_args,
+    intra_op_threads,
+    main_error,
+    results_in,
+    run_script,
+    start_script,
+    teacher_args,
+)
 
 
 def test_teacher_checkpoint_describes_itself(teacher):
@@ -171,17 +180,20 @@ def test_result_is_self_describing(teacher, tmp_path):
     assert json.loads((run / "result.json").read_text())["wall_time_s"] == r["wall_time_s"]
 
 
+def test_restating_a_default_hyperparameter_keeps_the_run_id(teacher, tmp_path):
+    def run_ids(*flags):
+        args = distill.get_args(distill_args(teacher, tmp_path, "--method", "dkd", "--T", "2", *flags))
+        ckpt = distill.validate(args)
+        return {runs.run_id(i) for i in distill.identities(args, cli.aug_config(args), ckpt).values()}
+
+    default = run_ids()
+    assert run_ids("--hp", "beta=8", "--ce-weight", "1") == default  # DKD's own defaults
+    assert run_ids("--hp", "beta=2") != default and run_ids("--ce-weight", "0.5") != default
+
+
 def kill_during_training(args, sig, delay):
     """Start distill.py, wait until its first epoch is logged, wait `delay` s more, send `sig`."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    p = subprocess.Popen(
-        [sys.executable, str(ROOT / "distill.py"), *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    p = start_script("distill.py", *args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seen = []
     for line in p.stdout:
         seen.append(line)
@@ -238,6 +250,8 @@ def test_sigkill_and_sigterm_resume_bit_identical(teacher, tmp_path):
         (["--dataset", "imagenet22k"], "--dataset"),
         (["--signal", "bottomk"], "--k"),
         (["--signal", "bottomk", "--k", "3"], "--k"),
+        (["--signal", "smooth-global", "--ce-weight", "1"], "--ce-weight"),
+        (["--signal", "bottomk", "--k", "1", "--hp", "beta=2"], "--hp"),
         (["--method", "dist", "--bs", "1"], "--bs"),
         (["--hp", "nonsense=1"], "nonsense"),
         (["--opt", "lion"], "--opt"),
@@ -477,31 +491,8 @@ def test_student_init_from_checkpoint_and_from_local_timm_weights(teacher, tmp_p
     torch.manual_seed(1)
     torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
     ft = tmp_path / "ft.pt"
-    assert (
-        train_teacher.main(
-            [
-                "--dataset",
-                "synth-fine",
-                *TINY,
-                "--arch",
-                "test_resnet",
-                "--init",
-                "in1k",
-                "--pretrained-file",
-                str(weights),
-                "--epochs",
-                "1",
-                "--out",
-                str(ft),
-                *FAST,
-                "--opt",
-                "sgd",
-                "--label-smoothing",
-                "0.2",
-            ]
-        )
-        == 0
-    )
+    flags = ["--init", "in1k", "--pretrained-file", str(weights), "--opt", "sgd", "--label-smoothing", "0.2"]
+    assert train_teacher.main(teacher_args(ft, *flags)) == 0
     origination = models.load_checkpoint(ft)["origination"]
     assert origination["pretrained"].startswith("timm:test_resnet") and origination["from_scratch"] is False
     assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--student-init", str(ft))) == 0

@@ -20,7 +20,18 @@ import engine
 import models
 import runs
 import train_teacher
-from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, run_script, without_synth
+from helpers import (
+    FAST,
+    ROOT,
+    TINY,
+    distill_args,
+    main_error,
+    results_in,
+    run_script,
+    start_script,
+    teacher_args,
+    without_synth,
+)
 
 
 class Exploit:
@@ -163,16 +174,9 @@ def test_sigkill_at_ten_random_moments_resumes_bit_identically(teacher, tmp_path
     assert ref.returncode == 0
     (expected,) = results_in(tmp_path / "ref").values()
     rng = random.Random(7)
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     kills = 0
     for _ in range(10):
-        p = subprocess.Popen(
-            [sys.executable, str(ROOT / "distill.py"), *args],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        p = start_script("distill.py", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(2.0, 7.0))
         if p.poll() is None:
             p.send_signal(signal.SIGKILL)
@@ -197,20 +201,7 @@ def test_the_network_is_never_needed(tmp_path, capsys):
     with pytest.raises(OSError, match="blocked"):
         socket.create_connection(("93.184.215.14", 443), timeout=1)  # an IP: no DNS needed
     r = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train_teacher.py"),
-            "--dataset",
-            "synth-fine",
-            *TINY,
-            "--arch",
-            "test_resnet",
-            "--init",
-            "in1k",
-            "--out",
-            str(tmp_path / "t.pt"),
-            *FAST,
-        ],
+        [sys.executable, str(ROOT / "train_teacher.py"), *teacher_args(tmp_path / "t.pt", "--init", "in1k")],
         cwd=ROOT,
         env=dict(os.environ, HF_HUB_OFFLINE="1"),
         capture_output=True,

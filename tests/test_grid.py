@@ -3,6 +3,7 @@
 
 import os
 import random
+import shlex
 import signal
 import subprocess
 import time
@@ -13,6 +14,10 @@ import pytest
 import grid
 
 ROOT = Path(__file__).resolve().parent.parent
+# demo-tiny's runs: (T 1, 4 + labels only) x 2 optimizers x 2 budgets, 3 controls at T 4,
+# 2 other teachers (long, scratch) x 2 T, novel classes (2 T + labels only)
+DEMO_TINY_RUNS = 3 * 2 * 2 + 3 + 2 * 2 + 3
+MANIFESTS = ("pretrain", "teachers", "distill")  # the stages, one manifest of commands each
 
 
 def run_all(*args, timeout=900, **kw):
@@ -90,6 +95,23 @@ def test_lab_grid_shape():
     assert set(distill) <= set(full.stages["distill"])  # lab-full finishes what the lab started
 
 
+@pytest.mark.parametrize("preset", [*grid.BUILTIN, "paper"])
+def test_every_generated_command_parses_and_passes_the_runtime_checks(preset):
+    """The grid writes only commands its scripts accept (e.g. --eval-from >= 0 for a 1-epoch budget)."""
+    import cli
+    import distill
+    import train_teacher
+
+    g = grid.build(preset, "python", "out", "data", [])
+    for stage, cmds in g.stages.items():
+        for cmd in cmds:
+            argv = shlex.split(cmd)
+            script = {"distill.py": distill, "train_teacher.py": train_teacher}[Path(argv[1]).name]
+            args = script.get_args(argv[2:])
+            cli.check_runtime_args(args)
+            assert args.epochs is None or args.epochs >= 1, (stage, cmd)
+
+
 def test_dry_run_prints_counts_and_commands():
     r = run_all("paper", "--dry-run")
     assert r.returncode == 0, r.stderr
@@ -120,10 +142,8 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path)
     errs = [p.communicate(timeout=900)[1] for p in procs]
     assert all(p.returncode == 0 for p in procs), [e[-3000:] for e in errs]
     expected = run_ids(ref)
-    n_cmds = sum(
-        len(Path(ref, "manifest", f"{s}.txt").read_text().splitlines()) for s in ("pretrain", "teachers", "distill")
-    )
-    assert len(expected) == 18 and (ref / "REPORT.md").is_file() and (ref / "results.csv").is_file()
+    n_cmds = sum(len(Path(ref, "manifest", f"{s}.txt").read_text().splitlines()) for s in MANIFESTS)
+    assert len(expected) == DEMO_TINY_RUNS and (ref / "REPORT.md").is_file() and (ref / "results.csv").is_file()
     assert all(v == 1 for v in executions(ref).values()) and len(executions(ref)) == n_cmds
     # a second run finds everything done and runs nothing
     r = run_all("demo-tiny", "--out", ref)

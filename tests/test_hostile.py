@@ -21,25 +21,9 @@ import distill
 import models
 import train_teacher
 from analysis import advise
-from helpers import FAST, ROOT, TINY, distill_args, main_error, results_in, without_synth
+from helpers import ROOT, TINY, distill_args, main_error, results_in, teacher_args, without_synth
 
 SYNTH = TINY[1 : TINY.index("--data-root")]  # the KEY=VALUE sizes of TINY, for advise.py
-
-
-def teacher_args(out, *extra):
-    return [
-        "--dataset",
-        "synth-fine",
-        *TINY,
-        "--arch",
-        "test_resnet",
-        "--epochs",
-        "1",
-        "--out",
-        str(out),
-        *FAST,
-        *extra,
-    ]
 
 
 def only_folder(out):
@@ -316,6 +300,7 @@ BAD_FLAGS = [
     (["--parallel", "0"], "--parallel"),
     (["--eval-every", "-1"], "--eval-every"),
     (["--image-size", "0"], "--image-size"),
+    (["--randaug-n", "1000000"], "--randaug-n"),  # probe: accepted, then every image took a million operations
     (["--synth", "groups=0"], "--synth groups"),
     (["--synth", "foo=1"], "--synth: unknown key 'foo'"),
     (["--synth", "groups=abc"], "--synth groups"),

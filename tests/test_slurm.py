@@ -9,7 +9,7 @@ import time
 
 import pytest
 import slurm_cluster
-from test_grid import ROOT, executions, run_ids
+from test_grid import DEMO_TINY_RUNS, MANIFESTS, ROOT, executions, run_ids
 
 pytestmark = pytest.mark.slow
 
@@ -62,13 +62,14 @@ def test_grid_through_sbatch_arrays_and_a_cancelled_task_completed_by_resubmissi
     while any(ln.strip() for ln in queue(cluster)):
         time.sleep(2)
     before = executions(tmp_path)
-    missing = 18 - len(run_ids(tmp_path))
+    missing = DEMO_TINY_RUNS - len(run_ids(tmp_path))
     assert missing > 0  # the cancelled task's runs
     r = submit(cluster, tmp_path, "--wait")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "submitted distill" in r.stderr and "(1 tasks)" in r.stderr  # only the cancelled command again
-    assert (tmp_path / "REPORT.md").is_file() and len(run_ids(tmp_path)) == 18
+    assert (tmp_path / "REPORT.md").is_file() and len(run_ids(tmp_path)) == DEMO_TINY_RUNS
     after = executions(tmp_path)
     rerun = [k for k in after if after[k] != before.get(k, 0)]
-    assert len(after) == 16 and len(rerun) == 1 and after[rerun[0]] == before.get(rerun[0], 0) + 1
+    n_cmds = sum(len((tmp_path / "manifest" / f"{s}.txt").read_text().splitlines()) for s in MANIFESTS)
+    assert len(after) == n_cmds and len(rerun) == 1 and after[rerun[0]] == before.get(rerun[0], 0) + 1
     assert all(v == 1 for k, v in after.items() if k not in rerun)  # every other command ran exactly once
