@@ -16,7 +16,7 @@ import data
 
 EXIT_BAD_INPUT = 2  # bad flags or files: nothing was started
 EXIT_FAILED = 3  # a run diverged (NaN/inf loss); its result.json says why
-EXIT_PREEMPTED = 75  # SIGTERM/SIGINT (Slurm preemption, time limit, Ctrl-C): checkpoint saved, re-run to resume
+EXIT_PREEMPTED = 75  # SIGTERM/SIGINT (preemption, time limit, Ctrl-C) or a failed write: checkpoint kept, re-run
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -44,6 +44,16 @@ def fail(prog, message):
     """Bad input: one line naming the flag or file and what is expected, exit code 2."""
     print(f"{prog}: error: {message}", file=sys.stderr)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def stop_on_os_error(prog, error):
+    """A write or read that failed during training (disk full, I/O error): one line, exit 75 as for SIGTERM,
+    since the last checkpoint is intact and the same command resumes from it."""
+    print(
+        f"{prog}: error: {error}; the last checkpoint is kept: fix this and run the same command to resume",
+        file=sys.stderr,
+    )
+    sys.exit(EXIT_PREEMPTED)
 
 
 def parse_value(text):

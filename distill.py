@@ -495,6 +495,8 @@ def main(argv=None):
         results = engine.train(members, stream, test, recipe, teacher=forward, common_result=common, log=print_err)
     except runs.RunError as e:  # a run folder that cannot be resumed
         cli.fail(PROG, e)
+    except OSError as e:  # e.g. a full disk while saving a checkpoint
+        cli.stop_on_os_error(PROG, e)
     if isinstance(forward, tape.TeacherTape):
         print(
             f"{PROG}: teacher tape {args.teacher_tape}: {forward.replayed_steps} steps replayed, "

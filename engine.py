@@ -266,7 +266,7 @@ def end_of_epoch(m, epoch, img_per_s, eta, test, recipe, spe, common_result, kee
     if m.objective_module is not None and hasattr(m.objective_module, "current_T"):
         record["T_learned"] = float(m.objective_module.current_T())
     if not math.isfinite(loss):
-        kept = f"the checkpoint of epoch {epoch} is kept" if m.run.file("ckpt.pt").is_file() else "no checkpoint"
+        kept = "its last checkpoint (ckpt.pt) is kept" if m.run.file("ckpt.pt").is_file() else "no checkpoint"
         m.failed = f"non-finite training loss in epoch {epoch + 1}; {kept}"
         log(f"[{m.name}] FAILED: {m.failed}")
         finish(m, common_result, keep_ckpt=True)

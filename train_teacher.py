@@ -212,6 +212,8 @@ def main(argv=None):
         )
     except runs.RunError as e:  # a run folder that cannot be resumed
         cli.fail(prog, e)
+    except OSError as e:  # e.g. a full disk while saving a checkpoint
+        cli.stop_on_os_error(prog, e)
     if not results:
         return cli.EXIT_FAILED
     print(f"{prog}: {out}: test top-1 {results[0]['final']['top1']:.2f}%", file=sys.stderr)

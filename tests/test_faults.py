@@ -121,6 +121,37 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monke
     assert not run.file("result.json").exists()
 
 
+FULL_DISK = """
+import sys
+from pathlib import Path
+import runs
+real_write = runs.atomic_write
+def full_disk(path, data):  # every checkpoint of a run folder fails, as on a full disk
+    if Path(path).name == "ckpt.pt":
+        raise OSError(28, "No space left on device")
+    return real_write(path, data)
+runs.atomic_write = full_disk
+script = __import__(sys.argv[1])
+sys.exit(script.main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("script", ["distill", "train_teacher"])
+def test_a_full_disk_during_training_is_one_line_exit_75_and_the_same_command_resumes(teacher, tmp_path, script):
+    out = tmp_path / "out"
+    args = distill_args(teacher, out) if script == "distill" else teacher_args(out / "t.pt", "--epochs", "2")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    r = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, script, *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == cli.EXIT_PREEMPTED and "No space left on device" in last and "resume" in last, r.stderr
+    assert "Traceback" not in r.stderr
+    r = run_script(f"{script}.py", *args)  # the same command with the disk fixed
+    assert r.returncode == 0, r.stderr
+    assert results_in(out) if script == "distill" else (out / "t.pt").is_file()
+
+
 class Diverging:
     """An objective that turns NaN in epoch 2 (1-indexed), after a good first epoch."""
 
@@ -148,7 +179,8 @@ def test_divergence_stops_the_run_keeps_the_last_good_checkpoint_and_says_why(tm
     )
     assert results == []
     r = json.loads(run.file("result.json").read_text())
-    assert r["status"] == "failed" and "non-finite training loss in epoch 2" in r["reason"] and r["final"] is None
+    assert r["status"] == "failed" and r["final"] is None
+    assert r["reason"] == "non-finite training loss in epoch 2; its last checkpoint (ckpt.pt) is kept"
     state = run.load_state()  # the checkpoint of epoch 1, still loadable
     assert state["position"] == 3 and len(state["curve"]) == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
