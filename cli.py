@@ -114,8 +114,12 @@ def add_data_args(parser):
         default=None,
         help="training resolution (default: the teacher's; else 224 for real datasets, 32 for synth-*)",
     )
-    add_key_values(g, "--synth", "built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: "
-                   "synth.make_synth; distill.py: default the teacher's)")  # fmt: skip
+    add_key_values(
+        g,
+        "--synth",
+        "built-in dataset sizes, e.g. --synth target_train_per_class=50 (keys: "
+        "synth.make_synth; distill.py: default the teacher's)",
+    )
     g = parser.add_argument_group("augmentation (defaults: the study's, docs/STUDY.md)")
     g.add_argument(
         "--randaug-n", type=int, default=None, help="RandAugment ops per image, 0-14 (default 2, synth 1; 0: off)"
@@ -237,10 +241,21 @@ def augment_device(augment_on, device, workers):
 
 def load_data(args, aug, views=1):
     """(train split, test split, training stream) of the script's data flags."""
-    splits = [data.load_split(args.dataset, split, args.data_root, download=args.download, image_size=args.image_size,
-                              synth=args.synth) for split in ("train", "test")]  # fmt: skip
-    stream = data.TrainStream(splits[0], aug, batch_size=args.bs, seed=args.seed, views=views, workers=args.workers,
-                              device=augment_device(args.augment_on, args.device, args.workers))  # fmt: skip
+    splits = [
+        data.load_split(
+            args.dataset, split, args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
+        )
+        for split in ("train", "test")
+    ]
+    stream = data.TrainStream(
+        splits[0],
+        aug,
+        batch_size=args.bs,
+        seed=args.seed,
+        views=views,
+        workers=args.workers,
+        device=augment_device(args.augment_on, args.device, args.workers),
+    )
     return splits[0], splits[1], stream
 
 

@@ -306,8 +306,12 @@ def overridden_hparams(args):
 def identities(args, aug, teacher_ckpt):
     """{T (None: the --baseline student): the run's identity}: everything that changes its result."""
     hp = overridden_hparams(args)
-    common = {"kind": "distill", **cli.data_identity(args, aug), "student": args.student,
-              "student_init": models.init_identity(args.student_init)}  # fmt: skip
+    common = {
+        "kind": "distill",
+        **cli.data_identity(args, aug),
+        "student": args.student,
+        "student_init": models.init_identity(args.student_init),
+    }
     recipe = {
         "opt": args.opt,
         "lr": args.lr,

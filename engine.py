@@ -118,12 +118,23 @@ class Recipe:
 def recipe_from_args(args, model):
     """The Recipe of a script's parsed flags (train_teacher.py, distill.py); `model` decides --channels-last auto."""
     return Recipe(
-        epochs=args.epochs, opt=args.opt, lr=args.lr, wd=args.wd, warmup_epochs=args.warmup_epochs, clip=args.clip,
-        seed=args.seed, device=args.device, amp=args.amp, compile=args.compile,
-        channels_last=channels_last_for(args.channels_last, model, args.device), eval_every=args.eval_every,
-        eval_from=args.eval_from, parallel=args.parallel, batched=getattr(args, "batched", False),
+        epochs=args.epochs,
+        opt=args.opt,
+        lr=args.lr,
+        wd=args.wd,
+        warmup_epochs=args.warmup_epochs,
+        clip=args.clip,
+        seed=args.seed,
+        device=args.device,
+        amp=args.amp,
+        compile=args.compile,
+        channels_last=channels_last_for(args.channels_last, model, args.device),
+        eval_every=args.eval_every,
+        eval_from=args.eval_from,
+        parallel=args.parallel,
+        batched=getattr(args, "batched", False),
         keep_ckpt=args.keep_ckpt,
-    )  # fmt: skip
+    )
 
 
 @dataclass

@@ -47,8 +47,15 @@ INITS = ["random", "tt", "in1k", "ft"]  # student initializations (paper)
 def spec(dataset, ft, baseline, durations=(), budgets=(), root="", scratch=200):
     """A dataset's grid entry: teacher fine-tuning epochs, the origination study's durations, the distillation
     budgets, the baseline budget, the epochs from scratch, and its folder under --data-root (image folders)."""
-    return dict(dataset=dataset, root=root, ft=ft, durations=list(durations), budgets=list(budgets),
-                baseline=baseline, scratch=scratch)  # fmt: skip
+    return dict(
+        dataset=dataset,
+        root=root,
+        ft=ft,
+        durations=list(durations),
+        budgets=list(budgets),
+        baseline=baseline,
+        scratch=scratch,
+    )
 
 
 DATASETS = {
@@ -328,24 +335,39 @@ def builtin(g, c):
     # from random weights, so it trains beside the pretraining (stage 1), not after it
     if "origination" in studies:
         scratch = train(
-            "pretrain", "synth-fine", c["teacher"], "random", c["scratch"], "teachers/synth-fine-scratch.pt",
+            "pretrain",
+            "synth-fine",
+            c["teacher"],
+            "random",
+            c["scratch"],
+            "teachers/synth-fine-scratch.pt",
             c["scratch_args"],
-        )  # fmt: skip
+        )
     brief = train(
         "teachers", "synth-fine", c["teacher"], src, c["brief"], f"teachers/synth-fine-ft{c['brief']}.pt", c["ft_args"]
     )
     if "origination" in studies or "overlap" in studies:
         long_ = train(
-            "teachers", "synth-fine", c["teacher"], src, c["long"], f"teachers/synth-fine-ft{c['long']}.pt",
+            "teachers",
+            "synth-fine",
+            c["teacher"],
+            src,
+            c["long"],
+            f"teachers/synth-fine-ft{c['long']}.pt",
             c["ft_args"],
-        )  # fmt: skip
+        )
     if "overlap" in studies:
         # Fig. 7 compares teachers fine-tuned equally long; briefly fine-tuned, the novel teacher is worse than a
         # student trained on labels alone (its pretraining never told the sub-variants apart), so both are "long"
         novel = train(
-            "teachers", "synth-novel", c["teacher"], src, c["long"], f"teachers/synth-novel-ft{c['long']}.pt",
+            "teachers",
+            "synth-novel",
+            c["teacher"],
+            src,
+            c["long"],
+            f"teachers/synth-novel-ft{c['long']}.pt",
             c["ft_args"],
-        )  # fmt: skip
+        )
     if "granularity" in studies:
         coarse = train(
             "teachers",

@@ -130,11 +130,24 @@ def _render(g, group, fine, sub, groups, classes_per_group, subvariants, size, s
     return out
 
 
-def make_synth(view: str, split: str, *, seed: int = 0, image_size: int = 32, groups: int = 8,
-               classes_per_group: int = 6, subvariants: int = 2, src_train_per_class: int = 200,
-               target_train_per_class: int = 60, test_per_class: int = 60, fine_groups: int = 4,
-               novel_groups: int = 4, novel_classes_per_group: int = 3, coarse_classes_per_group: int = 3,
-               style: SynthStyle | None = None):  # fmt: skip
+def make_synth(
+    view: str,
+    split: str,
+    *,
+    seed: int = 0,
+    image_size: int = 32,
+    groups: int = 8,
+    classes_per_group: int = 6,
+    subvariants: int = 2,
+    src_train_per_class: int = 200,
+    target_train_per_class: int = 60,
+    test_per_class: int = 60,
+    fine_groups: int = 4,
+    novel_groups: int = 4,
+    novel_classes_per_group: int = 3,
+    coarse_classes_per_group: int = 3,
+    style: SynthStyle | None = None,
+):
     """Return (images uint8 (N,3,H,W), labels int64 (N,), class names, coarse group per class, src class
     per class).
 

@@ -120,8 +120,19 @@ def spread(means, cells):
 
 def finding(claim, source, rule, verdict, summary, evidence, estimate=None, low=None, high=None, sigma=None, seeds=0):
     """The dict every check returns (the report's row and section)."""
-    return dict(claim=claim, source=source, rule=rule, verdict=verdict, summary=summary, evidence=evidence,
-                estimate=estimate, low=low, high=high, sigma=sigma, seeds=seeds)  # fmt: skip
+    return dict(
+        claim=claim,
+        source=source,
+        rule=rule,
+        verdict=verdict,
+        summary=summary,
+        evidence=evidence,
+        estimate=estimate,
+        low=low,
+        high=high,
+        sigma=sigma,
+        seeds=seeds,
+    )
 
 
 def decide(claim, source, rule, values, statistic, evidence, missing=None, min_effect=stats.MIN_EFFECT):
