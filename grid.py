@@ -217,6 +217,8 @@ class Grid:
         ]
         argv += ["--signal", signal] + (["--k", k] if k is not None else []) if signal != "teacher" else []
         argv += ["--opt", opt, "--bs", bs, "--epochs", epochs, "--seed", seed, "--out", self.out / "runs"]
+        if tape is not None and kd.METHODS[method].needs_two_views:  # its tape holds two views per batch
+            tape = f"{tape}-2views"
         argv += (["--teacher-tape", tape] if tape is not None else []) + list(extra)
         argv += (["--baseline"] if baseline else []) + ["--T", *temps]
         self.add("distill", argv, runs=(1 if method == "ctkd" else len(temps)) + baseline)

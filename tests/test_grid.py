@@ -112,6 +112,18 @@ def test_every_generated_command_parses_and_passes_the_runtime_checks(preset):
             assert args.epochs is None or args.epochs >= 1, (stage, cmd)
 
 
+def test_commands_that_share_a_tape_record_the_same_views():
+    """A tape is per teacher, seed, batch size and views: MLKD's two-view sweeps get their own."""
+    g = grid.build("lab-full", "python", "out", "data", [])
+    views = {}
+    for cmd in g.stages["distill"]:
+        argv = shlex.split(cmd)
+        tape = argv[argv.index("--teacher-tape") + 1]
+        two = grid.kd.METHODS[argv[argv.index("--method") + 1]].needs_two_views
+        views.setdefault(tape, set()).add(two)
+    assert all(len(v) == 1 for v in views.values()) and {True, False} == set().union(*views.values())
+
+
 def test_dry_run_prints_counts_and_commands():
     r = run_all("paper", "--dry-run")
     assert r.returncode == 0, r.stderr
