@@ -96,11 +96,14 @@ def teacher_name(path):
 
 
 def student_init_kind(result):
-    """'random', 'in1k', 'TT' (checkpoint trained from random) or 'FT' (pretrained, then fine-tuned)."""
+    """'random', 'in1k', 'pretrained' (a checkpoint never trained on the target: the role of ImageNet weights),
+    'TT' (trained on the target from random) or 'FT' (pretrained, then fine-tuned on the target)."""
     origination = result.get("student_origination") or {}
     init = origination.get("init", result["config"].get("student_init"))
     if init in (None, "random", "in1k"):
         return init
+    if not origination.get("target_epochs"):
+        return "pretrained"
     return "TT" if origination.get("from_scratch") else "FT"
 
 

@@ -186,9 +186,9 @@ def fmt_cell(values, label):
     return f"{label} {mean:.2f}".strip() + (f" ± {std:.2f}" if n > 1 else "") + f" ({n} seed{'s' * (n != 1)})"
 
 
-def line_text(cells):
-    """'T=1 70.1 ± 0.4, T=2 ...' of {T: {seed: top1}}."""
-    return ", ".join(fmt_cell(v, "labels only" if T is None else f"T={T:g}") for T, v in cells.items())
+def line_text(cells, no_T="labels only"):
+    """'T=1 70.1 ± 0.4, T=2 ...' of {T: {seed: top1}}; T None is `no_T` (labels only, or CTKD's learned T)."""
+    return ", ".join(fmt_cell(v, no_T if T is None else f"T={T:g}") for T, v in cells.items())
 
 
 def by_T(rows):
@@ -650,7 +650,7 @@ def check_methods(rows):
             kd_cells = [(key, "kd", T) for T in (Ts if Ts != [None] else kd_line)]
             per_method.setdefault(method, []).append(([(key, method, T) for T in Ts], kd_cells))
             shown = {T: v for T, v in kd_line.items() if T in Ts or Ts == [None]}
-            evidence.append(f"{describe(key)}: {method} {line_text(other)} vs KD {line_text(shown)}")
+            evidence.append(f"{describe(key)}: {method} {line_text(other, 'learned T')} vs KD {line_text(shown)}")
     if not per_method:
         return decide(claim, "Sect. 4.1, Fig. 1", "", {}, None, [], "no other method run beside KD")
     results = {}
@@ -698,7 +698,7 @@ def check_init(rows):
                 values.update({(key, init, T): v for T, v in line.items()})
                 cells[init] = {T: (key, init, T) for T in line}
                 evidence.append(f"{describe(key, drop=['student_init'])} · init {init}: {line_text(line)}")
-        pretrained = [i for i in cells if i in ("in1k", "FT")]
+        pretrained = [i for i in cells if i in (*selection.PRETRAINED_INITS, "FT")]
         if "random" in cells and pretrained:
             parts.append((cells["random"], [cells[i] for i in pretrained], cells))
 

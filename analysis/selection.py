@@ -237,7 +237,11 @@ def origination(teacher):
     return "scratch" if teacher["from_scratch"] else f"ft {teacher['target_epochs']} ep"
 
 
-INIT_ORDER = ["random", "TT", "in1k", "FT"]
+INIT_ORDER = ["random", "TT", "in1k", "pretrained", "FT"]
+PRETRAINED_INITS = (
+    "in1k",
+    "pretrained",
+)  # general pretraining only: ImageNet weights, or a checkpoint of another dataset
 
 
 def init_groups(cells):

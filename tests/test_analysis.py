@@ -70,7 +70,11 @@ def write_run(
     student = (
         {"init": student_init, "from_scratch": student_init == "random"}
         if student_init in ("random", "in1k")
-        else {"init": f"students/resnet10t-{student_init}.pt", "from_scratch": student_init == "TT"}
+        else {
+            "init": f"students/resnet10t-{student_init}.pt",
+            "from_scratch": student_init == "TT",
+            "target_epochs": 0 if student_init == "pretrained" else 4,
+        }
     )
     stats_T = 1.0 if T is None else T
     result = {
@@ -210,6 +214,19 @@ def test_loader_reports_bad_files_and_keeps_good_ones(results):
     assert len(aggregate.distill_rows(records)) == 41
 
 
+def test_student_inits_are_told_apart_by_their_origination(teacher):
+    """A checkpoint never trained on the target (general pretraining) is not a fine-tuned (FT) one."""
+    import models
+
+    src = teacher.parent / "src.pt"  # the fixture's synth-src pretraining of the synth-fine teacher
+
+    def kind(init):
+        _, origination = models.create_model("test_resnet", 3, init=str(init), dataset="synth-fine")
+        return aggregate.student_init_kind({"student_origination": origination, "config": {}})
+
+    assert (kind(src), kind(teacher), kind("random")) == ("pretrained", "FT", "random")
+
+
 def test_flatten_names_teacher_and_student_init(rows):
     ft = next(r for r in rows if r["student_init"] == "FT")
     assert (
@@ -218,6 +235,8 @@ def test_flatten_names_teacher_and_student_init(rows):
     scratch = next(r for r in rows if r["teacher"] == "synth-fine-scratch")
     assert scratch["teacher_from_scratch"] is True and scratch["H_rel"] == 0.3
     assert next(r for r in rows if r["method"] == "ctkd")["T"] is None
+    methods = next(f for f in findings.check_all(rows) if f["claim"].startswith("No single KD method"))
+    assert any("ctkd learned T 78.00" in e for e in methods["evidence"])  # not "labels only"
 
 
 def test_aggregate_csv_has_exact_means_and_counts_failures(results, tmp_path):
