@@ -124,12 +124,16 @@ pending() {
   done <"$file"
 }
 
-list_failures() {
-  local f failed=0
-  shopt -s nullglob
-  for f in "$OUT"/.failed/*; do
-    if [[ $failed == 0 ]]; then echo "FAILED commands (exit code, log, command):" >&2; fi
-    failed=$((failed + 1)); cat "$f" >&2
+list_failures() {   # of this grid's commands only: a failure of a command the grid no longer has is history
+  local stage cmd f failed=0
+  for stage in "${STAGES[@]}"; do
+    [[ -f "$OUT/manifest/$stage.txt" ]] || continue
+    while IFS= read -r cmd; do
+      f="$OUT/.failed/$(key "$cmd")"
+      [[ -e "$f" ]] || continue
+      if [[ $failed == 0 ]]; then echo "FAILED commands (exit code, log, command):" >&2; fi
+      failed=$((failed + 1)); cat "$f" >&2
+    done <"$OUT/manifest/$stage.txt"
   done
   if [[ $failed -gt 0 ]]; then echo "$failed command(s) failed; fix the cause and re-run the same command to finish the grid" >&2; return 1; fi
   return 0

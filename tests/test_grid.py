@@ -182,6 +182,9 @@ def test_failures_are_listed_with_logs_and_a_nonzero_exit(tmp_path):
     failed = list((tmp_path / ".failed").iterdir())
     assert failed and all("--epochs 0" in f.read_text() for f in failed)
     assert not list(tmp_path.glob("runs/*/result.json"))
+    # the cause fixed (here: the flag dropped), the grid's commands succeed; the old failures are history
+    r = run_all("demo-tiny", "--out", tmp_path, "--stop-after", "pretrain")
+    assert r.returncode == 0 and "FAILED" not in r.stderr, r.stderr
 
 
 def test_ci_runs_exactly_the_readmes_test_command():
