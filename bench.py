@@ -1,6 +1,6 @@
 """Benchmarks: this project's performance claims, measured side by side in one run on one machine.
 
-    python bench.py --quick          # 2 CPU cores: built-in 32 px data, small timm models (a few minutes)
+    python bench.py --quick          # 2 CPU cores: built-in 32 px data, small timm models (about a minute)
     python bench.py                  # on a GPU: adds ResNet50->ResNet18 and ViT-S->MNv4 at 224 px
     python bench.py --parity         # accuracy of every speed lever vs float32 (3 seeds, the lab's teacher)
 
