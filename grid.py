@@ -345,41 +345,20 @@ def builtin(g, c):
             "teachers/synth-fine-scratch.pt",
             c["scratch_args"],
         )
-    brief = train(
-        "teachers", "synth-fine", c["teacher"], src, c["brief"], f"teachers/synth-fine-ft{c['brief']}.pt", c["ft_args"]
-    )
+
+    def fine_tune(dataset, epochs):  # the synth-src teacher fine-tuned on `dataset`
+        name = f"teachers/{dataset}-ft{epochs}.pt"
+        return train("teachers", dataset, c["teacher"], src, epochs, name, c["ft_args"])
+
+    brief = fine_tune("synth-fine", c["brief"])
     if "origination" in studies or "overlap" in studies:
-        long_ = train(
-            "teachers",
-            "synth-fine",
-            c["teacher"],
-            src,
-            c["long"],
-            f"teachers/synth-fine-ft{c['long']}.pt",
-            c["ft_args"],
-        )
+        long_ = fine_tune("synth-fine", c["long"])
     if "overlap" in studies:
         # Fig. 7 compares teachers fine-tuned equally long; briefly fine-tuned, the novel teacher is worse than a
         # student trained on labels alone (its pretraining never told the sub-variants apart), so both are "long"
-        novel = train(
-            "teachers",
-            "synth-novel",
-            c["teacher"],
-            src,
-            c["long"],
-            f"teachers/synth-novel-ft{c['long']}.pt",
-            c["ft_args"],
-        )
+        novel = fine_tune("synth-novel", c["long"])
     if "granularity" in studies:
-        coarse = train(
-            "teachers",
-            "synth-coarse",
-            c["teacher"],
-            src,
-            c["brief"],
-            f"teachers/synth-coarse-ft{c['brief']}.pt",
-            c["ft_args"],
-        )
+        coarse = fine_tune("synth-coarse", c["brief"])
     if "init" in studies:  # Table 2: a student pretrained on synth-src ("IN1K"), then fine-tuned ("FT"); "TT"
         src_student = train(
             "pretrain",
