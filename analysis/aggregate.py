@@ -3,11 +3,13 @@
     python analysis/aggregate.py RESULTS [--out RESULTS/results.csv]
 
 Every result.json below RESULTS is read; files that are empty, truncated, not JSON objects or not
-run results are reported (path + reason) and skipped. Standard library only.
+run results are reported (path + reason) and skipped. Two finished runs of one configuration and seed
+are an error (one line; nothing written). Standard library only.
 """
 
 import argparse
 import csv
+import hashlib
 import io
 import json
 import math
@@ -19,11 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root
 from runs import atomic_write  # noqa: E402
 
 # What makes two runs the same experiment (seeds of one configuration are averaged).
-CONFIG_COLUMNS = ["dataset", "data_id", "teacher", "teacher_arch", "teacher_from_scratch", "teacher_target_epochs",
-                  "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs", "T"]  # fmt: skip
+CONFIG_COLUMNS = ["dataset", "data_id", "data_key", "teacher", "teacher_arch", "teacher_from_scratch",
+                  "teacher_target_epochs", "student", "student_init", "method", "signal", "k", "opt", "bs", "epochs",
+                  "T"]  # fmt: skip
 # One row per distillation run (the CSV written by --runs-out).
 RUN_COLUMNS = CONFIG_COLUMNS + ["seed", "status", "teacher_top1", "top1", "top5", "agreement", "best_top1", "H_rel",
-                                "H_rel_without_max", "run_dir"]  # fmt: skip
+                                "H_rel_without_max", "run_id", "code_version", "run_dir"]  # fmt: skip
 # Properties of the teacher (the same for every seed); averaged, not grouped on.
 TEACHER_COLUMNS = ["teacher_top1", "H_rel", "H_rel_without_max"]
 METRICS = ["top1", "top5", "agreement", "best_top1"]
@@ -31,6 +34,10 @@ AGGREGATE_COLUMNS = (
     CONFIG_COLUMNS + TEACHER_COLUMNS + [f"{m}_{s}" for m in METRICS for s in ("mean", "std", "n")] + ["n_failed"]
 )
 REQUIRED_KEYS = {"train": ("status", "kind", "config"), "distill": ("status", "kind", "config", "teacher")}
+
+
+class AnalysisError(Exception):
+    """Results the analysis refuses to merge (one line saying what and how to fix it)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,11 +118,28 @@ def _number(value, kind=float):
     return None if value is None else kind(value)
 
 
+def data_key(config):
+    """8 hex digits naming the data and augmentation of a run, whatever the dataset: the built-in data's sizes
+    (config["synth"]), the augmentation and the image folder. synth-fine and synth-novel runs with the same
+    --synth sizes share it; results without those keys get the key of what is there."""
+    part = {k: config.get(k) for k in ("synth", "aug", "data_id")}
+    return hashlib.sha1(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def steps_per_epoch(result):
+    """Optimizer steps per epoch (floor(train images / batch)) as the result records it, else None."""
+    if result.get("steps_per_epoch") is not None:
+        return int(result["steps_per_epoch"])
+    found = [c["steps_per_epoch"] for c in result.get("curve") or [] if isinstance(c, dict) and "steps_per_epoch" in c]
+    return int(found[0]) if found else None
+
+
 def flatten(result):
     """One distillation result.json -> one flat row (RUN_COLUMNS, plus the teacher's sorted softmax).
 
     The extra keys "stats_T", "sorted_softmax" (teacher statistics, Fig. 4), "curve" ([(epoch, top1)] of the
-    evaluated epochs) and "wrong_class_mass" are not CSV columns."""
+    evaluated epochs), "wrong_class_mass", "steps_per_epoch" and "config" (the run's whole configuration) are
+    not CSV columns."""
     cfg = result["config"]
     teacher = result.get("teacher") or {}
     t_origin = teacher.get("origination") or {}
@@ -126,6 +150,7 @@ def flatten(result):
     return {
         "dataset": cfg.get("dataset"),
         "data_id": cfg.get("data_id"),
+        "data_key": data_key(cfg),
         "teacher": teacher_name(teacher.get("path")),
         "teacher_arch": cfg.get("teacher_arch") or teacher.get("arch"),
         "teacher_from_scratch": t_origin.get("from_scratch"),
@@ -148,17 +173,40 @@ def flatten(result):
         "best_top1": _number(best.get("top1")),
         "H_rel": _number(stats.get("H_rel")),
         "H_rel_without_max": _number(stats.get("H_rel_without_max")),
+        "run_id": result.get("run_id"),
+        "code_version": result.get("code_version"),
         "run_dir": result.get("run_dir", ""),
         "stats_T": _number(stats.get("T")),
         "sorted_softmax": stats.get("mean_sorted_softmax"),
         "curve": [(c["epoch"], c["top1"]) for c in result.get("curve") or [] if isinstance(c, dict) and "top1" in c],
         "wrong_class_mass": teacher.get("wrong_class_mass"),
+        "steps_per_epoch": steps_per_epoch(result),
+        "config": cfg,
     }
 
 
 def distill_rows(records):
     """Flat rows of the distillation runs among `records` (teacher-training runs are left out)."""
     return [flatten(r) for r in records if r.get("kind") == "distill"]
+
+
+def check_duplicates(rows):
+    """Raise AnalysisError when two finished runs share every configuration column and the seed: one of them
+    is stale or foreign, and averaging either silently would be wrong."""
+    seen = {}
+    for r in rows:
+        if r.get("status") != "ok":
+            continue
+        key = (*(r.get(c) for c in CONFIG_COLUMNS), r.get("seed"))
+        if key in seen:
+            a, b = seen[key], r
+            ca, cb = a.get("config") or {}, b.get("config") or {}
+            differ = sorted(k for k in set(ca) | set(cb) if ca.get(k) != cb.get(k))
+            raise AnalysisError(
+                f"two runs of one configuration and seed: {a['run_dir']} and {b['run_dir']} (their configs differ "
+                f"in: {', '.join(differ) or 'nothing'}); move one out of the results folder"
+            )
+        seen[key] = r
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,6 +288,11 @@ def main(argv=None):
     records, problems = load_results(args.results)
     print_problems(problems, prog)
     rows = distill_rows(records)
+    try:
+        check_duplicates(rows)
+    except AnalysisError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     table = aggregate(rows)
     out = write_csv(table, args.out or Path(args.results) / "results.csv", AGGREGATE_COLUMNS)
     if args.runs_out:

@@ -2,11 +2,13 @@
 
     python analysis/report.py RESULTS
 
-Runs the whole analysis: RESULTS/results.csv (aggregate.py), RESULTS/figures/ (figures.py) and the
-report, whose links are relative to RESULTS.
+Runs the whole analysis: RESULTS/results.csv (aggregate.py), RESULTS/figures/ (figures.py), the report,
+whose links are relative to RESULTS, and findings.json beside it (one object per finding). Results it
+refuses to merge (two runs of one configuration and seed) end it with one error line, nothing written.
 """
 
 import argparse
+import json
 import os
 import sys
 from collections import Counter
@@ -14,10 +16,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
-from analysis import aggregate, figures, findings, selection, stats  # noqa: E402
+from analysis import aggregate, figures, findings, integrity, selection, stats  # noqa: E402
 from runs import atomic_write  # noqa: E402
 
-VERDICT_MARKS = {stats.REPRODUCED: "✅", stats.CONTRADICTED: "❌", stats.UNDECIDED: "❔", stats.UNTESTED: "⚪"}
+LABEL_MARKS = {
+    stats.PRESENT: "✅",
+    stats.OPPOSITE: "❌",
+    stats.ABSENT: "🟰",
+    stats.UNDECIDED: "❔",
+    stats.UNTESTED: "⚪",
+}
 
 
 def counted(values):
@@ -98,34 +106,118 @@ def largest_effect_section(rows):
     ]
 
 
-def findings_section(checked):
-    """Markdown lines: a table of every finding's verdict and effect, then each one's rule and evidence."""
+def signed(x):
+    return "–" if x is None else f"{x:+.2f}"
+
+
+def label_text(f):
+    """'present, at least m' (the label and its size qualifier)."""
+    return f["label"] + (f", {f['size']}" if f["size"] else "")
+
+
+def effect_text(f, adjusted=False):
+    """'+0.65 (+0.41 to +0.90)' with the raw (or the Holm-adjusted) interval; the summary when no estimate."""
+    if f["estimate"] is None:
+        return f["summary"] if f["label"] != stats.UNTESTED else "–"
+    low, high = (f["low_adj"], f["high_adj"]) if adjusted else (f["low"], f["high"])
+    if low is None:
+        return f"{signed(f['estimate'])} (no interval)"
+    return f"{signed(f['estimate'])} ({signed(low)} to {signed(high)})"
+
+
+def summary_table(decided):
+    """The short Markdown table of README and docs/LAB.md, from findings.json's objects."""
+    lines = [
+        "| # | the paper says | setting | label | effect (Holm-adjusted interval), points |",
+        "|---|---|---|---|---|",
+    ]
+    for f in decided:
+        setting = f["setting"].split(". ")[0]
+        lines.append(
+            f"| {f['id']} | {escape(f['claim'])} ({f['source']}) | {escape(setting)} | {label_text(f)} | "
+            f"{escape(effect_text(f, adjusted=True))} |"
+        )
+    return lines
+
+
+def findings_section(decided):
+    """Markdown lines: how a label is decided, a table of every finding, then each one's evidence."""
+    m = stats.MARGIN
     lines = [
         "## Findings",
         "",
-        "Each of the paper's conclusions, decided on these results by one pre-specified statistic with a 95% "
-        "interval (`analysis/stats.py`): seeds are blocks (one seed = the same student initialisation and "
-        "batches at every temperature), the seed noise comes from the residuals of all compared runs, and the "
-        f"interval from a parametric bootstrap of it. **reproduced**: the interval is above 0 in the paper's "
-        f"direction; **contradicted**: it is below 0, or it excludes every effect of {stats.MIN_EFFECT:g} "
-        "point or more; **undecided**: it holds both; **not tested**: the runs are not there.",
+        f"Each of the paper's conclusions, decided by one pre-specified statistic (> 0: the paper's claim, in points "
+        f"of top-1) with a bootstrap interval of the seed noise of its own cells (`analysis/stats.py`). The smallest "
+        f"effect of interest is m = {m:g} point: about one seed std of a student's final top-1 in the lab, and about "
+        f"1/6 of what distillation adds over labels alone there. Labels: **present** (interval above 0), "
+        f"**opposite** (below 0), **absent** (inside -m..+m: no effect of m or more), **undecided** (otherwise), "
+        f"**not tested** (runs missing); 'at least m' or 'below m' says how large. The findings with an interval "
+        f"form one family: Holm's procedure at {stats.ALPHA:g} gives each its level, and the label comes from the "
+        "interval at that level (the raw 95% interval beside it).",
         "",
-        "| | finding (paper) | verdict | effect, 95% interval | seeds |",
-        "|---|---|---|---|---|",
+        "| # | finding (paper) | setting | label | effect, raw 95% interval | Holm-adjusted interval (level) | "
+        "at m/2 · at 2m | seeds |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for i, f in enumerate(checked, 1):
-        effect = "–" if f["estimate"] is None else stats.describe(f["estimate"], f["low"], f["high"])
+    for f in decided:
+        adjusted = (
+            "–" if f["low_adj"] is None else f"{signed(f['low_adj'])} to {signed(f['high_adj'])} ({f['level']:.4f})"
+        )
         lines.append(
-            f"| {i} | {escape(f['claim'])} ({f['source']}) | {VERDICT_MARKS[f['verdict']]} {f['verdict']} | "
-            f"{escape(effect)} | {f['seeds'] or '–'} |"
+            f"| {f['id']} | {escape(f['claim'])} ({f['source']}) | {escape(f['primary'] or f['setting'])} | "
+            f"{LABEL_MARKS[f['label']]} {label_text(f)} | {escape(effect_text(f))} | {adjusted} | "
+            f"{f['label_half_margin']} · {f['label_double_margin']} | {f['seeds'] or '–'} |"
         )
     lines.append("")
-    for i, f in enumerate(checked, 1):
-        lines += [f"### {i}. {f['claim']}", "", f"- **{f['verdict']}**: {f['summary']}", f"- statistic: {f['rule']}"]
-        if f.get("sigma") is not None:
-            lines.append(f"- seed noise of the compared runs: sigma = {f['sigma']:.2f} points")
-        lines += [f"- {e}" for e in f["evidence"]] + [""]
+    for f in decided:
+        lines += [f"### {f['id']}. {f['claim']} ({f['source']})", "", f"- **{label_text(f)}**: {f['summary']}"]
+        if f["p"] is not None:
+            lines.append(f"- p = {f['p']:.2g}, Holm-adjusted p = {f['p_adj']:.2g}")
+        lines += [f"- statistic: {f['statistic']}", f"- setting: {f['setting']}"]
+        if f["primary"]:
+            lines.append(f"- primary: {f['primary']}")
+        if any(v is not None for v in f["sigma"].values()):
+            noise = ", ".join(f"{v:.2f} ({g})" if v is not None else f"none ({g})" for g, v in f["sigma"].items())
+            lines.append(f"- seed noise of the compared cells: sigma = {noise} points")
+        lines += [f"- {e}" for e in f["evidence"]]
+        for b in f["budgets"]:
+            steps = "" if b["steps"] is None else f" = {b['steps']} steps"
+            interval = "" if b["low"] is None else f" ({signed(b['low'])} to {signed(b['high'])})"
+            lines.append(f"- trend at {b['epochs']} epochs{steps}: {signed(b['trend'])}{interval}")
+        for s in f["secondary"]:
+            interval = "no interval" if s["low"] is None else f"raw 95% {signed(s['low'])} to {signed(s['high'])}"
+            size = f", {s['size']}" if s["size"] else ""
+            lines.append(f"- {s['kind']}: {s['setting']}: {signed(s['estimate'])} ({interval}): {s['label']}{size}")
+        if f["settings_agree"] is not None:
+            lines.append("- the settings agree" if f["settings_agree"] else "- **the settings disagree**")
+        if f["scope"]:
+            lines.append(f"- scope: {f['scope']}")
+        lines += [f"- note: {n}" for n in f["notes"]] + [""]
     return lines
+
+
+def integrity_section(rows, expected):
+    """Markdown lines: the data keys of the runs (never pooled) and the expected runs without a result."""
+    lines = [
+        "## Integrity",
+        "",
+        "Data keys (the built-in data's sizes, augmentation and image folder; never pooled):",
+        "",
+    ]
+    for key, datasets, synth in integrity.data_keys(rows):
+        sizes = ", ".join(f"{k}={v}" for k, v in sorted(synth.items())) if isinstance(synth, dict) and synth else "–"
+        runs = ", ".join(f"{d} ({n} runs)" for d, n in sorted(datasets.items(), key=lambda kv: str(kv[0])))
+        lines.append(f"- `{key}`: {runs}; synth sizes: {sizes}")
+    if not rows:
+        lines.append("- no distillation runs")
+    lines.append("")
+    if expected is None:
+        return lines + ["Expected runs: no manifest/expected.json.", ""]
+    missing = integrity.missing_runs(expected, rows)
+    if not missing:
+        return lines + [f"Expected runs: all {len(expected)} expected runs finished.", ""]
+    lines += [f"Expected runs: {len(missing)} of {len(expected)} without a finished result:", ""]
+    return lines + [f"- {integrity.describe_run(e)}" for e in missing] + [""]
 
 
 def properties_section(rows, records):
@@ -254,14 +346,17 @@ def artifacts_section(made, report_dir):
 
 
 def write_report(results_dir, out=None, figures_dir=None):
-    """Aggregate, draw and check everything under results_dir; write results.csv, figures/ and REPORT.md.
-    Returns (report path, findings, artifacts, problems)."""
+    """Aggregate, draw and check everything under results_dir; write results.csv, figures/, REPORT.md and
+    findings.json beside it. Returns (report path, findings, artifacts, problems). Raises
+    aggregate.AnalysisError (nothing written) for results it refuses to merge."""
     results_dir = Path(results_dir)
     records, problems = aggregate.load_results(results_dir)
     rows = aggregate.distill_rows(records)
+    aggregate.check_duplicates(rows)
+    expected = integrity.read_expected(results_dir)
+    decided = findings.evaluate(rows, expected)
     aggregate.write_csv(aggregate.aggregate(rows), results_dir / "results.csv", aggregate.AGGREGATE_COLUMNS)
     made = figures.make_all(rows, figures_dir or results_dir / "figures")
-    checked = findings.check_all(rows)
     out = Path(out or results_dir / "REPORT.md")
     csv_link = os.path.relpath(results_dir / "results.csv", out.parent).replace(os.sep, "/")
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -269,29 +364,35 @@ def write_report(results_dir, out=None, figures_dir=None):
         "# KD temperature study: results report",
         "",
         f"Generated {stamp} from `{results_dir}` by `analysis/report.py`; per-configuration means in "
-        f"[results.csv]({csv_link}). Accuracy is final test top-1 (%), mean ± std over seeds.",
+        f"[results.csv]({csv_link}), the findings in [findings.json](findings.json). Accuracy is final test top-1 "
+        "(%), mean ± std over seeds.",
         "",
     ]
-    lines += largest_effect_section(rows) + findings_section(checked) + properties_section(rows, records)
-    lines += power_section(rows)
+    lines += largest_effect_section(rows) + findings_section(decided) + integrity_section(rows, expected)
+    lines += properties_section(rows, records) + power_section(rows)
     lines += provenance_section(records, problems) + artifacts_section(made, out.parent)
+    atomic_write(out.parent / "findings.json", json.dumps(decided, indent=1) + "\n")
     path = atomic_write(out, "\n".join(lines) + "\n")
-    return path, checked, made, problems
+    return path, decided, made, problems
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description="Write RESULTS/REPORT.md (plus results.csv and figures/) from run folders.")
     p.add_argument("results", help="folder holding run folders (at any depth)")
-    p.add_argument("--out", default=None, help="report path (default: RESULTS/REPORT.md)")
+    p.add_argument("--out", default=None, help="report path (default: RESULTS/REPORT.md); findings.json goes beside it")
     args = p.parse_args(argv)
     prog = "report.py"
     if not Path(args.results).is_dir():
         print(f"{prog}: error: RESULTS '{args.results}' is not a folder", file=sys.stderr)
         return 2
-    path, checked, made, problems = write_report(args.results, args.out)
+    try:
+        path, decided, made, problems = write_report(args.results, args.out)
+    except aggregate.AnalysisError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     aggregate.print_problems(problems, prog)
-    for f in checked:
-        print(f"{f['verdict']:>12}: {f['claim']}")
+    for f in decided:
+        print(f"{f['id']:>2} {label_text(f):>24}: {f['claim']}")
     print(f"{prog}: {sum(bool(m['files']) for m in made.values())} of {len(made)} figures/tables made -> {path}")
     return 0
 

@@ -20,7 +20,6 @@ GRANULARITY_FAMILIES = {
     "real": ["pets", "cars", "cifar100", "tiny-imagenet"],
     "synth": ["synth-fine", "synth-novel", "synth-coarse"],
 }
-LARGE_T = 10.0  # "unexpectedly large" temperatures start here
 # A configuration without any of these cannot be placed in a figure (distill.py always writes them).
 REQUIRED = ["dataset", "teacher", "teacher_arch", "student", "student_init", "method", "signal", "opt", "bs", "epochs"]
 
@@ -41,7 +40,7 @@ def labels_only(rows):
 
 def labels_only_for(baselines, key):
     """The labels-only cell for a panel key (same data, student, initialisation and recipe), or None."""
-    columns = ["dataset", "data_id", "student", "student_init", "opt", "bs", "epochs"]
+    columns = ["dataset", "data_id", "data_key", "student", "student_init", "opt", "bs", "epochs"]
     return next((c for c in baselines if all(c.get(k) == key[k] for k in columns if k in key)), None)
 
 
@@ -210,7 +209,7 @@ def origination_groups(cells):
     originations (from scratch / fine-tuned N epochs) were distilled: (key, [one dict per teacher:
     teacher, arch, from_scratch, target_epochs, top1, cells by T])."""
     chosen = keep(cells, method="kd", signal="teacher", student_init="random")
-    columns = ["dataset", "data_id", "student", "opt", "bs", "epochs"]
+    columns = ["dataset", "data_id", "data_key", "student", "opt", "bs", "epochs"]
     out = []
     for key, members in group(chosen, columns).items():
         origins = {(c["teacher_from_scratch"], c["teacher_target_epochs"]) for c in members}
@@ -247,7 +246,7 @@ PRETRAINED_INITS = (
 def init_groups(cells):
     """Table 2: {student init: cells by T} per teacher x student x configuration with >= 2 inits."""
     chosen = keep(cells, method="kd", signal="teacher")
-    columns = ["dataset", "data_id", "teacher", "student", "opt", "bs", "epochs"]
+    columns = ["dataset", "data_id", "data_key", "teacher", "student", "opt", "bs", "epochs"]
     out = []
     for key, members in group(chosen, columns).items():
         inits = group(members, ["student_init"])
