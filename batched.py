@@ -76,6 +76,25 @@ class BatchedStudents:
 
         return vmap(one, randomness="error")(self.params, self.buffers)
 
+    def step(self, active, xs, batch, t_logits, epoch, step, lr, recipe):
+        """One optimizer step of every member as one computation (engine.train_step's batched twin); a failed
+        member's slice keeps stepping, unrecorded."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        with torch.autocast(recipe.device.type, dtype=torch.bfloat16, enabled=recipe.amp):
+            logits = self.forward(xs[0], self.members[0].norm, recipe.channels_last)
+            losses = [m.objective(logits[k], batch, t_logits, epoch + 1, step) for k, m in enumerate(self.members)]
+        self.optimizer.zero_grad(set_to_none=True)
+        torch.stack(losses).sum().backward()  # each student's loss depends on its own slice only
+        if recipe.clip > 0:
+            self.clip_(recipe.clip)
+        self.optimizer.step()
+        for m, loss in zip(self.members, losses):
+            if m in active:
+                m.loss_sum += loss.detach().float()
+                m.loss_n += 1
+                m.position += 1
+
     @torch.no_grad()
     def clip_(self, max_norm):
         """kd.per_layer_clip_ for every student at once: each parameter tensor of each student separately."""

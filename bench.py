@@ -13,7 +13,7 @@ step   distillation img/s of this project's loop (teacher live, and teacher repl
 data   img/s of the augmentation pipeline alone vs the training step rate -> ratio; and the same
        images as PNG files in an image folder (written here): decoding them once vs generating synth-*
 levers student img/s of a lockstep sweep of the lab's student (tape replayed) with each speed lever
-       (bf16 autocast, channels_last, torch.compile, --parallel, --batched) vs float32 -> ratio
+       (bf16 autocast, channels_last, torch.compile, --batched) vs float32 -> ratio
 parity final top-1 with each lever vs float32 (mean and seed std over 3 seeds): a lever is kept only
        when its mean is within the seed std of float32's
 cuda   absolute distillation img/s at 224 px with data included (CUDA only)
@@ -123,7 +123,6 @@ def project_run(
     tape_dir=None,
     amp=False,
     channels_last=False,
-    parallel=1,
     evaluate=None,
     **recipe,
 ):
@@ -167,7 +166,6 @@ def project_run(
         device=device,
         amp=amp,
         channels_last=channels_last,
-        parallel=parallel,
         **recipe,
     )
     results = engine.train(
@@ -239,12 +237,6 @@ def main():
     p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
     p.add_argument("--repeat", type=int, default=2, help="step section: runs of each loop; the fastest counts")
     p.add_argument(
-        "--parallel",
-        type=int,
-        default=torch.get_num_threads(),
-        help="CPU: students of the lockstep sweep stepped at once (distill.py --parallel)",
-    )
-    p.add_argument(
         "--channels-last",
         choices=["auto", "on", "off"],
         default="auto",
@@ -307,7 +299,6 @@ def main():
         "epochs": args.epochs,
         "K": len(temps),
         "workers": args.workers,
-        "parallel": args.parallel if device.type == "cpu" else 1,
         "channels_last": engine.channels_last_for(args.channels_last, teacher, device),
     }
     # in channels_last, this project's loop gets its own teacher copy: the plain loop keeps the default format
@@ -379,7 +370,6 @@ def main():
             device,
             args.workers,
             tape_dir=Path(tmp) / "tape",
-            parallel=args.parallel,
             channels_last=row["channels_last"],
         )
         row.update(sweep_plain_s=plain_wall, sweep_lockstep_tape_s=lock_wall, sweep_ratio=lock_wall / plain_wall)
@@ -404,19 +394,14 @@ LEVERS = {  # name: engine.Recipe fields (and distill.py flags) that the lever c
     "channels_last (--channels-last on)": {"channels_last": True},
     "bf16 + channels_last": {"amp": True, "channels_last": True},
     "torch.compile (--compile)": {"compile": True},
-    "2 students at once (--parallel 2)": {"parallel": 2},
     "one vmapped computation (--batched)": {"batched": True},
 }
-
-
-def levers_on(device):
-    return {k: v for k, v in LEVERS.items() if device.type == "cpu" or "parallel" not in v}
 
 
 def section_levers(train, test, teacher, student, temps, epochs, bs, device, tmp):
     """Student img/s of one lockstep sweep (K students, tape replayed) per lever; the last epoch counts."""
     out = {}
-    for name, lever in levers_on(device).items():
+    for name, lever in LEVERS.items():
         model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
         results = project_run(
             Path(tmp) / f"lever{len(out)}",
@@ -475,7 +460,7 @@ def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp):
     teacher = models.model_from_checkpoint(ckpt, ckpt_path).to(device)
     norm = models.checkpoint_normalization(ckpt)
     out = {}
-    for name, lever in levers_on(device).items():
+    for name, lever in LEVERS.items():
         model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
         for seed in seeds:
             results = project_run(

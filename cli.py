@@ -37,7 +37,7 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
 
     def error(self, message):
-        fail(self.prog, message)
+        fail(self.prog, message.removeprefix("argument "))  # "--T: ...", as the scripts' own checks say
 
 
 def fail(prog, message):
@@ -171,12 +171,6 @@ def add_runtime_args(parser):
         "or with --workers 0); same batches",
     )
     g.add_argument(
-        "--parallel",
-        type=int,
-        default=1,
-        help="CPU: step up to N lockstep students at once, splitting the cores (float rounding only)",
-    )
-    g.add_argument(
         "--batched",
         action="store_true",
         help="step the lockstep students as one vmapped computation (for GPUs; slower on a CPU)",
@@ -198,7 +192,6 @@ def add_runtime_args(parser):
 def check_runtime_args(args):
     """Range checks of the runtime flags (argparse checks only their types)."""
     check_range("--workers", args.workers, 0, 256, integer=True)
-    check_range("--parallel", args.parallel, 1, 256, integer=True)
     check_range("--eval-every", args.eval_every, 0, None, integer=True)
     check_range("--eval-from", args.eval_from, 0, None, integer=True)
 

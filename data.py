@@ -7,6 +7,7 @@ number of loader workers, so resumes, lockstep students and teacher tapes see id
     python data.py fewshot SRC OUT [--n-train 30 --n-test 20 --seed 0 --copy]
 """
 
+import argparse
 import functools
 import json
 import math
@@ -821,26 +822,26 @@ def make_fewshot(src_dir, out_dir, *, n_train: int = 30, n_test: int = 20, seed:
 
 
 def main(argv=None):
-    import cli  # here only: cli imports this module
-
-    parser = cli.ArgumentParser(prog="data.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="data.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     fewshot = commands.add_parser("fewshot", help="write a few-shot imagefolder (train/test per class)")
     fewshot.add_argument("src", help="folder of class folders of images")
     fewshot.add_argument("out", help="output folder (must be empty or absent)")
-    fewshot.add_argument("--n-train", type=int, default=30, help="training images per class")
-    fewshot.add_argument("--n-test", type=int, default=20, help="test images per class")
-    fewshot.add_argument("--seed", type=int, default=0, help="selection seed")
+    fewshot.add_argument("--n-train", type=int, default=30, help="training images per class (default 30)")
+    fewshot.add_argument("--n-test", type=int, default=20, help="test images per class (default 20)")
+    fewshot.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
     fewshot.add_argument("--copy", action="store_true", help="copy files instead of symlinking")
     args = parser.parse_args(argv)
     try:
-        cli.check_range("--n-train", args.n_train, 1, None, integer=True)
-        cli.check_range("--n-test", args.n_test, 1, None, integer=True)
+        for flag, value in (("--n-train", args.n_train), ("--n-test", args.n_test)):
+            if value < 1:
+                raise ValueError(f"{flag}: must be >= 1, got {value}")
         summary = make_fewshot(
             args.src, args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, copy=args.copy
         )
     except (ValueError, OSError) as e:
-        cli.fail("data.py", e)
+        print(f"data.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(summary))
 
 

@@ -12,8 +12,10 @@ everything that changes the result, so re-running a command skips finished runs 
 interrupted ones.
 """
 
+import argparse
 import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,8 +46,22 @@ PROG = "distill.py"
 BASELINE_LABEL_SMOOTHING = 0.1  # the --baseline student's objective: the teachers' (docs/STUDY.md)
 
 
+def temperature(text):
+    """argparse type of --T: a number in kd.T_RANGE, where every loss is finite and meaningful."""
+    try:
+        T = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not (math.isfinite(T) and kd.T_RANGE[0] <= T <= kd.T_RANGE[1]):
+        raise argparse.ArgumentTypeError(
+            f"temperatures must be in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}] (where every loss is finite and "
+            f"meaningful), got {text}"
+        )
+    return T
+
+
 def get_args(argv=None):
-    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     cli.add_data_args(p)
     g = p.add_argument_group("teacher and student")
     g.add_argument("--teacher", default="teachers/synth-fine.pt", help="teacher checkpoint made by train_teacher.py")
@@ -68,7 +84,7 @@ def get_args(argv=None):
     g = p.add_argument_group("distillation")
     g.add_argument(
         "--T",
-        type=float,
+        type=temperature,
         nargs="+",
         default=[4.0],
         help=f"temperature(s) in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}]; several train in lockstep, one run each",
@@ -113,9 +129,55 @@ def get_args(argv=None):
     return p.parse_args(argv)
 
 
-def validate(args):
-    """Check every flag and file before any work starts; ValueError with a one-line message. Returns the
-    teacher checkpoint; sets the defaults that depend on other flags (epochs, lr, wd, image size)."""
+@dataclass
+class Plan:
+    """Everything one command will do, decided before any training (make_plan): the resolved flags, the
+    teacher, one loss per temperature, the data and each run's identity."""
+
+    flags: argparse.Namespace  # the command's flags with every default resolved (epochs, lr, wd, image size, ...)
+    teacher: dict  # the teacher checkpoint (models.load_checkpoint)
+    losses: dict  # {T: kd.py loss module}, built once per temperature
+    aug: data.AugConfig
+    train: data.Split
+    test: data.Split
+    stream: data.TrainStream
+    identities: dict  # {T (None: the --baseline student): what makes the run's result}
+
+
+def make_plan(args):
+    """Check every flag and file, then build the plan; ValueError (one line naming the flag or file) on bad input."""
+    check_flags(args)
+    teacher = models.load_checkpoint(args.teacher)  # CheckpointError names the file and the reason
+    flags = resolve_defaults(args, teacher)
+    losses = {T: build_objective_module(flags, T) for T in loss_temperatures(flags)}  # checks every hyperparameter
+    two_views = next(iter(losses.values())).needs_two_views  # MLKD distils a second augmented view
+    check_batch_size(flags, losses)
+    check_teacher_use(flags, teacher)
+    if flags.student_init not in ("random", "in1k"):
+        init = models.load_checkpoint(flags.student_init)
+        if init["arch"] != flags.student:
+            raise ValueError(
+                f"--student-init: checkpoint '{flags.student_init}' holds a '{init['arch']}', "
+                f"not --student {flags.student}"
+            )
+    cli.check_writable(flags.out)
+    if flags.teacher_tape is not None:
+        cli.check_writable(flags.teacher_tape, "--teacher-tape")
+    aug = cli.aug_config(flags)
+    train, test, stream = cli.load_data(flags, aug, views=2 if two_views else 1)
+    if teacher["num_classes"] != len(train.classes):
+        raise ValueError(
+            f"--teacher: '{flags.teacher}' was trained on {teacher['num_classes']} classes "
+            f"({teacher['dataset']}), but {flags.dataset} has {len(train.classes)}"
+        )
+    check_same_classes(flags, teacher["classes"], train.classes)
+    plan = Plan(flags, teacher, losses, aug, train, test, stream, identities={})
+    plan.identities = identities(plan)
+    return plan
+
+
+def check_flags(args):
+    """The checks that need no file: names, combinations and ranges of the flags."""
     if args.dataset not in data.DATASETS:
         raise ValueError(f"--dataset: unknown dataset '{args.dataset}' (expected one of {', '.join(data.DATASETS)})")
     if args.method not in kd.METHODS:
@@ -126,104 +188,103 @@ def validate(args):
         raise ValueError(f"--signal {args.signal}: control signals replace the target of --method kd only")
     if args.signal != "teacher" and (args.ce_weight is not None or args.hp):
         raise ValueError(f"--signal {args.signal}: a control is T^2 KL to its target alone; drop --ce-weight/--hp")
+    if args.signal == "bottomk" and args.k is None:
+        raise ValueError("--signal bottomk needs --k (how many of the teacher's top classes stay in place)")
     if args.opt not in OPT_DEFAULTS:
         raise ValueError(f"--opt: unknown optimizer '{args.opt}' (expected adamw or sgd)")
     if not models.is_known_arch(args.student):
         raise ValueError(f"--student: unknown timm architecture '{args.student}'")
-    if args.method == "ctkd" and len(args.T) > 1:
-        print(
-            f"{PROG}: note: --method ctkd learns its temperature (--hp T_start, T_range): --T "
-            f"{' '.join(f'{T:g}' for T in args.T)} trains one run",
-            file=sys.stderr,
-        )
-    for T in args.T:
-        if not (math.isfinite(T) and kd.T_RANGE[0] <= T <= kd.T_RANGE[1]):
-            raise ValueError(
-                f"--T: temperatures must be in [{kd.T_RANGE[0]:g}, {kd.T_RANGE[1]:g}] (where every "
-                f"loss is finite and meaningful), got {T:g}"
-            )
     if len(set(args.T)) != len(args.T):
         raise ValueError(f"--T: repeated temperature in {args.T}")
-    args.epochs = EPOCHS.get(args.dataset, 100) if args.epochs is None else args.epochs
-    lr, wd = OPT_DEFAULTS[args.opt]
-    args.lr = lr if args.lr is None else args.lr
-    args.wd = wd if args.wd is None else args.wd
-    cli.check_range("--epochs", args.epochs, 1, None, integer=True)
-    cli.check_range("--seed", args.seed, 0, 2**31 - 1, integer=True)
-    for flag in ("lr", "wd", "clip", "warmup_epochs"):
-        cli.check_range(f"--{flag.replace('_', '-')}", getattr(args, flag), 0)
-    if args.ce_weight is not None:
-        cli.check_range("--ce-weight", args.ce_weight, 0)
-    cli.check_runtime_args(args)
-    args.hp = cli.parse_key_values(args.hp, "--hp")
-    for key, flag in (("T", "--T"), ("ce_weight", "--ce-weight")):
-        if key in args.hp:
-            raise ValueError(f"--hp {key}: set it with {flag} (a dedicated flag), not --hp")
-    args.synth = cli.parse_key_values(args.synth, "--synth")
-    data.check_synth_args(args.dataset, args.synth)
-    losses = {T: build_objective_module(args, T) for T in args.T}  # every hyperparameter is checked here
-    first = losses[args.T[0]]
-    args.views = 2 if first.needs_two_views else 1  # MLKD distils a second augmented view
-    if args.bs < 2:
-        coupled = f", and {args.method} is batch-coupled" if first.batch_coupled else ""
-        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples{coupled}), got {args.bs}")
-    teacher = models.load_checkpoint(args.teacher)  # CheckpointError names the file and the reason
-    recorded = teacher.get("args") or {}
-    if not args.synth and teacher["dataset"] == args.dataset and isinstance(recorded.get("synth"), dict):
-        args.synth = recorded["synth"]  # the built-in data the teacher learned, unless --synth says otherwise
-    if args.image_size is not None:  # before the note below, which would talk about a bad value
+    if args.method == "ctkd" and len(args.T) > 1:
+        say(
+            f"note: --method ctkd learns its temperature (--hp T_start, T_range): --T {' '.join(map(fmt_T, args.T))} "
+            "trains one run"
+        )
+    for flag in ("epochs", "seed"):
+        if getattr(args, flag) is not None:
+            cli.check_range(f"--{flag}", getattr(args, flag), 0 if flag == "seed" else 1, 2**31 - 1, integer=True)
+    for flag in ("lr", "wd", "clip", "warmup_epochs", "ce_weight"):
+        if getattr(args, flag) is not None:
+            cli.check_range(f"--{flag.replace('_', '-')}", getattr(args, flag), 0)
+    if args.image_size is not None:
         cli.check_range("--image-size", args.image_size, 8, 4096, integer=True)
-    trained_at = models.trained_image_size(teacher)
-    if args.image_size is None and trained_at is not None and teacher["dataset"] == args.dataset:
-        args.image_size = trained_at  # the resolution the teacher learned
-    elif args.image_size is not None and trained_at is not None and args.image_size != trained_at:
-        print(
-            f"{PROG}: note: --image-size {args.image_size}: the teacher was trained at {trained_at} px", file=sys.stderr
-        )
-    elif trained_at is not None and data.aug_config_for(args.dataset).image_size != trained_at:
-        print(
-            f"{PROG}: note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; "
-            f"the teacher was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)",
-            file=sys.stderr,
-        )
-    if args.signal == "bottomk":
-        if args.k is None:
-            raise ValueError("--signal bottomk needs --k (how many of the teacher's top classes stay in place)")
-        if not 0 <= args.k < teacher["num_classes"]:
-            raise ValueError(
-                f"--k: must be in [0, {teacher['num_classes']}) for a {teacher['num_classes']}-class "
-                f"teacher, got {args.k}"
-            )
-    if args.student_init not in ("random", "in1k"):
-        init = models.load_checkpoint(args.student_init)
-        if init["arch"] != args.student:
-            raise ValueError(
-                f"--student-init: checkpoint '{args.student_init}' holds a '{init['arch']}', "
-                f"not --student {args.student}"
-            )
-    args.device = cli.resolve_device(args.device)
-    cli.check_writable(args.out)
-    if args.teacher_tape is not None:
-        cli.check_writable(args.teacher_tape, "--teacher-tape")
-    return teacher
+    cli.check_runtime_args(args)
 
 
-def build_objective_module(args, T):
-    """kd.build_loss for one temperature with the method's own defaults and the user's overrides."""
-    hp = dict(args.hp)
-    if args.ce_weight is not None:
-        hp["ce_weight"] = args.ce_weight
-    if args.method != "ctkd":  # CTKD learns its temperature
+def resolve_defaults(args, teacher):
+    """A copy of the flags with the defaults that depend on other flags or on the teacher filled in: epochs,
+    lr, wd, --hp and --synth parsed, the built-in data sizes and the resolution the teacher learned, device."""
+    hp = cli.parse_key_values(args.hp, "--hp")
+    for key, flag in (("T", "--T"), ("ce_weight", "--ce-weight")):
+        if key in hp:
+            raise ValueError(f"--hp {key}: set it with {flag} (a dedicated flag), not --hp")
+    synth = cli.parse_key_values(args.synth, "--synth")
+    data.check_synth_args(args.dataset, synth)
+    recorded = teacher.get("args") or {}
+    same_data = teacher["dataset"] == args.dataset
+    if not synth and same_data and isinstance(recorded.get("synth"), dict):
+        synth = recorded["synth"]  # the built-in data the teacher learned, unless --synth says otherwise
+    trained_at, image_size = models.trained_image_size(teacher), args.image_size
+    if image_size is None and trained_at is not None and same_data:
+        image_size = trained_at  # the resolution the teacher learned
+    elif image_size is not None and trained_at is not None and image_size != trained_at:
+        say(f"note: --image-size {image_size}: the teacher was trained at {trained_at} px")
+    elif image_size is None and trained_at is not None and data.aug_config_for(args.dataset).image_size != trained_at:
+        say(
+            f"note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; the teacher "
+            f"was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)"
+        )
+    lr, wd = OPT_DEFAULTS[args.opt]
+    return argparse.Namespace(
+        **{
+            **vars(args),
+            "epochs": EPOCHS.get(args.dataset, 100) if args.epochs is None else args.epochs,
+            "lr": lr if args.lr is None else args.lr,
+            "wd": wd if args.wd is None else args.wd,
+            "hp": hp,
+            "synth": synth,
+            "image_size": image_size,
+            "device": cli.resolve_device(args.device),
+        }
+    )
+
+
+def loss_temperatures(flags):
+    """The temperatures that get a student (CTKD learns its own: one run)."""
+    return flags.T[:1] if flags.method == "ctkd" else flags.T
+
+
+def check_batch_size(flags, losses):
+    if flags.bs < 2:
+        coupled = f", and {flags.method} is batch-coupled" if next(iter(losses.values())).batch_coupled else ""
+        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples{coupled}), got {flags.bs}")
+
+
+def check_teacher_use(flags, teacher):
+    """--k must name a class of the teacher's."""
+    if flags.signal == "bottomk" and not 0 <= flags.k < teacher["num_classes"]:
+        raise ValueError(
+            f"--k: must be in [0, {teacher['num_classes']}) for a {teacher['num_classes']}-class teacher, got {flags.k}"
+        )
+
+
+def build_objective_module(flags, T):
+    """kd.build_loss for one temperature with the method's own defaults (CE included) and the user's overrides."""
+    hp = dict(flags.hp)
+    if flags.ce_weight is not None:
+        hp["ce_weight"] = flags.ce_weight
+    if flags.method != "ctkd":  # CTKD learns its temperature
         hp["T"] = T
     try:
-        return kd.build_loss(args.method, **hp)
+        return kd.build_loss(flags.method, **hp)
     except (TypeError, ValueError) as e:
         raise ValueError(f"--hp: {e}") from None
 
 
-def make_objective(args, loss_module, T, mean_entropy):
+def make_objective(flags, loss_module, T, mean_entropy):
     """objective(logits, batch, teacher_logits, epoch, step) -> loss, for the engine."""
-    if args.signal == "teacher":
+    if flags.signal == "teacher":
 
         def objective(logits, batch, t_logits, epoch, step):
             labels = batch["y_soft"] if loss_module.needs_labels else None
@@ -232,15 +293,9 @@ def make_objective(args, loss_module, T, mean_entropy):
         return objective
 
     def control(logits, batch, t_logits, epoch, step):
-        gen = torch.Generator(device=t_logits.device).manual_seed(engine.step_seed(args.seed + 1, epoch, step))
-        target = kd.soft_targets(
-            t_logits,
-            T,
-            signal=args.signal,
-            k=args.k,
-            generator=gen,
-            mean_entropy=mean_entropy if args.smooth_entropy == "dataset" else None,
-        )
+        gen = torch.Generator(device=t_logits.device).manual_seed(engine.step_seed(flags.seed + 1, epoch, step))
+        entropy = mean_entropy if flags.smooth_entropy == "dataset" else None
+        target = kd.soft_targets(t_logits, T, signal=flags.signal, k=flags.k, generator=gen, mean_entropy=entropy)
         return kd.soft_target_loss(logits, target, T)
 
     return control
@@ -288,162 +343,147 @@ def wrong_class_mass(train_logits, split):
     return out
 
 
-def run_name(args, T):
+def fmt_T(T):
+    return f"{T:g}"
+
+
+def run_name(flags, T):
     if T is None:
-        return f"{args.student}-labels-{args.opt}-bs{args.bs}-e{args.epochs}-s{args.seed}"
-    sig = "" if args.signal == "teacher" else f"-{args.signal}" + (f"{args.k}" if args.signal == "bottomk" else "")
-    temp = "Tlearned" if args.method == "ctkd" else f"T{T:g}"
-    return f"{args.student}-{args.method}{sig}-{temp}-{args.opt}-bs{args.bs}-e{args.epochs}-s{args.seed}"
+        return f"{flags.student}-labels-{flags.opt}-bs{flags.bs}-e{flags.epochs}-s{flags.seed}"
+    sig = "" if flags.signal == "teacher" else f"-{flags.signal}" + (f"{flags.k}" if flags.signal == "bottomk" else "")
+    temp = "Tlearned" if flags.method == "ctkd" else f"T{T:g}"
+    return f"{flags.student}-{flags.method}{sig}-{temp}-{flags.opt}-bs{flags.bs}-e{flags.epochs}-s{flags.seed}"
 
 
-def overridden_hparams(args):
-    """{key: value} of the method's hyperparameters (ce_weight included, T excluded) that --hp/--ce-weight set
-    to something other than the default: restating a default keeps the run id."""
-    module = build_objective_module(args, args.T[0])
-    return {k: v for k, v in module.hparams.items() if k != "T" and v != module.HPARAMS[k][0]}
-
-
-def identities(args, aug, teacher_ckpt):
-    """{T (None: the --baseline student): the run's identity}: everything that changes its result."""
-    hp = overridden_hparams(args)
+def identities(plan):
+    """{T (None: the --baseline student): the run's identity}: everything that changes its result, never paths or
+    worker counts. Hyperparameters enter only where they differ from the method's defaults (restating a default
+    keeps the run id); T enters on its own."""
+    f = plan.flags
+    module = next(iter(plan.losses.values()))
+    hp = {k: v for k, v in module.hparams.items() if k != "T" and v != module.HPARAMS[k][0]}
     common = {
         "kind": "distill",
-        **cli.data_identity(args, aug),
-        "student": args.student,
-        "student_init": models.init_identity(args.student_init),
+        **cli.data_identity(f, plan.aug),
+        "student": f.student,
+        "student_init": models.init_identity(f.student_init),
     }
     recipe = {
-        "opt": args.opt,
-        "lr": args.lr,
-        "wd": args.wd,
-        "bs": args.bs,
-        "epochs": args.epochs,
-        "warmup_epochs": args.warmup_epochs,
-        "clip": args.clip,
-        "seed": args.seed,
-        "amp": args.amp,
+        "opt": f.opt,
+        "lr": f.lr,
+        "wd": f.wd,
+        "bs": f.bs,
+        "epochs": f.epochs,
+        "warmup_epochs": f.warmup_epochs,
+        "clip": f.clip,
+        "seed": f.seed,
+        "amp": f.amp,
     }
     kd_identity = {
         **common,
-        "teacher_weights_sha1": models.weights_fingerprint(teacher_ckpt),
-        "teacher_arch": teacher_ckpt["arch"],
-        "method": args.method,
-        "signal": args.signal,
-        "k": args.k,
-        "smooth_entropy": args.smooth_entropy if args.signal == "smooth-global" else None,
+        "teacher_weights_sha1": models.weights_fingerprint(plan.teacher),
+        "teacher_arch": plan.teacher["arch"],
+        "method": f.method,
+        "signal": f.signal,
+        "k": f.k,
+        "smooth_entropy": f.smooth_entropy if f.signal == "smooth-global" else None,
         "ce_weight": hp.pop("ce_weight", None),
         "hp": hp,
         **recipe,
     }
-    out = {
-        T: dict(kd_identity, T=None if args.method == "ctkd" else T)
-        for T in (args.T[:1] if args.method == "ctkd" else args.T)
-    }
-    if args.baseline:
+    out = {T: dict(kd_identity, T=None if f.method == "ctkd" else T) for T in plan.losses}
+    if f.baseline:
         out[None] = {**common, "method": "labels", "label_smoothing": BASELINE_LABEL_SMOOTHING, **recipe}
     return out
 
 
-def claim_runs(args, ids, claimed, failed):
+def claim_runs(plan, claimed, failed):
     """{T: RunDir} of the runs with work left, each claimed (locked) by this process and added to `claimed`.
     Runs that failed before (unless --retry-failed) are said and added to `failed`: the others still train."""
-    pending = {}
-    for T, identity in ids.items():
-        run = runs.RunDir(Path(args.out) / f"{run_name(args, T)}-{runs.run_id(identity)}", identity)
+    f, pending = plan.flags, {}
+    for T, identity in plan.identities.items():
+        run = runs.RunDir(Path(f.out) / f"{run_name(f, T)}-{runs.run_id(identity)}", identity)
         state, reason = run.state()
-        if state == "failed" and not args.retry_failed:
-            print(
-                f"{PROG}: run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch",
-                file=sys.stderr,
-            )
+        if state == "failed" and not f.retry_failed:
+            say(f"run '{run.path}' failed ({reason}); pass --retry-failed to start it again from scratch")
             failed.append(run)
-        elif run.claim(args.retry_failed, log=lambda line: print(f"{PROG}: {line}", file=sys.stderr)):
+        elif run.claim(f.retry_failed, log=say):
             claimed.append(run)
             pending[T] = run
         else:
-            print(f"{PROG}: already done: {run.path}", file=sys.stderr)
+            say(f"already done: {run.path}")
     return pending
 
 
-def prepare(args, claimed, failed):
-    """Everything before training: checks, data, the runs still to do (claimed), the teacher and its
-    statistics, the tape, one member per run. None when every run is done (or `failed`) already."""
-    teacher_ckpt = validate(args)
-    aug = cli.aug_config(args)
-    train_split, test_split, stream = cli.load_data(args, aug, views=args.views)
-    if teacher_ckpt["num_classes"] != len(train_split.classes):
-        raise ValueError(
-            f"--teacher: '{args.teacher}' was trained on {teacher_ckpt['num_classes']} classes "
-            f"({teacher_ckpt['dataset']}), but {args.dataset} has {len(train_split.classes)}"
-        )
-    check_same_classes(args, teacher_ckpt["classes"], train_split.classes)
-    ids = identities(args, aug, teacher_ckpt)
-    pending = claim_runs(args, ids, claimed, failed)
-    if not pending:
-        return None
+@dataclass
+class Lockstep:
+    """What engine.train needs: the members (one per pending run), the teacher and the test set."""
 
-    # The teacher: its test accuracy and its statistics over the train set (eval transform), once.
-    device = args.device
-    teacher = models.model_from_checkpoint(teacher_ckpt, args.teacher).to(device)
-    t_channels_last = engine.channels_last_for(args.channels_last, teacher, device)
+    members: list
+    teacher: object  # teacher(batch, xs, epoch, step) -> logits: the live teacher, or its tape
+    test: tuple  # (uint8 images, labels, the teacher's test predictions)
+    recipe: engine.Recipe
+    common: dict  # written into every result.json
+
+
+def lockstep(plan, pending):
+    """The teacher measured once (test accuracy, train-set statistics), then one member per pending run."""
+    f, ckpt = plan.flags, plan.teacher
+    teacher = models.model_from_checkpoint(ckpt, f.teacher).to(f.device)
+    t_channels_last = engine.channels_last_for(f.channels_last, teacher, f.device)
     if t_channels_last:
         teacher.to(memory_format=torch.channels_last)
-    t_norm = models.checkpoint_normalization(teacher_ckpt)
-    test_images = data.eval_images(test_split, aug)
-    t_test = models.predict(teacher, test_images, t_norm, device, amp=args.amp, channels_last=t_channels_last)
+    t_norm = models.checkpoint_normalization(ckpt)
+    test_images = data.eval_images(plan.test, plan.aug)
+    t_test = models.predict(teacher, test_images, t_norm, f.device, amp=f.amp, channels_last=t_channels_last)
     if not torch.isfinite(t_test).all():  # else every student would "diverge" and be recorded as failed
         raise ValueError(
-            f"--teacher: '{args.teacher}' outputs non-finite logits (NaN/inf weights?) on {args.dataset} test images"
+            f"--teacher: '{f.teacher}' outputs non-finite logits (NaN/inf weights?) on {f.dataset} test images"
         )
-    t_acc = engine.accuracy(t_test, test_split.labels)
-    chance = 100.0 / teacher_ckpt["num_classes"]
-    print(
-        f"{PROG}: teacher {args.teacher} ({teacher_ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% "
-        f"(chance {chance:.1f}%)",
-        file=sys.stderr,
-    )
-    if t_acc["top1"] < 2 * chance and not args.allow_weak_teacher:
+    t_acc = engine.accuracy(t_test, plan.test.labels)
+    chance = 100.0 / ckpt["num_classes"]
+    say(f"teacher {f.teacher} ({ckpt['arch']}): test top-1 {t_acc['top1']:.2f}% (chance {chance:.1f}%)")
+    if t_acc["top1"] < 2 * chance and not f.allow_weak_teacher:
         raise ValueError(
-            f"--teacher: '{args.teacher}' is near chance on {args.dataset} test ({t_acc['top1']:.1f}% "
+            f"--teacher: '{f.teacher}' is near chance on {f.dataset} test ({t_acc['top1']:.1f}% "
             f"vs chance {chance:.1f}%); pass --allow-weak-teacher to distil anyway"
         )
-    t_train = models.predict(
-        teacher, data.eval_images(train_split, aug), t_norm, device, amp=args.amp, channels_last=t_channels_last
-    )
-    t_related = wrong_class_mass(t_train, train_split)
+    train_images = data.eval_images(plan.train, plan.aug)
+    t_train = models.predict(teacher, train_images, t_norm, f.device, amp=f.amp, channels_last=t_channels_last)
+    t_related = wrong_class_mass(t_train, plan.train)
     forward = teacher_forward(teacher, t_norm, t_channels_last)
-    if args.teacher_tape and any(T is not None for T in pending):
-        key = tape.tape_key(next(identity for T, identity in ids.items() if T is not None), stream, args.views)
-        forward = tape.TeacherTape(args.teacher_tape, forward, key=key, log=print_err)
+    if f.teacher_tape and any(T is not None for T in pending):
+        identity = next(identity for T, identity in plan.identities.items() if T is not None)
+        key = tape.tape_key(identity, plan.stream, plan.stream.views)
+        forward = tape.TeacherTape(f.teacher_tape, forward, key=key, log=say)
 
     members = []
     for T, run in pending.items():
-        torch.manual_seed(args.seed)  # every temperature's student starts from the same weights
+        torch.manual_seed(f.seed)  # every temperature's student starts from the same weights
         student, origination = models.create_model(
-            args.student, len(train_split.classes), args.student_init, args.pretrained_file, dataset=args.dataset
+            f.student, len(plan.train.classes), f.student_init, f.pretrained_file, dataset=f.dataset
         )
-        run.start(runtime={k: str(v) for k, v in vars(args).items()})
-        extra = {"T": None if args.method == "ctkd" else T, "student_origination": origination}
+        run.start(runtime={k: str(v) for k, v in vars(f).items()})
+        extra = {"T": None if f.method == "ctkd" else T, "student_origination": origination}
+        loss_module = plan.losses.get(T)
         if T is None:
-            objective, loss_module = labels_objective, None
-            extra["teacher"] = None
+            objective, extra["teacher"] = labels_objective, None
         else:
-            loss_module = build_objective_module(args, T)
-            stats = teacher_statistics(t_train, T if args.method != "ctkd" else 1.0)
-            objective = make_objective(args, loss_module, T, stats["mean_entropy_nats"])
+            stats = teacher_statistics(t_train, T if f.method != "ctkd" else 1.0)
+            objective = make_objective(f, loss_module, T, stats["mean_entropy_nats"])
             extra["teacher"] = {
-                "path": str(args.teacher),
-                "arch": teacher_ckpt["arch"],
+                "path": str(f.teacher),
+                "arch": ckpt["arch"],
                 **t_acc,
-                "dataset": teacher_ckpt["dataset"],
-                "origination": teacher_ckpt["origination"],
+                "dataset": ckpt["dataset"],
+                "origination": ckpt["origination"],
                 "statistics": stats,
                 "wrong_class_mass": t_related,
             }
         learns = loss_module is not None and any(True for _ in loss_module.parameters())
         members.append(
             engine.Member(
-                name=run_name(args, T),
+                name=run_name(f, T),
                 run=run,
                 model=student,
                 objective=objective,
@@ -453,27 +493,32 @@ def prepare(args, claimed, failed):
                 measure_agreement=T is not None,
             )
         )
-
     temps = ", ".join("labels only" if T is None else f"T={T:g}" for T in pending)
-    print(
-        f"{PROG}: {len(members)} student(s) {args.student} ({args.method}: {temps}) on {args.dataset}: "
-        f"{len(train_split)} train images, {args.epochs} epochs, {stream.steps_per_epoch} steps/epoch, {device}",
-        file=sys.stderr,
+    ce = next(iter(plan.losses.values())).ce_weight
+    say(
+        f"{len(members)} student(s) {f.student} ({f.method}, CE weight {ce:g}: {temps}) on {f.dataset}: "
+        f"{len(plan.train)} train images, {f.epochs} epochs, {plan.stream.steps_per_epoch} steps/epoch, {f.device}"
     )
-    recipe = engine.recipe_from_args(args, members[0].model)
-    common = {"kind": "distill", **runs.provenance(device), "seed": args.seed, "num_classes": len(train_split.classes)}
-    return members, stream, (test_images, test_split.labels, t_test.argmax(1)), recipe, forward, common
+    common = {
+        "kind": "distill",
+        **runs.provenance(f.device),
+        "seed": f.seed,
+        "num_classes": len(plan.train.classes),
+        "train_images": len(plan.train),
+        "steps_per_epoch": plan.stream.steps_per_epoch,
+    }
+    recipe = engine.recipe_from_args(f, members[0].model)
+    return Lockstep(members, forward, (test_images, plan.test.labels, t_test.argmax(1)), recipe, common)
 
 
-def check_same_classes(args, teacher_classes, classes):
+def check_same_classes(flags, teacher_classes, classes):
     """A note unless the teacher's class names (in order) are the dataset's: a teacher of other classes with
     the same count is distilled by class index, which is only right if the names merely differ."""
     differ = next((i for i, (a, b) in enumerate(zip(teacher_classes, classes)) if a != b), None)
     if differ is not None:
-        print(
-            f"{PROG}: note: --teacher: '{args.teacher}' names other classes than {args.dataset} (class {differ}: "
-            f"'{teacher_classes[differ]}' vs '{classes[differ]}'); its outputs are matched to the labels by index",
-            file=sys.stderr,
+        say(
+            f"note: --teacher: '{flags.teacher}' names other classes than {flags.dataset} (class {differ}: "
+            f"'{teacher_classes[differ]}' vs '{classes[differ]}'); its outputs are matched to the labels by index"
         )
 
 
@@ -481,38 +526,39 @@ def main(argv=None):
     args = get_args(argv)
     claimed, failed = [], []
     try:
-        job = prepare(args, claimed, failed)
+        plan = make_plan(args)
+        pending = claim_runs(plan, claimed, failed)
+        job = lockstep(plan, pending) if pending else None
     except (ValueError, OSError, KeyboardInterrupt) as e:
         for run in claimed:  # leave nothing behind
             run.abandon()
         if isinstance(e, KeyboardInterrupt):  # Ctrl-C before training: nothing to save
-            print(
-                f"{PROG}: SIGINT before training started: nothing was trained; run the same command again",
-                file=sys.stderr,
-            )
+            say("SIGINT before training started: nothing was trained; run the same command again")
             sys.exit(cli.EXIT_PREEMPTED)
         cli.fail(PROG, e)
     if job is None:
         return cli.EXIT_FAILED if failed else 0
-    members, stream, test, recipe, forward, common = job
     try:
-        results = engine.train(members, stream, test, recipe, teacher=forward, common_result=common, log=print_err)
+        results = engine.train(
+            job.members, plan.stream, job.test, job.recipe, teacher=job.teacher, common_result=job.common, log=print_err
+        )
     except runs.RunError as e:  # a run folder that cannot be resumed
         cli.fail(PROG, e)
     except OSError as e:  # e.g. a full disk while saving a checkpoint
         cli.stop_on_os_error(PROG, e)
-    if isinstance(forward, tape.TeacherTape):
-        print(
-            f"{PROG}: teacher tape {args.teacher_tape}: {forward.replayed_steps} steps replayed, "
-            f"{forward.recorded_steps} computed",
-            file=sys.stderr,
+    if isinstance(job.teacher, tape.TeacherTape):
+        say(
+            f"teacher tape {args.teacher_tape}: {job.teacher.replayed_steps} steps replayed, "
+            f"{job.teacher.recorded_steps} computed"
         )
     for r in results:
-        print(
-            f"{PROG}: {r['run_id']}: final top-1 {r['final']['top1']:.2f}% (best {r['best']['top1']:.2f}%)",
-            file=sys.stderr,
-        )
-    return 0 if len(results) == len(members) and not failed else cli.EXIT_FAILED
+        say(f"{r['run_id']}: final top-1 {r['final']['top1']:.2f}% (best {r['best']['top1']:.2f}%)")
+    return 0 if len(results) == len(job.members) and not failed else cli.EXIT_FAILED
+
+
+def say(line):
+    """A line on stderr, prefixed with the script's name."""
+    print(f"{PROG}: {line}", file=sys.stderr)
 
 
 def print_err(line):

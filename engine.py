@@ -7,12 +7,10 @@ folder (runs.py). Every random draw comes from (seed, epoch, step), and a checkp
 optimizer, objective and position, so a killed run resumes exactly where it stopped.
 """
 
-import copy
 import math
 import signal
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import torch
@@ -110,13 +108,12 @@ class Recipe:
     compile: bool = False
     eval_every: int = 0  # also evaluate every N epochs (0: only after the last)
     eval_from: int = 0  # ... from this epoch on (e.g. the last quarter, where convergence is read)
-    parallel: int = 1  # CPU: step up to N members at once in threads
     batched: bool = False  # step the members as one vmapped computation (batched.py)
     keep_ckpt: bool = False
 
 
 def recipe_from_args(args, model):
-    """The Recipe of a script's parsed flags (train_teacher.py, distill.py); `model` decides --channels-last auto."""
+    """The Recipe of a script's resolved flags (train_teacher.py, distill.py); `model` decides --channels-last auto."""
     return Recipe(
         epochs=args.epochs,
         opt=args.opt,
@@ -131,7 +128,6 @@ def recipe_from_args(args, model):
         channels_last=channels_last_for(args.channels_last, model, args.device),
         eval_every=args.eval_every,
         eval_from=args.eval_from,
-        parallel=args.parallel,
         batched=getattr(args, "batched", False),
         keep_ckpt=args.keep_ckpt,
     )
@@ -141,8 +137,10 @@ def recipe_from_args(args, model):
 class Member:
     """One model trained by the loop, with its own objective, optimizer and run folder.
 
-    objective(logits, batch, teacher_logits, epoch, step) -> scalar loss; `epoch` is 1-indexed
-    (the convention of the KD repos' warmups). logits/teacher_logits are tuples with two views."""
+    objective(logits, batch, teacher_logits, epoch, step) -> scalar loss, made by the script: train_teacher.py's
+    label-smoothed cross-entropy, or distill.py's make_objective (a kd.py loss at one T, a control signal, or
+    labels alone). `epoch` is 1-indexed (the KD repos' warmups count so); with two views (MLKD) logits and
+    teacher_logits are (weak, strong) tuples."""
 
     name: str
     run: RunDir
@@ -166,45 +164,51 @@ class Member:
 def train(members, stream, test, recipe, *, teacher=None, common_result=None, on_finish=None, log=print):
     """Train `members` in lockstep for recipe.epochs over `stream`; write each one's result.json. Returns results.
 
-    test: (uint8 images, labels, predictions to measure agreement with, or None). teacher(batch, xs,
-    epoch, step) -> logits (a tuple with two views), computed once per batch for all members.
-    on_finish(member) runs after the last epoch, before result.json (e.g. to save the trained model)."""
-    spe = stream.steps_per_epoch
+    test: (uint8 images, labels, predictions to measure agreement with, or None). teacher(batch, xs, epoch,
+    step) -> logits (a tuple with two views), computed once per batch for all members. on_finish(member) runs
+    after the last epoch, before result.json (e.g. to save the trained model)."""
+    spe, device = stream.steps_per_epoch, recipe.device
+    total, warmup = recipe.epochs * spe, recipe.warmup_epochs * spe
     for m in members:
         prepare(m, recipe, spe, log)
+    batched = batch_members(members, recipe, getattr(stream, "views", 1), log)
     start, t_start = min(m.position for m in members), time.time()
-    with StopSignals() as stop, Stepper(members, stream, recipe, log) as stepper:
+    with StopSignals() as stop:
         for epoch in range(start // spe, recipe.epochs):
             t_epoch, seen = time.time(), 0
             for step, batch in stream.epoch(epoch, max(0, start - epoch * spe)):
-                g = epoch * spe + step
+                g = epoch * spe + step  # the global step
                 active = [m for m in members if m.position == g and not m.failed]
                 if not active:  # members resumed further ahead wait here for the others
                     continue
-                xs, batch = to_device(batch, recipe.device)
-                with torch.autocast(recipe.device.type, dtype=torch.bfloat16, enabled=recipe.amp):
+                xs, batch = to_device(batch, device)
+                lr = lr_at(g, total, recipe.lr, warmup)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=recipe.amp):
                     t_logits = teacher(batch, xs, epoch, step) if teacher is not None else None
-                stepper.step(active, batch, xs, t_logits, epoch, step, g)
+                if batched is not None:
+                    seed_step(recipe.seed, epoch, step, device)
+                    batched.step(active, xs, batch, t_logits, epoch, step, lr, recipe)
+                for m in active if batched is None else []:
+                    seed_step(recipe.seed, epoch, step, device)  # every member draws the same random numbers
+                    train_step(m, xs, batch, t_logits, epoch, step, lr, recipe)
                 seen += len(xs[0])
-                if stop.signal and step + 1 < spe:  # at an epoch's last step, end_of_epoch saves instead
+                if stop.signal and step + 1 < spe:  # at an epoch's last step, the checkpoints below do
                     for m in active:
                         m.run.save_state(checkpoint(m))
                     stop.exit(log, f"epoch {epoch + 1} step {step + 1}")
-            done = (epoch + 1) * spe - start
-            eta = (time.time() - t_start) / max(1, done) * (recipe.epochs - epoch - 1) * spe
+            img_per_s = seen / max(time.time() - t_epoch, 1e-9)
+            eta = (time.time() - t_start) / max(1, (epoch + 1) * spe - start) * (recipe.epochs - epoch - 1) * spe
             for m in members:
-                end_of_epoch(
-                    m,
-                    epoch,
-                    seen / max(time.time() - t_epoch, 1e-9),
-                    eta,
-                    test,
-                    recipe,
-                    spe,
-                    common_result,
-                    keep_ckpt=recipe.keep_ckpt or bool(stop.signal),
-                    log=log,
-                )
+                if m.failed or m.position != (epoch + 1) * spe or (m.curve and m.curve[-1]["epoch"] >= epoch + 1):
+                    continue  # failed, behind, or this epoch was recorded before a resume
+                record = epoch_record(m, epoch, img_per_s, lr_at(m.position - 1, total, recipe.lr, warmup))
+                if not math.isfinite(record["train_loss"]):
+                    stop_diverged(m, epoch, common_result, log)
+                    continue
+                if evaluation_due(recipe, epoch + 1):
+                    record.update(evaluate(m, test, recipe))
+                save_epoch(m, record, recipe, keep_ckpt=recipe.keep_ckpt or bool(stop.signal))
+                log(epoch_line(m, record, recipe.epochs, eta))
             if stop.signal:
                 stop.exit(log, f"the end of epoch {epoch + 1}")
     results = []
@@ -214,6 +218,47 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                 on_finish(m)
             results.append(finish(m, common_result, keep_ckpt=recipe.keep_ckpt))
     return results
+
+
+def train_step(m, xs, batch, t_logits, epoch, step, lr, recipe):
+    """One optimizer step of member m: forward, its objective, backward, per-layer clipping, update."""
+    for group in m.optimizer.param_groups:
+        group["lr"] = lr
+    with torch.autocast(recipe.device.type, dtype=torch.bfloat16, enabled=recipe.amp):
+        logits = [m.forward(model_input(x, *m.norm, recipe.channels_last)) for x in xs]
+        loss = m.objective(logits[0] if len(xs) == 1 else tuple(logits), batch, t_logits, epoch + 1, step)
+    m.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if recipe.clip > 0:
+        kd.per_layer_clip_(m.model.parameters(), recipe.clip)
+    m.optimizer.step()
+    m.loss_sum += loss.detach().float()  # on the device: no host sync per step
+    m.loss_n += 1
+    m.position += 1
+
+
+def evaluation_due(recipe, epoch):
+    """Evaluate after the last epoch, and every recipe.eval_every epochs from recipe.eval_from on (1-indexed)."""
+    periodic = recipe.eval_every and epoch % recipe.eval_every == 0 and epoch >= recipe.eval_from
+    return epoch == recipe.epochs or bool(periodic)
+
+
+def evaluate(m, test, recipe):
+    """{top1, top5[, agreement]} (%) of member m on the test images."""
+    images, labels, reference = test
+    logits = predict(m.model, images, m.norm, recipe.device, amp=recipe.amp, channels_last=recipe.channels_last)
+    return accuracy(logits, labels, reference if m.measure_agreement else None)
+
+
+def batch_members(members, recipe, views, log):
+    """BatchedStudents for --batched (one vmapped computation), or None: step the members one by one."""
+    if not recipe.batched:
+        return None
+    why_not = can_batch(members, recipe) or ("two views (MLKD)" if views == 2 else "")
+    if why_not:
+        log(f"--batched: stepping the students one at a time instead ({why_not})")
+        return None
+    return BatchedStudents(members, lambda params: build_optimizer(params, recipe.opt, recipe.lr, recipe.wd))
 
 
 def prepare(m, recipe, spe, log):
@@ -260,41 +305,38 @@ def to_device(batch, device):
     return xs, {k: v.to(device, non_blocking=True) for k, v in batch.items() if k not in ("x", "x2")}
 
 
-def end_of_epoch(m, epoch, img_per_s, eta, test, recipe, spe, common_result, keep_ckpt, log):
-    """Log the epoch, stop the member if its loss diverged, evaluate when due, checkpoint."""
-    if m.failed or m.position != (epoch + 1) * spe or (m.curve and m.curve[-1]["epoch"] >= epoch + 1):
-        return  # failed, behind, or this epoch was recorded before a resume
+def epoch_record(m, epoch, img_per_s, lr):
+    """The epoch's log record (mean training loss, the last step's learning rate, img/s); resets the loss sum."""
     loss = m.loss_sum.item()
-    total = recipe.epochs * spe
-    record = {
-        "epoch": epoch + 1,
-        "train_loss": loss / max(1, m.loss_n),
-        "lr": lr_at(m.position - 1, total, recipe.lr, recipe.warmup_epochs * spe),
-        "img_per_s": img_per_s,
-    }
+    record = {"epoch": epoch + 1, "train_loss": loss / max(1, m.loss_n), "lr": lr, "img_per_s": img_per_s}
     m.loss_sum.zero_()
     m.loss_n = 0
     if m.objective_module is not None and hasattr(m.objective_module, "current_T"):
         record["T_learned"] = float(m.objective_module.current_T())
-    if not math.isfinite(loss):
-        kept = "its last checkpoint (ckpt.pt) is kept" if m.run.file("ckpt.pt").is_file() else "no checkpoint"
-        m.failed = f"non-finite training loss in epoch {epoch + 1}; {kept}"
-        log(f"[{m.name}] FAILED: {m.failed}")
-        finish(m, common_result, keep_ckpt=True)
-        return
-    due = recipe.eval_every and (epoch + 1) % recipe.eval_every == 0 and epoch + 1 >= recipe.eval_from
-    if epoch + 1 == recipe.epochs or due:
-        images, labels, reference = test
-        logits = predict(m.model, images, m.norm, recipe.device, amp=recipe.amp, channels_last=recipe.channels_last)
-        record.update(accuracy(logits, labels, reference if m.measure_agreement else None))
+    return record
+
+
+def stop_diverged(m, epoch, common_result, log):
+    """A non-finite training loss: the member stops, and its result.json says so (its checkpoint is kept)."""
+    kept = "its last checkpoint (ckpt.pt) is kept" if m.run.file("ckpt.pt").is_file() else "no checkpoint"
+    m.failed = f"non-finite training loss in epoch {epoch + 1}; {kept}"
+    log(f"[{m.name}] FAILED: {m.failed}")
+    finish(m, common_result, keep_ckpt=True)
+
+
+def save_epoch(m, record, recipe, keep_ckpt):
+    """Append the record to the curve and log.jsonl; checkpoint (a finished run deletes it at once: skipped)."""
     m.curve.append(record)
     m.run.append_log(record)
-    if epoch + 1 < recipe.epochs or keep_ckpt:  # a finished run deletes its checkpoint right away
+    if record["epoch"] < recipe.epochs or keep_ckpt:
         m.run.save_state(checkpoint(m))
+
+
+def epoch_line(m, record, epochs, eta):
     top1 = f" top1 {record['top1']:.2f}" if "top1" in record else ""
-    log(
-        f"[{m.name}] epoch {epoch + 1}/{recipe.epochs} loss {record['train_loss']:.4f} lr {record['lr']:.2e}"
-        f"{top1} {img_per_s:.0f} img/s eta {format_duration(eta)}"
+    return (
+        f"[{m.name}] epoch {record['epoch']}/{epochs} loss {record['train_loss']:.4f} lr {record['lr']:.2e}"
+        f"{top1} {record['img_per_s']:.0f} img/s eta {format_duration(eta)}"
     )
 
 
@@ -342,113 +384,3 @@ class StopSignals:
     def __exit__(self, *exc):
         for s, handler in self.old.items():
             signal.signal(s, handler)
-
-
-class Stepper:
-    """Steps the active members on one batch: one after the other; or (CPU, --parallel N) N at a time in
-    threads, each thread on its share of the cores; or (--batched) all of them as one vmapped computation.
-    CPU float results depend on the intra-op thread count (a per-thread setting), so every thread uses the
-    same count for the whole run, serial fallback included."""
-
-    def __init__(self, members, stream, recipe, log):
-        self.recipe, self.views, self.pool, self.batched = recipe, getattr(stream, "views", 1), None, None
-        self.total, self.warmup = recipe.epochs * stream.steps_per_epoch, recipe.warmup_epochs * stream.steps_per_epoch
-        self.threads = torch.get_num_threads()
-        if recipe.batched:
-            why_not = can_batch(members, recipe) or ("two views (MLKD)" if self.views == 2 else "")
-            if why_not:
-                log(f"--batched: stepping the students one at a time instead ({why_not})")
-            else:
-                self.batched = BatchedStudents(members, lambda p: build_optimizer(p, recipe.opt, recipe.lr, recipe.wd))
-                return
-        n = min(recipe.parallel, len(members))
-        if n > 1 and recipe.device.type == "cpu":  # small models use 2+ cores poorly; one core each, well
-            torch.set_num_threads(max(1, self.threads // n))
-            if draws_random_numbers(members, stream, recipe):
-                log("students draw random numbers (dropout, drop-path or a random signal): stepping them one at a time")
-            else:
-                self.pool = ThreadPoolExecutor(
-                    n, initializer=torch.set_num_threads, initargs=(torch.get_num_threads(),)
-                )
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.threads)
-        if self.pool is not None:
-            self.pool.shutdown()
-
-    def step(self, active, batch, xs, t_logits, epoch, step, g):
-        """One optimizer step of every active member; each starts from the same RNG state."""
-        seed, device = self.recipe.seed, self.recipe.device
-        if self.batched is not None:
-            seed_step(seed, epoch, step, device)
-            return self.step_batched(active, batch, xs, t_logits, epoch, step, g)
-        if self.pool is None:
-            for m in active:
-                seed_step(seed, epoch, step, device)
-                self.step_member(m, batch, xs, t_logits, epoch, step, g)
-            return
-        seed_step(seed, epoch, step, device)  # probed: no member draws, so sharing the generator is safe
-        state = torch.random.get_rng_state()
-        list(self.pool.map(lambda m: self.step_member(m, batch, xs, t_logits, epoch, step, g), active))
-        if not torch.equal(state, torch.random.get_rng_state()):
-            raise RuntimeError(
-                "a student drew random numbers while stepped concurrently, so this run is not "
-                "reproducible; re-run it with --parallel 1"
-            )
-
-    def step_member(self, m, batch, xs, t_logits, epoch, step, g):
-        r = self.recipe
-        for group in m.optimizer.param_groups:
-            group["lr"] = lr_at(g, self.total, r.lr, self.warmup)
-        with torch.autocast(r.device.type, dtype=torch.bfloat16, enabled=r.amp):
-            logits = tuple(m.forward(model_input(x, *m.norm, r.channels_last)) for x in xs)
-            loss = m.objective(logits if self.views == 2 else logits[0], batch, t_logits, epoch + 1, step)
-        m.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if r.clip > 0:
-            kd.per_layer_clip_(m.model.parameters(), r.clip)
-        m.optimizer.step()
-        m.loss_sum += loss.detach().float()
-        m.loss_n += 1
-        m.position = g + 1
-
-    def step_batched(self, active, batch, xs, t_logits, epoch, step, g):
-        """One step of all members as one computation (a failed member's slice keeps stepping, unrecorded)."""
-        r, b = self.recipe, self.batched
-        for group in b.optimizer.param_groups:
-            group["lr"] = lr_at(g, self.total, r.lr, self.warmup)
-        with torch.autocast(r.device.type, dtype=torch.bfloat16, enabled=r.amp):
-            logits = b.forward(xs[0], b.members[0].norm, r.channels_last)
-            losses = [m.objective(logits[k], batch, t_logits, epoch + 1, step) for k, m in enumerate(b.members)]
-        b.optimizer.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()  # each student's loss depends on its own slice only
-        if r.clip > 0:
-            b.clip_(r.clip)
-        b.optimizer.step()
-        for m, loss in zip(b.members, losses):
-            if m in active:
-                m.loss_sum += loss.detach().float()
-                m.loss_n += 1
-                m.position = g + 1
-
-
-def draws_random_numbers(members, stream, recipe):
-    """Whether any member's forward + objective on the first batch consumes the global RNG
-    (probed on a copy of each model, so no state such as BatchNorm statistics changes)."""
-    xs, batch = to_device(next(iter(stream.epoch(0)))[1], recipe.device)
-    two = len(xs) == 2
-    with torch.random.fork_rng(devices=[]):
-        for m in members:
-            torch.manual_seed(0)
-            before = torch.random.get_rng_state()
-            model = copy.deepcopy(m.model).train()
-            with torch.no_grad(), torch.autocast(recipe.device.type, dtype=torch.bfloat16, enabled=recipe.amp):
-                logits = tuple(model(model_input(x, *m.norm, recipe.channels_last)) for x in xs)
-                # teacher logits stand-in: the student's own (the objective needs some of the right shape)
-                m.objective(logits if two else logits[0], batch, logits if two else logits[0], 1, 0)
-            if not torch.equal(before, torch.random.get_rng_state()):
-                return True
-    return False

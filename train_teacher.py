@@ -14,6 +14,7 @@ next to it as <out without .pt>.run/. Re-running a finished command does nothing
 interrupted one resumes it.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import engine
 import models
 import runs
 
+PROG = "train_teacher.py"
 # Teacher fine-tuning epochs per dataset: Pets 20, CIFAR-100 40 (paper); the others are defaults.
 EPOCHS = {
     "pets": 20,
@@ -45,7 +47,7 @@ def default_lr(arch):
 
 
 def get_args(argv=None):
-    p = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     cli.add_data_args(p)
     g = p.add_argument_group("model and training")
     g.add_argument(
@@ -74,44 +76,47 @@ def get_args(argv=None):
     return p.parse_args(argv)
 
 
-def validate(args):
-    """Check every input before any work starts; raise ValueError with a one-line message."""
+def resolve(args):
+    """Check every input before any work starts (ValueError, one line); a copy of the flags with the defaults
+    that depend on other flags filled in (epochs, lr, --synth parsed, device)."""
     if args.dataset not in data.DATASETS:
         raise ValueError(f"--dataset: unknown dataset '{args.dataset}' (expected one of {', '.join(data.DATASETS)})")
     if not models.is_known_arch(args.arch):
         raise ValueError(f"--arch: unknown timm architecture '{args.arch}'")
-    args.epochs = EPOCHS.get(args.dataset, 20) if args.epochs is None else args.epochs
-    args.lr = default_lr(args.arch) if args.lr is None else args.lr
-    cli.check_range("--epochs", args.epochs, 1, None, integer=True)
-    cli.check_range("--seed", args.seed, 0, 2**31 - 1, integer=True)
+    flags = argparse.Namespace(**vars(args))
+    flags.epochs = EPOCHS.get(args.dataset, 20) if args.epochs is None else args.epochs
+    flags.lr = default_lr(args.arch) if args.lr is None else args.lr
+    cli.check_range("--epochs", flags.epochs, 1, None, integer=True)
+    cli.check_range("--seed", flags.seed, 0, 2**31 - 1, integer=True)
     for flag in ("lr", "wd", "clip", "warmup_epochs"):
-        cli.check_range(f"--{flag.replace('_', '-')}", getattr(args, flag), 0)
-    cli.check_runtime_args(args)
-    if args.bs < 2:
-        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples within a batch), got {args.bs}")
-    if not 0 <= args.label_smoothing < 1:
-        raise ValueError(f"--label-smoothing: must be in [0, 1), got {args.label_smoothing}")
-    if args.init not in ("random", "in1k"):
-        if Path(args.init).resolve() == Path(args.out).resolve():  # it would overwrite its own initialisation
-            raise ValueError(f"--init: '{args.init}' is also --out; write the fine-tuned model to another file")
-        ckpt = models.load_checkpoint(args.init)  # raises CheckpointError with the reason
-        if ckpt["arch"] != args.arch:
-            raise ValueError(f"--init: checkpoint '{args.init}' holds a '{ckpt['arch']}', not --arch {args.arch}")
-    if not str(args.out).endswith(".pt"):
-        raise ValueError(f"--out: expected a checkpoint path ending in .pt, got '{args.out}'")
-    if Path(args.out).is_dir():
-        raise ValueError(f"--out: '{args.out}' is a folder, expected a checkpoint path ending in .pt")
-    args.synth = cli.parse_key_values(args.synth, "--synth")
-    data.check_synth_args(args.dataset, args.synth)
-    args.device = cli.resolve_device(args.device)
-    cli.check_writable(Path(args.out).parent)
+        cli.check_range(f"--{flag.replace('_', '-')}", getattr(flags, flag), 0)
+    cli.check_runtime_args(flags)
+    if flags.bs < 2:
+        raise ValueError(f"--bs: must be >= 2 (MixUp/CutMix pair examples within a batch), got {flags.bs}")
+    if not 0 <= flags.label_smoothing < 1:
+        raise ValueError(f"--label-smoothing: must be in [0, 1), got {flags.label_smoothing}")
+    if flags.init not in ("random", "in1k"):
+        if Path(flags.init).resolve() == Path(flags.out).resolve():  # it would overwrite its own initialisation
+            raise ValueError(f"--init: '{flags.init}' is also --out; write the fine-tuned model to another file")
+        ckpt = models.load_checkpoint(flags.init)  # raises CheckpointError with the reason
+        if ckpt["arch"] != flags.arch:
+            raise ValueError(f"--init: checkpoint '{flags.init}' holds a '{ckpt['arch']}', not --arch {flags.arch}")
+    if not str(flags.out).endswith(".pt"):
+        raise ValueError(f"--out: expected a checkpoint path ending in .pt, got '{flags.out}'")
+    if Path(flags.out).is_dir():
+        raise ValueError(f"--out: '{flags.out}' is a folder, expected a checkpoint path ending in .pt")
+    flags.synth = cli.parse_key_values(flags.synth, "--synth")
+    data.check_synth_args(flags.dataset, flags.synth)
+    flags.device = cli.resolve_device(flags.device)
+    cli.check_writable(Path(flags.out).parent)
+    return flags
 
 
 def main(argv=None):
     args = get_args(argv)
-    prog = "train_teacher.py"
+    prog = PROG
     try:
-        validate(args)
+        args = resolve(args)  # from here on: the resolved flags
         aug = cli.aug_config(args)
         train_split, test_split, stream = cli.load_data(args, aug)
         out = Path(args.out)

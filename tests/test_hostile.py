@@ -297,7 +297,6 @@ def test_run_all_options_refuse_a_missing_value_or_another_option(tmp_path):
 
 BAD_FLAGS = [
     (["--workers", "-1"], "--workers"),
-    (["--parallel", "0"], "--parallel"),
     (["--eval-every", "-1"], "--eval-every"),
     (["--image-size", "0"], "--image-size"),
     (["--randaug-n", "1000000"], "--randaug-n"),  # probe: accepted, then every image took a million operations
