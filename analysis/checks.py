@@ -175,7 +175,7 @@ def large_T_wins(rows, opt):
             old.append(Part(key, one_group(members, trend_cells(ln)), trend_of(ln), name=name, kind="part"))
         evidence = [f"{describe(key)}: {line_text(members)}"]
         parts.append(Part(key, {"all": values_of(members)}, best_gain_of(ln), evidence, components=old))
-    kept, notes = longest(parts, chosen)
+    kept, notes = longest(parts, where(rows, **KD, opt=opt))
     missing = f"no {opt} runs of a briefly fine-tuned teacher at T <= {USUAL_T:g} and T > {USUAL_T:g}"
     return tested(kept, roles, missing, opt=opt, notes=notes)[0]
 
@@ -193,7 +193,7 @@ def adamw_more_robust(rows):
         values = {opt: values_at(members, cells[opt]) for opt in cells}  # noise per optimizer
         evidence = [f"{describe(key)}: {opt} {line_text(where(members, opt=opt))}" for opt in cells]
         parts.append(Part(key, values, difference(range_over(cells["sgd"]), range_over(cells["adamw"])), evidence))
-    kept, notes = longest(parts, chosen)
+    kept, notes = longest(parts, where(rows, **KD))
     others = [p for p in parts if p not in kept]
     missing = "no budget run with both optimizers at two or more temperatures"
     prefer = ("dataset", "teacher", "student_init", "bs")
@@ -214,7 +214,7 @@ def budget_name(rows, epochs):
 def sgd_crossover(rows):
     roles = teacher_roles(rows)
     chosen = brief_kd(rows, roles, opt="sgd", student_init="random")
-    top_of_all = max((r["epochs"] for r in chosen), default=None)
+    top_of_all = max(r["epochs"] for r in where(rows, **KD, opt="sgd")) if chosen else None
     parts, budgets, notes = [], {}, []
     for key, members in settings(chosen, but("epochs")):
         by_budget = {e: where(members, epochs=e) for e in sorted({r["epochs"] for r in members})}
@@ -339,7 +339,7 @@ def controls_worse(rows, signals):
 
 def entropy_trend(rows):
     stats_by = selection.teacher_statistics(rows)
-    evidence, verdicts = [], []
+    evidence, per_pair = [], []
     for (dataset, arch), roles in teacher_roles(rows).items():
         if "brief" not in roles or "long" not in roles:
             continue
@@ -349,16 +349,17 @@ def entropy_trend(rows):
             continue
         a, b = s[T], ln[T]
         down, up = b["H_rel"] < a["H_rel"], b["H_rel_without_max"] > a["H_rel_without_max"]
-        verdicts.append(PRESENT if down and up else OPPOSITE if not down and not up else UNDECIDED)
+        reversed_ = b["H_rel"] > a["H_rel"] and b["H_rel_without_max"] < a["H_rel_without_max"]
+        per_pair.append(PRESENT if down and up else OPPOSITE if reversed_ else UNDECIDED)
         evidence.append(
             f"{dataset} {arch} at T={T:g}: {roles['brief']} H_rel {a['H_rel']:.3f}, H_rel^-max "
             f"{a['H_rel_without_max']:.3f} -> {roles['long']} H_rel {b['H_rel']:.3f}, H_rel^-max "
             f"{b['H_rel_without_max']:.3f}"
         )
-    if not verdicts:
+    if not per_pair:
         return Test(missing="no briefly and long fine-tuned teachers of one architecture")
-    label = PRESENT if all(v == PRESENT for v in verdicts) else OPPOSITE if OPPOSITE in verdicts else UNDECIDED
-    summary = f"both directions hold for {verdicts.count(PRESENT)} of {len(verdicts)} teacher pair(s)"
+    label = PRESENT if all(v == PRESENT for v in per_pair) else OPPOSITE if OPPOSITE in per_pair else UNDECIDED
+    summary = f"both directions hold for {per_pair.count(PRESENT)} of {len(per_pair)} teacher pair(s)"
     return Test(label=label, summary=summary, evidence=evidence)
 
 
@@ -397,7 +398,7 @@ def teacher_origination(rows, kind):
         evidence = [f"{describe(key)} · {role} teacher {m[0]['teacher']}: {line_text(m)}" for role, m in mine.items()]
         setting = dict(key, teacher=" vs ".join(m[0]["teacher"] for m in mine.values()))
         parts.append(Part(setting, one_group(members, cells), statistic, evidence))
-    kept, notes = longest(parts, chosen)
+    kept, notes = longest(parts, where(rows, **KD))
     missing = f"no setting with {' and '.join(needed)} teachers" + (
         "" if kind == "accuracy" else " at small and large T"
     )
@@ -429,7 +430,7 @@ def every_init(rows):
         evidence = [f"{describe(key)} · init {i}: {line_text(where(members, student_init=i))}" for i in lines]
         statistic = smallest([trend_of(ln) for ln in lines.values()])
         parts.append(Part(key, values, statistic, evidence, components=each))
-    kept, notes = longest(parts, chosen)
+    kept, notes = longest(parts, where(rows, **KD))
     missing = "no setting with two or more student initialisations at small and large T"
     return tested(kept, roles, missing, notes=notes, prefer=("dataset", "teacher", "bs", "opt"))[0]
 
@@ -477,7 +478,7 @@ def dataset_pairs(rows, pairs):
             found.append(Part(setting, one_group(members, cells), None, evidence, extra=extra))
             if key["same_data"] is None:
                 notes.append(f"{first} vs {second}: real datasets, paired whatever their data keys")
-    kept, more = longest(found, chosen) if found else ([], [])
+    kept, more = longest(found, where(rows, **KD))
     return kept, list(dict.fromkeys(notes)) + more
 
 

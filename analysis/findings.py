@@ -265,7 +265,8 @@ def decide(finding, test, boot, level, p_adj, index, missing, draws):
     notes += [f"expected but not finished: {integrity.describe_run(e)}" for e in absent]
     versions = integrity.code_versions(used)
     if len(versions) > 1:
-        notes.append("runs of several code versions: " + ", ".join(f"{v} ({n} runs)" for v, n in versions.items()))
+        runs = ", ".join(f"{v} ({n} run{'s' * (n != 1)})" for v, n in versions.items())
+        notes.append(f"runs of several code versions: {runs}")
     out = dict(
         id=finding.id,
         claim=finding.claim,

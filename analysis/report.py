@@ -110,6 +110,11 @@ def signed(x):
     return "–" if x is None else f"{x:+.2f}"
 
 
+def p_text(p):
+    """'= 0.014', or '< 1e-05' when no bootstrap draw reached the estimate's distance from 0."""
+    return f"< {1 / stats.DRAWS:.0e}" if p == 0 else f"= {p:.2g}"
+
+
 def label_text(f):
     """'present, at least m' (the label and its size qualifier)."""
     return f["label"] + (f", {f['size']}" if f["size"] else "")
@@ -172,7 +177,7 @@ def findings_section(decided):
     for f in decided:
         lines += [f"### {f['id']}. {f['claim']} ({f['source']})", "", f"- **{label_text(f)}**: {f['summary']}"]
         if f["p"] is not None:
-            lines.append(f"- p = {f['p']:.2g}, Holm-adjusted p = {f['p_adj']:.2g}")
+            lines.append(f"- p {p_text(f['p'])}, Holm-adjusted p {p_text(f['p_adj'])}")
         lines += [f"- statistic: {f['statistic']}", f"- setting: {f['setting']}"]
         if f["primary"]:
             lines.append(f"- primary: {f['primary']}")
