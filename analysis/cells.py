@@ -68,10 +68,15 @@ def values_at(rows, cells):
 
 def line(rows):
     """{T: cell} of the rows of one setting, sorted by T (T None, labels only or a learned T, last)."""
-    out = {}
+    out, where_from = {}, {}
     for r in rows:
         if out.setdefault(r["T"], cell_of(r)) != cell_of(r):
-            raise ValueError(f"two configurations at T={r['T']} in one line: {r['run_dir']}")
+            differ = [c for c, a, b in zip(aggregate.CONFIG_COLUMNS, out[r["T"]], cell_of(r)) if a != b]
+            raise aggregate.AnalysisError(
+                f"two configurations at T={r['T']} in one setting: {where_from[r['T']]} and {r['run_dir']} (they "
+                f"differ in: {', '.join(differ)}); move one out of the results folder"
+            )
+        where_from.setdefault(r["T"], r["run_dir"])
     return dict(sorted(out.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
@@ -151,13 +156,13 @@ def best_gain_of(ln):
 
 
 def teacher_roles(rows):
-    """{(dataset label, teacher arch): {"brief": name, "long": name, "scratch": name}} from the teachers'
-    originations: the shortest and longest fine-tuned pretrained teacher, and one trained from scratch."""
+    """{(dataset label, teacher arch, data key): {"brief": name, "long": name, "scratch": name}} from the
+    teachers' originations: the shortest and longest fine-tuned pretrained teacher, one trained from scratch."""
     out = {}
     for r in rows:
         if r.get("teacher") is None:
             continue
-        roles = out.setdefault((selection.dataset_label(r), r["teacher_arch"]), {"_ft": {}})
+        roles = out.setdefault((selection.dataset_label(r), r["teacher_arch"], r["data_key"]), {"_ft": {}})
         if r["teacher_from_scratch"]:
             roles["scratch"] = r["teacher"]
         elif r["teacher_target_epochs"] is not None:
@@ -173,7 +178,7 @@ def teacher_roles(rows):
 
 def role_of(row, roles):
     """'brief', 'long', 'scratch' or None: the role of a row's (or a setting's) teacher."""
-    mine = roles.get((selection.dataset_label(row), row.get("teacher_arch")), {})
+    mine = roles.get((selection.dataset_label(row), row.get("teacher_arch"), row.get("data_key")), {})
     return next((role for role, name in mine.items() if name == row.get("teacher")), None)
 
 

@@ -258,8 +258,8 @@ def batch_shift(rows):
         return Test(missing=f"SGD runs at one batch size only ({', '.join(map(str, sizes)) or 'none'})")
     parts = []
     for key, members in settings(chosen, but("bs", "epochs")):
-        lines = {(r["bs"], r["epochs"]): None for r in members}
-        lines = {(b, e): line(where(members, bs=b, epochs=e)) for b, e in lines}
+        run = sorted({(r["bs"], r["epochs"]) for r in members})
+        lines = {(b, e): line(where(members, bs=b, epochs=e)) for b, e in run}
         for a, b in batch_pairs(sorted({s for s, _ in lines})):
             common = sorted(e for s, e in lines if s == a and (b, e) in lines)
             common = [e for e in common if has_trend(lines[(a, e)]) and has_trend(lines[(b, e)])]
@@ -286,9 +286,9 @@ def batch_shift(rows):
 def nearly_flat(rows):
     evidence, flatness = [], []
     for teacher, by_T in selection.teacher_statistics(rows).items():
-        T = max(by_T)
+        T = 40.0 if 40.0 in by_T else max(by_T)  # the paper's statement is about T = 40
         p = by_T[T]["sorted_softmax"]
-        if not p or T < 40:  # the paper's statement is about T = 40
+        if not p or T < 40:
             continue
         flatness.append(len(p) * (p[0] - p[-1]))
         evidence.append(
@@ -340,7 +340,7 @@ def controls_worse(rows, signals):
 def entropy_trend(rows):
     stats_by = selection.teacher_statistics(rows)
     evidence, per_pair = [], []
-    for (dataset, arch), roles in teacher_roles(rows).items():
+    for (dataset, arch, _), roles in teacher_roles(rows).items():
         if "brief" not in roles or "long" not in roles:
             continue
         s, ln = stats_by.get(roles["brief"], {}), stats_by.get(roles["long"], {})
@@ -464,7 +464,7 @@ def dataset_pairs(rows, pairs):
     columns = ["teacher_arch", "student", "student_init", "opt", "bs", "epochs", "same_data"]
     for first, second in pairs:
         mine = [r for r in chosen if selection.dataset_label(r) in (first, second)]
-        mine = [dict(r, same_data=r["data_key"] if r["dataset"].startswith("synth-") else None) for r in mine]
+        mine = [dict(r, same_data=r["data_key"] if str(r["dataset"]).startswith("synth-") else None) for r in mine]
         for key, members in settings(mine, columns):
             lines = equally_long_lines(members, first, second)
             if lines is None:

@@ -251,6 +251,7 @@ def decide(finding, test, boot, level, p_adj, index, missing, draws):
         label, size, half, double = test.label, "", test.label, test.label
     elif boot is None or estimate is None:
         label, size, half, double = (stats.UNTESTED, "", stats.UNTESTED, stats.UNTESTED)
+        test.missing = test.missing or "the cells of a noise group share no seed"
     else:
         label, size = stats.label(low_adj, high_adj)
         half = stats.label(low_adj, high_adj, stats.MARGIN / 2)[0]

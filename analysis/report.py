@@ -137,7 +137,7 @@ def summary_table(decided):
         "|---|---|---|---|---|",
     ]
     for f in decided:
-        setting = f["setting"].split(". ")[0]
+        setting = f["primary"].split(" · data ")[0] if f["primary"] else f["setting"].split(". ")[0]
         lines.append(
             f"| {f['id']} | {escape(f['claim'])} ({f['source']}) | {escape(setting)} | {label_text(f)} | "
             f"{escape(effect_text(f, adjusted=True))} |"

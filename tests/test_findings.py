@@ -296,6 +296,16 @@ def test_a_duplicate_configuration_and_seed_is_an_error(tmp_path):
     assert run.stderr.startswith("report.py: error: two runs of one configuration and seed: synth-fine/")
     assert "(their configs differ in: lr); move one out of the results folder" in run.stderr
     assert not any((tmp_path / name).exists() for name in ("REPORT.md", "results.csv", "findings.json", "figures"))
+    assert aggregate.main([str(tmp_path)]) == 2 and not (tmp_path / "results.csv").exists()
+
+
+def test_two_teachers_of_one_name_in_one_setting_are_an_error(tmp_path):
+    """Failed before: two checkpoints of one name (fine-tuned 1 and 2 epochs) were one teacher to the findings."""
+    line3(tmp_path, temps(70.0, 70.0, 72.0, 72.0))
+    write_run(tmp_path, 71.0, T=8.0, seed=0, teacher_epochs=2, suffix="-other")
+    rows = aggregate.distill_rows(aggregate.load_results(tmp_path)[0])
+    with pytest.raises(aggregate.AnalysisError, match=r"two configurations at T=8.0 in one setting: .*teacher_target_"):
+        findings.evaluate(rows, draws=DRAWS)
 
 
 def test_runs_of_two_data_sizes_are_split_and_listed(tmp_path):
