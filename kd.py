@@ -1,69 +1,60 @@
 """Knowledge distillation on logits: the study's eight losses, its control signals, teacher statistics
-and per-layer gradient clipping. Imports torch and the standard library only: copy it.
+and per-layer gradient clipping. Imports torch and the standard library only.
 
-    loss = kd.build_loss("dkd", T=4.0)          # any name in kd.METHODS, its paper's defaults otherwise
-    value = loss(student_logits, teacher_logits, labels=y, epoch=e)
+Copy one method: take the section "Math helpers" and the method's own section, each from its "# ===="
+rule to the next one (DKD: about 80 lines, 57 not blank; tests/test_kd.py runs each such copy with only
+torch importable). A method is one plain function that returns its KD term alone, without cross-entropy;
+its docstring says which CE weight its paper adds and which schedule, if any, multiplies it. DKD:
 
-Conventions: B = batch size, K = classes. Logits are cast to (at least) float32 on entry, so every
-loss is safe under bf16 autocast; no loss syncs with the host; every loss is finite (values and
-gradients) for T in [0.5, 100], the range build_loss accepts, and logits up to +-1e3. Reductions
-are "batchmean": sum over classes, mean over the batch. The equations, defaults and every deviation
-from the official code, with measured differences, are in docs/METHODS.md.
+    kd_term = warmup_factor(epoch, 20) * dkd_loss(student_logits, teacher_logits, labels, T=4.0)
+    loss = F.cross_entropy(student_logits, labels) + kd_term  # DKD's paper adds CE with weight 1
+    loss.backward()
 
-Copying one method into another project: take the section "Shared pieces" and the method's own
-section (for DKD, "DKD -- Decoupled KD"); nothing else is needed (tests/test_kd.py runs each
-method from exactly those two sections).
+The section "Modules" wraps every method as an nn.Module with checked hyperparameters that adds its
+paper's CE by default (what distill.py builds; ce_weight=0.0 leaves the KD term alone):
+
+    loss_fn = kd.build_loss("dkd", T=4.0)  # any name in kd.METHODS, its paper's defaults otherwise
+    loss = loss_fn(student_logits, teacher_logits, labels=y, epoch=e)
+
+Conventions: B = batch size, K = classes, epochs count from 1. Logits are cast to (at least) float32
+on entry, so every loss is safe under bf16 autocast; no loss syncs with the host; every loss is finite
+(values and gradients) for T in [0.5, 100] (T_RANGE, the range build_loss accepts) and logits up to
++-1e3. Reductions are "batchmean": sum over classes, mean over the batch. The equations, defaults and
+every deviation from the official code, with measured differences, are in docs/METHODS.md.
 """
+
+# ==============================================================================================
+# Math helpers: what the methods' sections use (copy this section, then the method's own)
 
 import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
-# ==============================================================================================
-# Shared pieces
 
-
-def _f32(x):
-    """Cast to at least float32 (bf16/fp16 -> fp32; fp64 stays fp64)."""
+def f32(x):
+    """x cast to at least float32 (bf16/fp16 -> fp32; fp64 stays fp64): safe under autocast."""
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _check_pair(s, t):
-    if s.dim() != 2 or s.shape != t.shape:
-        raise ValueError(
-            f"expected student and teacher logits of the same shape (B, K), got {tuple(s.shape)} and {tuple(t.shape)}"
-        )
-
-
-def entropy_from_log_probs(log_p):
-    """H(p) = -sum_i p_i log p_i in nats, from finite log-probabilities (..., K) -> (...)."""
-    return -(log_p.exp() * log_p).sum(-1)
-
-
 def kl_from_log_probs(log_p, log_q):
-    """KL(p||q) = sum_i p_i (log p_i - log q_i), per row (B, K) -> (B,).
-
-    With finite log_p an underflowing p_i = exp(log_p_i) = 0 contributes exactly 0
-    (the log_target=True form of F.kl_div)."""
+    """KL(p||q) = sum_i p_i (log p_i - log q_i) along the last dim; an underflowing p_i adds exactly 0."""
     return (log_p.exp() * (log_p - log_q)).sum(-1)
 
 
-def masked_log_softmax(z, mask):
-    """log_softmax over the classes where mask is False; masked entries are returned as 0.
+def entropy_from_log_probs(log_p):
+    """H(p) = -sum_i p_i log p_i in nats along the last dim; (..., K) -> (...)."""
+    return -(log_p.exp() * log_p).sum(-1)
 
-    masked_fill with the dtype's lowest finite value (not -inf) keeps a fully masked row finite,
-    values and gradients; the 0 placeholder in both arguments of kl_from_log_probs then adds
-    exp(0) * (0 - 0) = 0 (no -inf - -inf NaN)."""
-    z = z.masked_fill(mask, torch.finfo(z.dtype).min)
+
+def masked_log_softmax(z, mask):
+    """log_softmax over the entries where mask is False, masked ones 0; finite even if a row is all masked."""
+    z = z.masked_fill(mask, torch.finfo(z.dtype).min)  # the lowest finite value, not -inf: no NaN
     return F.log_softmax(z, dim=-1).masked_fill(mask, 0.0)
 
 
 def binary_log_probs(z, index):
-    """Stable log p_c and log(1 - p_c) of softmax(z) for class c = index[n]; (B, K), (B,) -> 2x(B,).
-
-    log p_c = z_c - LSE(z), log(1 - p_c) = LSE_{j != c}(z_j) - LSE(z): no 1 - p cancellation."""
+    """(log p_c, log(1 - p_c)) of softmax(z) at c = index[n], by log-sum-exps (no 1 - p); (B, K), (B,) -> 2x (B,)."""
     lse = torch.logsumexp(z, dim=1)
     is_c = F.one_hot(index, z.shape[1]).bool()
     log_p = z.gather(1, index[:, None]).squeeze(1) - lse
@@ -76,33 +67,277 @@ def class_indices(labels):
     return labels.argmax(1) if labels.is_floating_point() else labels.long()
 
 
-def cross_entropy(logits, labels):
-    """CE on raw (T=1) logits (B, K); hard labels (B,) or soft targets (B, K) (MixUp/CutMix) -> ()."""
-    logits = _f32(logits)
-    if labels.is_floating_point():
-        return -(_f32(labels) * F.log_softmax(logits, dim=1)).sum(1).mean()
-    return F.cross_entropy(logits, labels.long())
+def kd_per_sample(student_logits, teacher_logits, T, t2=True):
+    """T^2 KL(softmax(t/T) || softmax(s/T)) per sample, (B, K) x2 -> (B,); T a float or a 0-dim tensor."""
+    s, t = f32(student_logits), f32(teacher_logits)
+    kl = kl_from_log_probs(F.log_softmax(t / T, dim=1), F.log_softmax(s / T, dim=1))
+    return kl * (T * T) if t2 else kl  # T^2 keeps the gradient's scale independent of T
 
 
-def warmup_factor(epoch, warmup):
-    """DKD/RLD ramp rho(e) = min(e / W, 1), epochs 1-indexed (first epoch: 1/W)."""
+def warmup_factor(epoch, warmup=20):
+    """The DKD/RLD ramp rho(e) = min(e / W, 1), epochs counted from 1 (first epoch: 1/W)."""
     return min(epoch / warmup, 1.0)
 
 
-def kd_per_sample(student_logits, teacher_logits, T, t2=True):
-    """T^2 * KL(softmax(t/T) || softmax(s/T)) per sample, (B, K) -> (B,). T: float or 0-dim tensor."""
-    s, t = _f32(student_logits), _f32(teacher_logits)
-    _check_pair(s, t)
-    kl = kl_from_log_probs(F.log_softmax(t / T, dim=1), F.log_softmax(s / T, dim=1))
-    return kl * (T * T) if t2 else kl  # T^2 keeps the soft-target gradient scale independent of T
+# ==============================================================================================
+# KD -- Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531
+#
+#   L_KD = mean_n T^2 KL(p^T(t_n) || p^T(s_n)),   p^T(z) = softmax(z / T)
+#   dL_KD / ds_n = T (p^T(s_n) - p^T(t_n)) / B
 
 
 def kd_loss(student_logits, teacher_logits, T, t2=True):
-    """L_KD = mean_n T^2 KL(p^T(t_n) || p^T(s_n)) ("batchmean"); (B, K) x2 -> ().
+    """L_KD, (B, K) x2 -> (); T a float or a 0-dim tensor (t2=False drops the T^2).
 
-    Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network", arXiv 1503.02531.
-    Gradient w.r.t. s: T (softmax(s/T) - softmax(t/T)) / B."""
+    KD term only: no cross-entropy; the study's KD adds none (Hinton et al. add CE with a small weight)."""
     return kd_per_sample(student_logits, teacher_logits, T, t2).mean()
+
+
+# ==============================================================================================
+# DKD -- Zhao, Cui, Song, Qiu, Liang, "Decoupled Knowledge Distillation", CVPR 2022, arXiv 2203.08679
+#
+#   TCKD_n = T^2 KL([p_y, 1 - p_y] || [q_y, 1 - q_y])             p = p^T(t_n), q = p^T(s_n), y the label
+#   NCKD_n = T^2 KL(p_{j!=y} / (1 - p_y) || q_{j!=y} / (1 - q_y))
+#   L_DKD  = mean_n (alpha TCKD_n + beta NCKD_n),  times rho(e) = min(e / 20, 1) in training
+#   (KL(p||q) = TCKD + (1 - p_y) NCKD without the T^2: plain KD mutes NCKD where the teacher is sure)
+
+
+def dkd_terms(student_logits, teacher_logits, target, T):
+    """(TCKD_n, NCKD_n), each (B,), T^2 included; (B, K) x2, target (B,) int64 ground-truth classes."""
+    s, t = f32(student_logits) / T, f32(teacher_logits) / T
+    is_y = F.one_hot(target, s.shape[1]).bool()
+    bin_t = torch.stack(binary_log_probs(t, target), 1)
+    bin_s = torch.stack(binary_log_probs(s, target), 1)
+    tckd = kl_from_log_probs(bin_t, bin_s)
+    nckd = kl_from_log_probs(masked_log_softmax(t, is_y), masked_log_softmax(s, is_y))
+    return tckd * (T * T), nckd * (T * T)
+
+
+def dkd_loss(student_logits, teacher_logits, labels, T, alpha=1.0, beta=8.0):
+    """L_DKD, (B, K) x2, labels (B,) or soft (B, K) (their argmax) -> (); mdistiller's CIFAR-100 alpha, beta.
+
+    KD term only: no cross-entropy; DKD adds CE with weight 1 and multiplies this by warmup_factor(epoch, 20)."""
+    tckd, nckd = dkd_terms(student_logits, teacher_logits, class_indices(labels), T)
+    return (alpha * tckd + beta * nckd).mean()
+
+
+# ==============================================================================================
+# EA-KD -- Su et al., "EA-KD: Entropy-based Adaptive Knowledge Distillation", ICCV 2025, arXiv 2311.13621
+#
+#   w_n   = 1/2 H(p^tau'(t_n)) (1 + H(p^tau'(s_n)) / H_ub)      entropies in nats, detached, not normalised
+#   L_EA  = mean_n w_n T^2 KL(p^T(t_n) || p^T(s_n))             tau' = entropy_T, H_ub = log K
+
+
+@torch.no_grad()
+def entropy_weights(student_logits, teacher_logits, entropy_T=3.0, h_ub=None):
+    """w_n, detached; (B, K) x2 -> (B,). Exact entropies (the official code: log(p + 1e-10)); h_ub=None is
+    log K (the paper), the official CIFAR code uses the literal 100.0."""
+    s, t = f32(student_logits), f32(teacher_logits)
+    h_ub = math.log(s.shape[1]) if h_ub is None else h_ub
+    h_t = entropy_from_log_probs(F.log_softmax(t / entropy_T, dim=1))
+    h_s = entropy_from_log_probs(F.log_softmax(s / entropy_T, dim=1))
+    return 0.5 * h_t * (1.0 + h_s / h_ub)
+
+
+def eakd_loss(student_logits, teacher_logits, T, entropy_T=3.0, h_ub=None):
+    """L_EA, (B, K) x2 -> ().
+
+    KD term only: no cross-entropy; EA-KD's CIFAR-100 recipe adds CE with weight 0.1 and weights this term 0.9."""
+    w = entropy_weights(student_logits, teacher_logits, entropy_T, h_ub)
+    return (w * kd_per_sample(student_logits, teacher_logits, T)).mean()
+
+
+# ==============================================================================================
+# CTKD -- Li et al., "Curriculum Temperature for Knowledge Distillation", AAAI 2023, arXiv 2211.16231
+#
+#   T(theta) = T_start + T_range sigmoid(GRL(theta, lam_e))    GRL: identity forward, gradient x (-lam_e) back
+#   lam_e    = 1/2 (1 - cos(pi min(e, N) / N))                 cosine ramp over N = 10 epochs
+#   L_CTKD   = mean_n T^2 KL(p^T(t_n) || p^T(s_n))              the student descends it, theta climbs it
+#   In a loop: T = ctkd_temperature(reverse_gradient(theta, cosine_lambda(epoch, 10))), with theta a (1,)
+#   parameter (fp32, init 1.0) in the optimizer; then ctkd_loss(student_logits, teacher_logits, T).
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by -lam (lam a Python float)."""
+
+    @staticmethod
+    def forward(ctx, x, lam):
+        ctx.lam = lam
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.lam * grad, None
+
+
+def reverse_gradient(x, lam):
+    """Gradient reversal layer: y = x, dL/dx = -lam dL/dy."""
+    return _ReverseGradient.apply(x, lam)
+
+
+def cosine_lambda(epoch, ramp_epochs=10, lam_min=0.0, lam_max=1.0):
+    """lam_e = lam_min + 1/2 (lam_max - lam_min)(1 - cos(pi min(e, N) / N)), epochs from 1; a float."""
+    return lam_min + 0.5 * (lam_max - lam_min) * (1 - math.cos(math.pi * min(epoch, ramp_epochs) / ramp_epochs))
+
+
+def ctkd_temperature(theta, T_start=1.0, T_range=20.0):
+    """T(theta) = T_start + T_range sigmoid(theta), theta (1,) -> a 0-dim tensor, differentiable in theta."""
+    return (T_start + T_range * torch.sigmoid(theta.float())).squeeze(0)
+
+
+def ctkd_loss(student_logits, teacher_logits, T):
+    """L_CTKD at the learned temperature T (a 0-dim tensor), (B, K) x2 -> ().
+
+    KD term only: no cross-entropy; CTKD's CIFAR-100 script adds CE with weight 0.1 and weights this term 0.9."""
+    return kd_per_sample(student_logits, teacher_logits, T).mean()
+
+
+# ==============================================================================================
+# LS -- Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024, arXiv 2403.01427
+#
+#   Z(z)  = (z - mean(z)) / (std(z) + 1e-7)                     per row; unbiased std as in the official code
+#   L_LS  = mean_n T^2 KL(p^T(Z(t_n)) || p^T(Z(s_n)))          T = the "base temperature"
+
+
+def standardize_logits(z, unbiased=True, eps=1e-7):
+    """Z(z) per row, (B, K) -> (B, K); unbiased=False is the paper's population std."""
+    z = f32(z)
+    return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True, unbiased=unbiased) + eps)
+
+
+def lskd_loss(student_logits, teacher_logits, T, unbiased_std=True):
+    """L_LS, (B, K) x2 -> ().
+
+    KD term only: no cross-entropy; LS's CIFAR-100 recipe adds CE with weight 0.1 and weights this term 9 (T = 2)."""
+    z_s, z_t = standardize_logits(student_logits, unbiased_std), standardize_logits(teacher_logits, unbiased_std)
+    return kd_per_sample(z_s, z_t, T).mean()
+
+
+# ==============================================================================================
+# MLKD -- Jin, Wang, Lin, "Multi-Level Logit Distillation", CVPR 2023 (pp. 24276-24285)
+#
+#   temps = (T, *temperatures); views w (weak) and s (strong); P = p^tau(weak logits), (B, K)
+#   inst(v; tau) = tau^2 mean_n KL(p^tau(t_v,n) || p^tau(s_v,n))
+#   batch(tau)   = ||P_t P_t^T - P_s P_s^T||_F^2 / B,   class(tau) = ||P_t^T P_t - P_s^T P_s||_F^2 / K
+#   L_ML = f_b sum_tau inst(w) + sum_{temps[:3]} inst(s) + sum_{temps[3:]} inst(w) + sum_tau (f_c class + f_b batch)
+#   As the official code: the masks reduce to scalar fractions f_b, f_c; the strong-view instance terms read
+#   the weak logits from the 4th temperature on; the batch and class terms use the weak view only.
+
+
+def batch_correlation_loss(p_s, p_t):
+    """(1/B) ||P_t P_t^T - P_s P_s^T||_F^2 on probabilities (B, K) -> (); Gram in fp32."""
+    with torch.autocast(p_s.device.type, enabled=False):
+        p_s, p_t = f32(p_s), f32(p_t)
+        return (p_t @ p_t.T - p_s @ p_s.T).pow(2).sum() / p_s.shape[0]
+
+
+def class_correlation_loss(p_s, p_t):
+    """(1/K) ||P_t^T P_t - P_s^T P_s||_F^2 on probabilities (B, K) -> (); Gram in fp32."""
+    with torch.autocast(p_s.device.type, enabled=False):
+        p_s, p_t = f32(p_s), f32(p_t)
+        return (p_t.T @ p_t - p_s.T @ p_s).pow(2).sum() / p_s.shape[1]
+
+
+@torch.no_grad()
+def mlkd_mask_fractions(teacher_weak_logits):
+    """(f_b, f_c): f_b = mean_n [c_n <= median c], c_n = max_i p^1_ni, and f_c = mean_j [cbar_j <= median cbar],
+    cbar_j = sum_n p^1_nj, from the teacher's weak view at T = 1; 0-dim tensors."""
+    p = F.softmax(f32(teacher_weak_logits), dim=1)
+    conf, class_conf = p.max(1).values, p.sum(0)
+    f_b = (conf <= torch.quantile(conf, 0.5)).float().mean()
+    f_c = (class_conf <= torch.quantile(class_conf, 0.5)).float().mean()
+    return f_b, f_c
+
+
+def mlkd_loss(student_views, teacher_views, T=4.0, temperatures=(3.0, 5.0, 2.0, 6.0)):
+    """L_ML; views are (weak, strong) pairs of (B, K) logits, B >= 2 -> ().
+
+    KD term only: no cross-entropy; MLKD adds CE with weight 0.1 on each student view and weights this term 0.9."""
+    (s_w, s_s), (t_w, t_s) = student_views, teacher_views
+    temps = (T, *temperatures)
+    f_b, f_c = mlkd_mask_fractions(t_w)
+    inst_weak = sum(kd_per_sample(s_w, t_w, tau).mean() for tau in temps)
+    inst_strong = sum(kd_per_sample(s_s, t_s, tau).mean() for tau in temps[:3])  # code: (tau_0, 3, 5) strong
+    inst_strong = inst_strong + sum(kd_per_sample(s_w, t_w, tau).mean() for tau in temps[3:])  # (2, 6) weak
+    p = [(F.softmax(f32(s_w) / tau, 1), F.softmax(f32(t_w) / tau, 1)) for tau in temps]
+    batch = sum(batch_correlation_loss(ps, pt) for ps, pt in p)
+    klass = sum(class_correlation_loss(ps, pt) for ps, pt in p)
+    return f_b * inst_weak + inst_strong + f_c * klass + f_b * batch
+
+
+# ==============================================================================================
+# RLD -- Sun et al., "Knowledge Distillation with Refined Logits", ICCV 2025, arXiv 2408.07703
+#
+#   SCD_n = tau_c^2 KL([m_n, 1 - m_n] || [p^tau_c(s_n)_y, 1 - p^tau_c(s_n)_y]),   m_n = max_i p^tau_c(t_n)_i
+#   MCD_n = T^2 KL(p^T over i not in M_n (t_n) || the same for s_n),   M_n = {i : t_ni >= t_ny}
+#   L_RLD = mean_n (alpha SCD_n + beta MCD_n),  times rho(e) = min(e / 20, 1) in training
+
+
+def rld_terms(student_logits, teacher_logits, target, T, tau_c):
+    """(SCD_n, MCD_n), each (B,), squared temperatures included; (B, K) x2, target (B,) int64.
+    MCD is exactly 0 where the mask holds every class (the truth is the teacher's lowest logit)."""
+    s, t = f32(student_logits), f32(teacher_logits)
+    bin_t = torch.stack(binary_log_probs(t / tau_c, t.argmax(1)), 1)
+    bin_s = torch.stack(binary_log_probs(s / tau_c, target), 1)
+    scd = kl_from_log_probs(bin_t, bin_s) * (tau_c * tau_c)
+    masked = t >= t.gather(1, target[:, None])  # the truth and every class ranked at or above it
+    log_pt, log_ps = masked_log_softmax(t / T, masked), masked_log_softmax(s / T, masked)
+    mcd = kl_from_log_probs(log_pt, log_ps) * (T * T)
+    return scd, mcd
+
+
+def rld_loss(student_logits, teacher_logits, labels, T, alpha=1.0, beta=8.0, tau_c=None):
+    """L_RLD, (B, K) x2, labels (B,) or soft (B, K) (their argmax) -> (); tau_c=None means tau_c = T (the
+    official README's command; its config file's default is 1.0).
+
+    KD term only: no cross-entropy; RLD adds CE with weight 1 and multiplies this by warmup_factor(epoch, 20)."""
+    tau_c = T if tau_c is None else tau_c
+    scd, mcd = rld_terms(student_logits, teacher_logits, class_indices(labels), T, tau_c)
+    return (alpha * scd + beta * mcd).mean()
+
+
+# ==============================================================================================
+# DIST -- Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher",
+#         NeurIPS 2022, arXiv 2205.10536
+#
+#   rho(u, v) = <u - u_bar, v - v_bar> / (||u - u_bar|| ||v - v_bar|| + 1e-8)      Pearson correlation
+#   L_inter = 1 - mean_n rho(P_s[n, :], P_t[n, :]),   L_intra = 1 - mean_j rho(P_s[:, j], P_t[:, j])
+#   L_DIST  = T^2 (beta L_inter + gamma L_intra),     P = p^T(logits), (B, K)
+
+
+def pearson_correlation(a, b, dim, eps=1e-8):
+    """rho(u, v) along dim: (B, K) x2 -> (K,) for dim=0, (B,) for dim=1."""
+    a = a - a.mean(dim, keepdim=True)
+    b = b - b.mean(dim, keepdim=True)
+    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
+
+
+def dist_relations(student_logits, teacher_logits, T):
+    """(L_inter, L_intra), each (), without the T^2: rows (one sample's classes) and columns (one class
+    across the batch) of p^T(s) vs p^T(t); (B, K) x2, B >= 2."""
+    p_s = F.softmax(f32(student_logits) / T, dim=1)
+    p_t = F.softmax(f32(teacher_logits) / T, dim=1)
+    inter = 1 - pearson_correlation(p_s, p_t, dim=1).mean()
+    intra = 1 - pearson_correlation(p_s, p_t, dim=0).mean()
+    return inter, intra
+
+
+def dist_loss(student_logits, teacher_logits, T, beta=1.0, gamma=1.0, weight=1.0):
+    """weight * L_DIST, (B, K) x2 -> (); weight (the KD weight) times T^2 is taken first, as one float.
+    Not 0 for identical logits: eps dominates once p^T is nearly uniform (K = 100, T = 100: 33.7).
+
+    KD term only: no cross-entropy; DIST's CIFAR-100 recipe adds CE with weight 1 and uses weight=2."""
+    inter, intra = dist_relations(student_logits, teacher_logits, T)
+    return weight * T**2 * (beta * inter + gamma * intra)
+
+
+# ==============================================================================================
+# Modules: each method as an nn.Module with declared, checked hyperparameters; it adds its paper's CE
+
+
+# The temperatures every loss accepts: finite losses and gradients at +-1e3 logits (tests/test_kd.py).
+T_RANGE = (0.5, 100.0)
+WEIGHT = (0.0, None)  # a loss weight: any number >= 0
 
 
 def check_hparam(method, key, value, spec):
@@ -132,17 +367,20 @@ def check_hparam(method, key, value, spec):
     return value if isinstance(default, int) else float(value)
 
 
-# The temperatures every loss accepts: finite losses and gradients at +-1e3 logits (tests/test_kd.py).
-T_RANGE = (0.5, 100.0)
-WEIGHT = (0.0, None)  # a loss weight: any number >= 0
+def cross_entropy(logits, labels):
+    """CE on raw (T = 1) logits (B, K) against hard labels (B,) or soft targets (B, K) -> (); fp32 or above."""
+    logits = f32(logits)
+    if labels.is_floating_point():
+        return -(f32(labels) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    return F.cross_entropy(logits, labels.long())
 
 
-class Distiller(nn.Module):
-    """A method as a module: total = ce_weight * CE(s, labels) [when ce_weight > 0] + kd_term(...).
+class Distiller(torch.nn.Module):
+    """A method as a module: loss = ce_weight * CE(s, labels) [when ce_weight > 0] + kd_term(...).
 
-    Subclasses declare HPARAMS {name: (default, low, high)}; the constructor checks every value and
-    keeps them in `self.hparams` (and as attributes). Flags tell a training loop what the method
-    needs. `parts` keeps detached components for logging (no host sync)."""
+    Subclasses declare HPARAMS {name: (default, low, high)}, ce_weight first; the constructor checks every
+    value and keeps them in `self.hparams` (and as attributes). Flags tell a training loop what the method
+    needs. `parts` keeps the detached "kd" and "ce" of the last call (CTKD: also "T") for logging."""
 
     name = "base"
     HPARAMS = {}
@@ -168,133 +406,74 @@ class Distiller(nn.Module):
         return self.kd_needs_labels or self.ce_weight > 0
 
     def forward(self, student_logits, teacher_logits, labels=None, epoch=None):
-        is_pair = [isinstance(x, (tuple, list)) and len(x) == 2 for x in (student_logits, teacher_logits)]
-        if self.needs_two_views and not all(is_pair):
-            raise ValueError(f"{self.name} needs two views: pass (weak, strong) tuples of logits")
-        views = student_logits if self.needs_two_views else (student_logits,)
-        if self.needs_labels and labels is None:
-            raise ValueError(f"{self.name} needs labels (ce_weight={self.ce_weight})")
-        if self.needs_epoch and (epoch is None or epoch < 1):
-            raise ValueError(f"{self.name} needs epoch (1-indexed) for its schedule, got {epoch}")
-        if self.batch_coupled and views[0].shape[0] < 2:
-            raise ValueError(f"{self.name} is batch-coupled and needs a batch of at least 2 examples")
+        student_views = self.check_inputs(student_logits, teacher_logits, labels, epoch)
         kd = self.kd_term(student_logits, teacher_logits, labels, epoch)
         self.parts["kd"] = kd.detach()
         if self.ce_weight > 0:
-            ce = sum(cross_entropy(v, labels) for v in views)
+            ce = sum(cross_entropy(v, labels) for v in student_views)
             self.parts["ce"] = ce.detach()
             return self.ce_weight * ce + kd
         return kd
 
-
-# ==============================================================================================
-# KD -- the study's baseline: teacher matching only (no CE), T swept
+    def check_inputs(self, student_logits, teacher_logits, labels, epoch):
+        """The student's views (one, or MLKD's two) if the call gives what the method needs, else ValueError."""
+        pairs = [(student_logits, teacher_logits)]
+        if self.needs_two_views:
+            if not all(isinstance(x, (tuple, list)) and len(x) == 2 for x in (student_logits, teacher_logits)):
+                raise ValueError(f"{self.name} needs two views: pass (weak, strong) tuples of (B, K) logits for both")
+            pairs = list(zip(student_logits, teacher_logits))
+        for s, t in pairs:
+            shapes = [tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__ for x in (s, t)]
+            if not (isinstance(s, torch.Tensor) and s.dim() == 2 and shapes[0] == shapes[1]):
+                raise ValueError(f"{self.name}: pass student and teacher logits of the same shape (B, K), got {shapes}")
+        if self.needs_labels and labels is None:
+            why = "for its KD term" if self.kd_needs_labels else f"for its CE, ce_weight={self.ce_weight}"
+            raise ValueError(f"{self.name} needs labels {why}: pass labels= (B,) class indices or (B, K) soft labels")
+        if self.needs_epoch and (epoch is None or epoch < 1):
+            raise ValueError(f"{self.name} needs epoch for its schedule: pass epoch=, counted from 1 (got {epoch})")
+        if self.batch_coupled and pairs[0][0].shape[0] < 2:
+            raise ValueError(f"{self.name} is batch-coupled and needs a batch of at least 2 examples: pass B >= 2")
+        return [s for s, _ in pairs]
 
 
 class KDLoss(Distiller):
-    """kd_weight * T^2 KL(p^T(t) || p^T(s)) [+ ce_weight CE]; default 4.0 here, the study sweeps T."""
+    """No CE by default + kd_weight * kd_loss: the study's baseline; T is what the study sweeps."""
 
     name = "kd"
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT), "t2": (True, None, None)}
+    HPARAMS = {"ce_weight": (0.0, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (1.0, *WEIGHT),
+               "t2": (True, None, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
         return self.kd_weight * kd_loss(s, t, self.T, self.t2)
 
 
-# ==============================================================================================
-# DKD -- Zhao, Cui, Song, Qiu, Liang, "Decoupled Knowledge Distillation", CVPR 2022, arXiv 2203.08679
-
-
-def dkd_terms(student_logits, teacher_logits, target, T):
-    """(TCKD_n, NCKD_n), each (B,), T^2 included; target (B,) int64 ground-truth classes.
-
-    TCKD = T^2 KL([p_y, 1-p_y] || [q_y, 1-q_y]);  NCKD = T^2 KL(p_{j!=y} / (1-p_y) || q_{j!=y} / (1-q_y)).
-    Identity: KL(p||q) = TCKD + (1 - p_y) NCKD (at T^2 = 1)."""
-    s, t = _f32(student_logits) / T, _f32(teacher_logits) / T
-    is_y = F.one_hot(target, s.shape[1]).bool()
-    bin_t = torch.stack(binary_log_probs(t, target), 1)
-    bin_s = torch.stack(binary_log_probs(s, target), 1)
-    tckd = kl_from_log_probs(bin_t, bin_s)
-    nckd = kl_from_log_probs(masked_log_softmax(t, is_y), masked_log_softmax(s, is_y))
-    return tckd * (T * T), nckd * (T * T)
-
-
 class DKDLoss(Distiller):
-    """ce CE + rho(e) kd_weight mean(alpha TCKD + beta NCKD); mdistiller's CIFAR-100 defaults (beta 8;
+    """CE 1 + warmup_factor(e, warmup) * kd_weight * dkd_loss; mdistiller's CIFAR-100 defaults (beta 8;
     some of its other configs use 2 or 6)."""
 
     name, kd_needs_labels, needs_epoch = "dkd", True, True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
+    HPARAMS = {"ce_weight": (1.0, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (1.0, *WEIGHT),
                "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "warmup": (20, 1, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
-        tckd, nckd = dkd_terms(s, t, class_indices(labels), self.T)
-        self.parts.update(tckd=tckd.mean().detach(), nckd=nckd.mean().detach())
         rho = warmup_factor(epoch, self.warmup)
-        return rho * self.kd_weight * (self.alpha * tckd + self.beta * nckd).mean()
-
-
-# ==============================================================================================
-# EA-KD -- Su et al., "EA-KD: Entropy-based Adaptive Knowledge Distillation", ICCV 2025, arXiv 2311.13621
-
-
-@torch.no_grad()
-def entropy_weights(student_logits, teacher_logits, entropy_T=3.0, h_ub=None):
-    """w_n = 1/2 H^T_n (1 + H^S_n / H_ub), entropies of p^{tau'} in nats, detached; (B, K) x2 -> (B,).
-
-    Exact entropies (the official code uses log(p + 1e-10)); h_ub=None means log K (paper), the
-    official CIFAR code uses the literal 100.0."""
-    s, t = _f32(student_logits), _f32(teacher_logits)
-    h_ub = math.log(s.shape[1]) if h_ub is None else h_ub
-    h_t = entropy_from_log_probs(F.log_softmax(t / entropy_T, dim=1))
-    h_s = entropy_from_log_probs(F.log_softmax(s / entropy_T, dim=1))
-    return 0.5 * h_t * (1.0 + h_s / h_ub)
+        return rho * self.kd_weight * dkd_loss(s, t, labels, self.T, self.alpha, self.beta)
 
 
 class EAKDLoss(Distiller):
-    """ce CE + kd_weight mean(w_n KD_n), w_n unnormalised entropy weights; EA-KD's CIFAR-100 defaults."""
+    """CE 0.1 + kd_weight (0.9) * eakd_loss; EA-KD's CIFAR-100 defaults, h_ub=None meaning log K."""
 
     name = "eakd"
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
+    HPARAMS = {"ce_weight": (0.1, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (0.9, *WEIGHT),
                "entropy_T": (3.0, *T_RANGE), "h_ub": (None, 1e-3, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
-        w = entropy_weights(s, t, self.entropy_T, self.h_ub)
-        self.parts["mean_w"] = w.mean()
-        return self.kd_weight * (w * kd_per_sample(s, t, self.T)).mean()
-
-
-# ==============================================================================================
-# CTKD -- Li et al., "Curriculum Temperature for Knowledge Distillation", AAAI 2023, arXiv 2211.16231
-
-
-class _ReverseGradient(torch.autograd.Function):
-    """Identity forward; backward multiplies the gradient by -lam (lam a Python float)."""
-
-    @staticmethod
-    def forward(ctx, x, lam):
-        ctx.lam = lam
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -ctx.lam * grad, None
-
-
-def reverse_gradient(x, lam):
-    """Gradient reversal layer: y = x, dL/dx = -lam dL/dy."""
-    return _ReverseGradient.apply(x, lam)
-
-
-def cosine_lambda(epoch, ramp_epochs, lam_min=0.0, lam_max=1.0):
-    """lam_e = lam_min + 1/2 (lam_max - lam_min)(1 - cos(pi min(e, N) / N)), epochs 1-indexed."""
-    return lam_min + 0.5 * (lam_max - lam_min) * (1 - math.cos(math.pi * min(epoch, ramp_epochs) / ramp_epochs))
+        return self.kd_weight * eakd_loss(s, t, self.T, self.entropy_T, self.h_ub)
 
 
 class CTKDLoss(Distiller):
-    """Global curriculum temperature T(theta) = T_start + T_range sigmoid(theta), learned adversarially
-    through a gradient reversal layer scaled by lambda_e (cosine ramp over `ramp_epochs`).
-    Add `self.parameters()` (theta) to the optimizer; keep it in fp32."""
+    """CE 0.1 + kd_weight (0.9) * ctkd_loss at the learned T(theta), reversed gradient scaled by
+    cosine_lambda(e, ramp_epochs). Add `self.parameters()` (theta) to the optimizer; keep it in fp32."""
 
     name, needs_epoch = "ctkd", True
     HPARAMS = {"ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT), "T_start": (1.0, *T_RANGE),
@@ -303,12 +482,11 @@ class CTKDLoss(Distiller):
 
     def __init__(self, **hparams):
         super().__init__(**hparams)
-        self.theta = nn.Parameter(torch.full((1,), float(self.theta_init)))
+        self.theta = torch.nn.Parameter(torch.full((1,), float(self.theta_init)))
 
     def temperature(self, theta=None):
-        """T(theta) = T_start + T_range sigmoid(theta), a 0-dim tensor (differentiable in theta)."""
-        theta = self.theta if theta is None else theta
-        return (self.T_start + self.T_range * torch.sigmoid(theta.float())).squeeze(0)
+        """T(theta), a 0-dim tensor differentiable in theta (default: self.theta, no gradient reversal)."""
+        return ctkd_temperature(self.theta if theta is None else theta, self.T_start, self.T_range)
 
     def current_T(self):
         """Detached current temperature, 0-dim tensor (for logging)."""
@@ -317,67 +495,26 @@ class CTKDLoss(Distiller):
     def kd_term(self, s, t, labels, epoch):
         T = self.temperature(reverse_gradient(self.theta, cosine_lambda(epoch, self.ramp_epochs)))
         self.parts["T"] = T.detach()
-        return self.kd_weight * kd_loss(s, t, T)
-
-
-# ==============================================================================================
-# LS -- Sun et al., "Logit Standardization in Knowledge Distillation", CVPR 2024, arXiv 2403.01427
-
-
-def standardize_logits(z, unbiased=True, eps=1e-7):
-    """Z(z) = (z - mean(z)) / (std(z) + eps) per row (B, K); unbiased std (K-1) as in the code."""
-    z = _f32(z)
-    return (z - z.mean(1, keepdim=True)) / (z.std(1, keepdim=True, unbiased=unbiased) + eps)
+        return self.kd_weight * ctkd_loss(s, t, T)
 
 
 class LSKDLoss(Distiller):
-    """KD on z-scored logits: kd_weight T^2 KL(p^T(Z(t)) || p^T(Z(s))); LS's CIFAR-100 defaults."""
+    """CE 0.1 + kd_weight (9) * lskd_loss; LS's CIFAR-100 defaults (base temperature 2)."""
 
     name = "lskd"
-    HPARAMS = {"T": (2.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (9.0, *WEIGHT),
+    HPARAMS = {"ce_weight": (0.1, *WEIGHT), "T": (2.0, *T_RANGE), "kd_weight": (9.0, *WEIGHT),
                "unbiased_std": (True, None, None)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
-        z_s, z_t = standardize_logits(s, self.unbiased_std), standardize_logits(t, self.unbiased_std)
-        return self.kd_weight * kd_loss(z_s, z_t, self.T)
-
-
-# ==============================================================================================
-# MLKD -- Jin, Wang, Lin, "Multi-Level Logit Distillation", CVPR 2023 (pp. 24276-24285)
-
-
-def batch_correlation_loss(p_s, p_t):
-    """(1/B) ||P_t P_t^T - P_s P_s^T||_F^2 on probabilities (B, K) -> (); Gram in fp32."""
-    with torch.autocast(p_s.device.type, enabled=False):
-        p_s, p_t = _f32(p_s), _f32(p_t)
-        return (p_t @ p_t.T - p_s @ p_s.T).pow(2).sum() / p_s.shape[0]
-
-
-def class_correlation_loss(p_s, p_t):
-    """(1/K) ||P_t^T P_t - P_s^T P_s||_F^2 on probabilities (B, K) -> (); Gram in fp32."""
-    with torch.autocast(p_s.device.type, enabled=False):
-        p_s, p_t = _f32(p_s), _f32(p_t)
-        return (p_t.T @ p_t - p_s.T @ p_s).pow(2).sum() / p_s.shape[1]
-
-
-@torch.no_grad()
-def mlkd_mask_fractions(teacher_weak_logits):
-    """Official code's masks reduce to scalars: f_b = mean_n [c_n <= median c], c_n = max_i p^1_ni,
-    and f_c = mean_j [cbar_j <= median cbar], cbar_j = sum_n p^1_nj (teacher weak view, T=1)."""
-    p = F.softmax(_f32(teacher_weak_logits), dim=1)
-    conf, class_conf = p.max(1).values, p.sum(0)
-    f_b = (conf <= torch.quantile(conf, 0.5)).float().mean()
-    f_c = (class_conf <= torch.quantile(class_conf, 0.5)).float().mean()
-    return f_b, f_c
+        return self.kd_weight * lskd_loss(s, t, self.T, self.unbiased_std)
 
 
 class MLKDLoss(Distiller):
-    """Multi-level KD, faithful to the official code: masks are scalars f_b, f_c; the strong-view
-    instance block reads weak logits from its 4th temperature on; class/batch terms use the weak view
-    only. Temperatures: (T, *temperatures); CE is applied to both student views."""
+    """CE 0.1 on each student view + kd_weight (0.9) * mlkd_loss; logits are (weak, strong) tuples;
+    temperatures (T, *temperatures), the official CIFAR-100 defaults."""
 
     name, needs_two_views, batch_coupled = "mlkd", True, True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (0.1, *WEIGHT), "kd_weight": (0.9, *WEIGHT),
+    HPARAMS = {"ce_weight": (0.1, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (0.9, *WEIGHT),
                "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE)}  # fmt: skip
 
     def __init__(self, **hparams):
@@ -385,43 +522,14 @@ class MLKDLoss(Distiller):
         self.temps = (self.T,) + tuple(self.temperatures)
 
     def kd_term(self, s, t, labels, epoch):
-        (s_w, s_s), (t_w, t_s) = s, t
-        f_b, f_c = mlkd_mask_fractions(t_w)
-        inst_weak = sum(kd_loss(s_w, t_w, T) for T in self.temps)
-        inst_strong = sum(kd_loss(s_s, t_s, T) for T in self.temps[:3])  # code: (tau_0, 3, 5) strong
-        inst_strong = inst_strong + sum(kd_loss(s_w, t_w, T) for T in self.temps[3:])  # (2, 6) weak
-        p = [(F.softmax(_f32(s_w) / T, 1), F.softmax(_f32(t_w) / T, 1)) for T in self.temps]
-        batch = sum(batch_correlation_loss(ps, pt) for ps, pt in p)
-        klass = sum(class_correlation_loss(ps, pt) for ps, pt in p)
-        self.parts.update(instance=(f_b * inst_weak + inst_strong).detach(), batch=batch.detach(), klass=klass.detach())
-        return self.kd_weight * (f_b * inst_weak + inst_strong + f_c * klass + f_b * batch)
-
-
-# ==============================================================================================
-# RLD -- Sun et al., "Knowledge Distillation with Refined Logits", ICCV 2025, arXiv 2408.07703
-
-
-def rld_terms(student_logits, teacher_logits, target, T, tau_c):
-    """(SCD_n, MCD_n), each (B,), squared temperatures included; target (B,) int64.
-
-    SCD = tau_c^2 KL([max p^tc(t), 1 - max] || [p^tc(s)_y, 1 - p^tc(s)_y]);
-    MCD = T^2 KL(p^T(t) || p^T(s)) over classes i with t_i < t_y only (0 if none)."""
-    s, t = _f32(student_logits), _f32(teacher_logits)
-    bin_t = torch.stack(binary_log_probs(t / tau_c, t.argmax(1)), 1)
-    bin_s = torch.stack(binary_log_probs(s / tau_c, target), 1)
-    scd = kl_from_log_probs(bin_t, bin_s) * (tau_c * tau_c)
-    masked = t >= t.gather(1, target[:, None])  # the truth and every class ranked at or above it
-    log_pt, log_ps = masked_log_softmax(t / T, masked), masked_log_softmax(s / T, masked)
-    mcd = kl_from_log_probs(log_pt, log_ps) * (T * T)  # an all-masked row gives exactly 0
-    return scd, mcd
+        return self.kd_weight * mlkd_loss(s, t, self.T, self.temperatures)
 
 
 class RLDLoss(Distiller):
-    """ce CE + rho(e) kd_weight mean(alpha SCD + beta MCD); tau_c=None means tau_c = T (the official
-    README's command; its config file's default is 1.0)."""
+    """CE 1 + warmup_factor(e, warmup) * kd_weight * rld_loss; zju-SWJ/RLD's defaults, tau_c=None meaning T."""
 
     name, kd_needs_labels, needs_epoch = "rld", True, True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (1.0, *WEIGHT),
+    HPARAMS = {"ce_weight": (1.0, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (1.0, *WEIGHT),
                "alpha": (1.0, *WEIGHT), "beta": (8.0, *WEIGHT), "tau_c": (None, *T_RANGE),
                "warmup": (20, 1, None)}  # fmt: skip
 
@@ -430,53 +538,23 @@ class RLDLoss(Distiller):
         self.tau_c = self.T if self.tau_c is None else self.tau_c
 
     def kd_term(self, s, t, labels, epoch):
-        scd, mcd = rld_terms(s, t, class_indices(labels), self.T, self.tau_c)
-        self.parts.update(scd=scd.mean().detach(), mcd=mcd.mean().detach())
         rho = warmup_factor(epoch, self.warmup)
-        return rho * self.kd_weight * (self.alpha * scd + self.beta * mcd).mean()
-
-
-# ==============================================================================================
-# DIST -- Huang, You, Wang, Qian, Xu, "Knowledge Distillation from A Stronger Teacher",
-#         NeurIPS 2022, arXiv 2205.10536
-
-
-def pearson_correlation(a, b, dim, eps=1e-8):
-    """rho(u, v) = <u - u_bar, v - v_bar> / (||u - u_bar|| ||v - v_bar|| + eps) along dim."""
-    a = a - a.mean(dim, keepdim=True)
-    b = b - b.mean(dim, keepdim=True)
-    return (a * b).sum(dim) / (a.norm(dim=dim) * b.norm(dim=dim) + eps)
-
-
-def dist_relations(student_logits, teacher_logits, T):
-    """(L_inter, L_intra), each (), without the T^2 factor: 1 - mean rho over rows (classes of one
-    sample) and over columns (one class across the batch) of p^T(s) vs p^T(t)."""
-    p_s = F.softmax(_f32(student_logits) / T, dim=1)
-    p_t = F.softmax(_f32(teacher_logits) / T, dim=1)
-    inter = 1 - pearson_correlation(p_s, p_t, dim=1).mean()
-    intra = 1 - pearson_correlation(p_s, p_t, dim=0).mean()
-    return inter, intra
+        return rho * self.kd_weight * rld_loss(s, t, labels, self.T, self.alpha, self.beta, self.tau_c)
 
 
 class DISTLoss(Distiller):
-    """ce CE + kd_weight T^2 (beta L_inter + gamma L_intra); DIST's CIFAR-100 defaults (dist_t4).
-
-    Not 0 for identical logits: the official eps = 1e-8 dominates once p^T is nearly uniform
-    (K = 100: 7.4e-5 at T = 4, 0.86 at T = 40, 33.7 at T = 100)."""
+    """CE 1 + dist_loss with weight=kd_weight (2); DIST's CIFAR-100 defaults (dist_t4)."""
 
     name, batch_coupled = "dist", True
-    HPARAMS = {"T": (4.0, *T_RANGE), "ce_weight": (1.0, *WEIGHT), "kd_weight": (2.0, *WEIGHT),
+    HPARAMS = {"ce_weight": (1.0, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (2.0, *WEIGHT),
                "beta": (1.0, *WEIGHT), "gamma": (1.0, *WEIGHT)}  # fmt: skip
 
     def kd_term(self, s, t, labels, epoch):
-        inter, intra = dist_relations(s, t, self.T)
-        self.parts.update(inter=inter.detach(), intra=intra.detach())
-        return self.kd_weight * self.T**2 * (self.beta * inter + self.gamma * intra)
+        return dist_loss(s, t, self.T, self.beta, self.gamma, weight=self.kd_weight)
 
 
-# ==============================================================================================
-# Registry: every method by name (the one list the scripts, the grid and the tests use)
-
+# Every method by name (the one list the scripts, the grid and the tests use). The CE each adds by
+# default (ce_weight): kd 0 (none), dkd 1, eakd 0.1, ctkd 0.1, lskd 0.1, mlkd 0.1 per view, rld 1, dist 1.
 METHODS = {cls.name: cls for cls in (KDLoss, DKDLoss, EAKDLoss, CTKDLoss, LSKDLoss, MLKDLoss, RLDLoss, DISTLoss)}
 
 
@@ -488,8 +566,12 @@ def default_hparams(name):
 
 
 def build_loss(name, **hparams):
-    """The loss module of method `name` in METHODS; hyperparameters as keywords, each checked against
-    its declared type and range (ValueError), unknown names refused (TypeError)."""
+    """The module of method `name` in METHODS: loss(student_logits, teacher_logits, labels=None, epoch=None)
+    = ce_weight * CE + the method's KD term. Hyperparameters as keywords, each checked against its declared
+    type and range (ValueError); unknown names are refused (TypeError).
+
+    CE added by default (ce_weight): kd 0 (none), dkd 1, eakd 0.1, ctkd 0.1, lskd 0.1, mlkd 0.1 per view,
+    rld 1, dist 1. Pass ce_weight=0.0 for the KD term alone (a loop that adds CE itself)."""
     if name not in METHODS:
         raise ValueError(f"unknown KD method {name!r}; valid: {', '.join(METHODS)}")
     return METHODS[name](**hparams)
@@ -503,8 +585,9 @@ def soft_target_loss(student_logits, target_probs, T, t2=True):
     """T^2 * KL(target || softmax(s/T)), batchmean, for any target distribution (B, K) -> ().
 
     0 log 0 = 0 via xlogy, so exact zeros in the target (one-hot, smoothing) are fine."""
-    s, p = _f32(student_logits), _f32(target_probs)
-    _check_pair(s, p)
+    s, p = f32(student_logits), f32(target_probs)
+    if s.dim() != 2 or s.shape != p.shape:
+        raise ValueError(f"pass logits and target probabilities of the same shape (B, K), got {s.shape}, {p.shape}")
     kl = (torch.xlogy(p, p) - p * F.log_softmax(s / T, dim=1)).sum(1)
     return (kl * (T * T) if t2 else kl).mean()
 
@@ -552,7 +635,7 @@ def soft_targets(teacher_logits, T, signal="teacher", k=None, generator=None, me
     teacher: p^T(t). smooth-global: one smoothing coefficient whose target entropy equals the batch
     mean of H(p^T(t_n)) (or `mean_entropy`, e.g. a dataset mean). smooth-instance: one per row.
     Smoothed targets are centred at the teacher's argmax. bottomk: see `bottom_randomized`."""
-    t = _f32(teacher_logits)
+    t = f32(teacher_logits)
     K = t.shape[1]
     if signal == "teacher":
         return F.softmax(t / T, dim=1)
@@ -577,7 +660,7 @@ def soft_targets(teacher_logits, T, signal="teacher", k=None, generator=None, me
 
 def relative_entropy(probs):
     """H(p) / log K per row, (B, K) probabilities -> (B,) in [0, 1]."""
-    p = _f32(probs)
+    p = f32(probs)
     return -torch.xlogy(p, p).sum(-1) / math.log(p.shape[-1])
 
 
@@ -585,7 +668,7 @@ def relative_entropy_without_max(probs):
     """H(p without its argmax, renormalised) / log(K-1), (B, K) -> (B,). Needs K >= 3.
 
     For near-one-hot rows prefer `relative_entropies(logits, T)` (no 1 - p_max cancellation)."""
-    p = _f32(probs)
+    p = f32(probs)
     if p.shape[-1] < 3:
         raise ValueError("relative_entropy_without_max needs K >= 3 classes")
     rest = p.scatter(-1, p.argmax(-1, keepdim=True), 0.0)
@@ -597,7 +680,7 @@ def relative_entropy_without_max(probs):
 def relative_entropies(logits, T):
     """(H_rel, H_rel_without_max), each (B,), of softmax(logits / T), computed from log_softmax with
     the argmax masked out (exact even when p_max rounds to 1). Needs K >= 3."""
-    z = _f32(logits) / T
+    z = f32(logits) / T
     K = z.shape[1]
     if K < 3:
         raise ValueError("relative_entropies needs K >= 3 classes")
@@ -612,7 +695,7 @@ def related_mass_share(logits, labels, related, T=1.0):
     """Where the wrong-class probability goes: per row, the share of sum_{j != y} p_j that falls on classes
     related to the true class y, p = softmax(logits / T); (B, K), (B,) int64, (K, K) bool -> (B,).
     Chance (a uniform tail) is (related[y].sum() - related[y, y]) / (K - 1)."""
-    p = F.softmax(_f32(logits) / T, dim=1)
+    p = F.softmax(f32(logits) / T, dim=1)
     wrong = p.scatter(1, labels[:, None], 0.0)
     related = related[labels].clone()
     related[torch.arange(len(labels)), labels] = False
@@ -622,7 +705,7 @@ def related_mass_share(logits, labels, related, T=1.0):
 @torch.no_grad()
 def mean_sorted_softmax(logits, T):
     """Batch mean of each row's softmax(logits / T) sorted in descending order, (B, K) -> (K,)."""
-    return F.softmax(_f32(logits) / T, dim=1).sort(dim=1, descending=True).values.mean(0)
+    return F.softmax(f32(logits) / T, dim=1).sort(dim=1, descending=True).values.mean(0)
 
 
 # ==============================================================================================

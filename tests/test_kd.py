@@ -5,10 +5,13 @@ compared at ~1e-5 relative. Section numbers refer to docs/METHODS.md.
 """
 
 import ast
+import builtins
 import math
 import pathlib
+import re
 import subprocess
 import sys
+import textwrap
 
 import pytest
 import torch
@@ -725,8 +728,42 @@ def test_kd_imports_without_numpy_timm_torchvision():
 
 
 # ---------------------------------------------------------------------------------------------
-# Copyable: each method runs from "Shared pieces" plus its own section, as kd.py's docstring says
+# Modules: CE defaults in plain sight, errors that say what to pass
 
+
+def test_each_methods_ce_default_is_stated_where_it_is_built():
+    doc = " ".join(kd.build_loss.__doc__.split())
+    for name, cls in kd.METHODS.items():
+        ce = cls.HPARAMS["ce_weight"][0]
+        assert next(iter(cls.HPARAMS)) == "ce_weight", f"{name}: HPARAMS should list ce_weight first"
+        assert f" {name} {ce:g}" in doc, f"build_loss's docstring misses {name}'s CE weight {ce:g}"
+        plain = " ".join(PLAIN_FUNCTION[name].__doc__.split())
+        assert "KD term only: no cross-entropy" in plain
+        assert (f"CE with weight {ce:g}" if ce > 0 else "adds none") in plain, f"{name}: say which CE its paper adds"
+
+
+def test_forward_errors_say_what_to_pass():
+    s, t, y = random_logits(33)
+    cases = [
+        ("dkd", {}, (s, t), {"epoch": 1}, "dkd needs labels for its KD term: pass labels="),
+        ("eakd", {}, (s, t), {}, "eakd needs labels for its CE, ce_weight=0.1: pass labels="),
+        ("dkd", {}, (s, t), {"labels": y}, "dkd needs epoch for its schedule: pass epoch=, counted from 1"),
+        ("rld", {}, (s, t), {"labels": y, "epoch": 0}, r"counted from 1 \(got 0\)"),
+        ("mlkd", {}, (s, t), {"labels": y}, r"mlkd needs two views: pass \(weak, strong\) tuples"),
+        ("kd", {}, (s, t[:, :3]), {}, r"same shape \(B, K\), got \[\(4, 5\), \(4, 3\)\]"),
+        ("kd", {}, ((s, s), (t, t)), {}, r"kd: pass student and teacher logits of the same shape"),
+        ("mlkd", {"ce_weight": 0.0}, ((s, s), (t, t[:2])), {}, r"got \[\(4, 5\), \(2, 5\)\]"),
+        ("dist", {"ce_weight": 0.0}, (s[:1], t[:1]), {}, "at least 2 examples: pass B >= 2"),
+    ]
+    for name, hparams, logits, keywords, message in cases:
+        with pytest.raises(ValueError, match=message):
+            kd.build_loss(name, **hparams)(*logits, **keywords)
+
+
+# ---------------------------------------------------------------------------------------------
+# Copyable: each method runs from "Math helpers" plus its own section, as kd.py's docstring says
+
+RULE = "# " + "=" * 94 + "\n"
 SECTION_OF = {
     "kd": "KD --",
     "dkd": "DKD --",
@@ -737,28 +774,103 @@ SECTION_OF = {
     "rld": "RLD --",
     "dist": "DIST --",
 }
+PLAIN_FUNCTION = {
+    "kd": kd.kd_loss,
+    "dkd": kd.dkd_loss,
+    "eakd": kd.eakd_loss,
+    "ctkd": kd.ctkd_loss,
+    "lskd": kd.lskd_loss,
+    "mlkd": kd.mlkd_loss,
+    "rld": kd.rld_loss,
+    "dist": kd.dist_loss,
+}
 
 
-def kd_sections():
-    """{title: source} of kd.py's sections (split at its '# ====' rules); '' is the part before the first."""
-    rule = "# " + "=" * 94
-    parts = (ROOT / "kd.py").read_text().split(rule + "\n")
-    sections = {"": parts[0]}
-    for part in parts[1:]:
-        title, _, body = part.partition("\n")
-        sections[title.lstrip("# ")] = body
-    return sections
+def kd_section(title_start):
+    """kd.py's section whose title starts with title_start, from its '# ====' rule up to the next rule."""
+    found = [
+        RULE + part for part in (ROOT / "kd.py").read_text().split(RULE)[1:] if part.startswith("# " + title_start)
+    ]
+    assert len(found) == 1, f"kd.py has no single section titled {title_start!r}"
+    return found[0]
 
 
+def method_copy(name):
+    """What kd.py's docstring says to copy for one method: the "Math helpers" section, then the method's own."""
+    return kd_section("Math helpers") + kd_section(SECTION_OF[name])
+
+
+def run_copy(name):
+    """The namespace of method_copy(name) executed afresh, where only torch and math can be imported."""
+
+    def only_torch(module, *args, **kwargs):
+        if module.split(".")[0] not in ("torch", "math"):
+            raise ImportError(f"the copy of {name} imports {module}: only torch and math are allowed")
+        return builtins.__import__(module, *args, **kwargs)
+
+    namespace = {"__builtins__": {**vars(builtins), "__import__": only_torch}, "__name__": f"copy_of_{name}"}
+    exec(compile(method_copy(name), f"<copy of {name}>", "exec"), namespace)
+    return namespace
+
+
+def copied_kd_term(f, name, s, t, y, epoch, theta):
+    """The module's default KD term (its weight and schedule included) from the copied plain functions f."""
+    if name == "kd":
+        return f["kd_loss"](s, t, 4.0)
+    if name == "dkd":
+        return f["warmup_factor"](epoch, 20) * f["dkd_loss"](s, t, y, 4.0, alpha=1.0, beta=8.0)
+    if name == "eakd":
+        return 0.9 * f["eakd_loss"](s, t, 4.0, entropy_T=3.0)
+    if name == "ctkd":
+        T = f["ctkd_temperature"](f["reverse_gradient"](theta, f["cosine_lambda"](epoch, 10)), 1.0, 20.0)
+        return 0.9 * f["ctkd_loss"](s, t, T)
+    if name == "lskd":
+        return 9.0 * f["lskd_loss"](s, t, 2.0)
+    if name == "mlkd":
+        return 0.9 * f["mlkd_loss"](s, t, 4.0, (3.0, 5.0, 2.0, 6.0))
+    if name == "rld":
+        return f["warmup_factor"](epoch, 20) * f["rld_loss"](s, t, y, 4.0, alpha=1.0, beta=8.0)
+    return f["dist_loss"](s, t, 4.0, beta=1.0, gamma=1.0, weight=2.0)
+
+
+@pytest.mark.parametrize("epoch", [3, 30])
 @pytest.mark.parametrize("name", METHODS)
-def test_each_method_runs_from_shared_pieces_plus_its_own_section(name):
-    sections = kd_sections()
-    own = [title for title in sections if title.startswith(SECTION_OF[name])]
-    assert len(own) == 1, f"kd.py has no single section for {name}: {list(sections)}"
-    namespace = {}
-    exec(compile(sections[""] + sections["Shared pieces"] + sections[own[0]], f"copied-{name}", "exec"), namespace)
-    cls = next(v for v in namespace.values() if isinstance(v, type) and getattr(v, "name", None) == name)
+def test_each_method_copied_alone_matches_the_module_bit_for_bit(name, epoch):
+    f = run_copy(name)
+    assert PLAIN_FUNCTION[name].__name__ in f and "build_loss" not in f
     s, t, y = random_logits(31, B=8, K=10)
-    copied, original = cls(), kd.build_loss(name)
-    assert copied.hparams == original.hparams
-    assert torch.equal(call(copied, s, t, y, epoch=3), call(original, s, t, y, epoch=3))
+    module = kd.build_loss(name, ce_weight=0.0)  # its KD term alone, at the defaults
+    s_module, s_copy = s.clone().requires_grad_(), s.clone().requires_grad_()
+    theta = torch.ones(1, requires_grad=True)  # CTKD's theta_init
+    expected = call(module, s_module, t, y, epoch)
+    if name == "mlkd":  # (weak, strong) views, as `call` builds them
+        copied = copied_kd_term(f, name, (s_copy, s_copy.flip(0)), (t, t.flip(0)), y, epoch, theta)
+    else:
+        copied = copied_kd_term(f, name, s_copy, t, y, epoch, theta)
+    expected.backward()
+    copied.backward()
+    assert torch.equal(copied, expected) and torch.equal(s_copy.grad, s_module.grad)
+    if name == "ctkd":
+        assert torch.equal(theta.grad, module.theta.grad)
+
+
+def test_the_docstring_example_runs_on_the_dkd_copy_and_matches_the_module():
+    block = re.search(r"\n\n((?: {4}\S.*\n)+)", kd.__doc__).group(1)  # the first indented block
+    example = textwrap.dedent(block)
+    assert len(example.splitlines()) == 3 and "dkd_loss" in example
+    f = run_copy("dkd")
+    s, t, y = random_logits(34, B=8, K=10)
+    s_copy, s_module = s.clone().requires_grad_(), s.clone().requires_grad_()
+    f.update(student_logits=s_copy, teacher_logits=t, labels=y, epoch=3)
+    exec(example, f)
+    expected = kd.build_loss("dkd")(s_module, t, labels=y, epoch=3)  # CE 1 + warmup * DKD, its defaults
+    expected.backward()
+    assert torch.equal(f["loss"], expected) and torch.equal(s_copy.grad, s_module.grad)
+
+
+def test_the_dkd_copy_is_as_short_as_the_docstring_says():
+    lines = method_copy("dkd").rstrip("\n").splitlines()
+    claim = re.search(r"DKD: about (\d+) lines, (\d+) not blank", " ".join(kd.__doc__.split()))
+    assert claim, "kd.py's docstring should say how long the DKD copy is"
+    not_blank = [line for line in lines if line.strip()]
+    assert abs(len(lines) - int(claim.group(1))) <= 5 and abs(len(not_blank) - int(claim.group(2))) <= 3
