@@ -230,7 +230,7 @@ def sgd_crossover(rows):
             Part(key, groups[top], trend_of(lines[top]), kind="part",
                  name=f"large-T lead (the trend) at the longest budget, {budget_name(by_budget[top], top)}"),
         ]  # fmt: skip
-        name = f"{describe(key)}, {short} and {top} epochs"
+        name = describe(dict(key, epochs=f"{short} and {top}"))
         evidence = [f"{describe(key)} {budget_name(by_budget[e], e)}: {line_text(by_budget[e])}" for e in lines]
         statistic = smallest([h.statistic for h in halves])
         parts.append(Part(key, groups[short] | groups[top], statistic, evidence, name=name, components=halves))

@@ -10,6 +10,7 @@ refuses to merge (two runs of one configuration and seed) end it with one error 
 import argparse
 import json
 import os
+import re
 import sys
 from collections import Counter
 from datetime import datetime, timezone
@@ -123,7 +124,7 @@ def label_text(f):
 def effect_text(f, adjusted=False):
     """'+0.65 (+0.41 to +0.90)' with the raw (or the Holm-adjusted) interval; the summary when no estimate."""
     if f["estimate"] is None:
-        return f["summary"] if f["label"] != stats.UNTESTED else "–"
+        return f["summary"] or "–"  # a finding without seed noise, or why it is not tested
     low, high = (f["low_adj"], f["high_adj"]) if adjusted else (f["low"], f["high"])
     if low is None:
         return f"{signed(f['estimate'])} (no interval)"
@@ -137,7 +138,7 @@ def summary_table(decided):
         "|---|---|---|---|---|",
     ]
     for f in decided:
-        setting = f["primary"].split(" · data ")[0] if f["primary"] else f["setting"].split(". ")[0]
+        setting = re.sub(r" · data \w+", "", f["primary"]) if f["primary"] else f["setting"].split(". ")[0]
         lines.append(
             f"| {f['id']} | {escape(f['claim'])} ({f['source']}) | {escape(setting)} | {label_text(f)} | "
             f"{escape(effect_text(f, adjusted=True))} |"
