@@ -16,13 +16,16 @@ levers student img/s of a lockstep sweep of the lab's student (tape replayed) wi
        (bf16 autocast, channels_last, torch.compile, --batched) vs float32 -> ratio
 parity final top-1 with each lever vs float32 (mean and seed std over 3 seeds): a lever is kept only
        when its mean is within the seed std of float32's
+lab    one command of the lab (bash run_all.sh lab) with the old defaults and with today's -> ratio
 cuda   absolute distillation img/s at 224 px with data included (CUDA only)
 
 Prints a table and one JSON line with every figure, the device, models, resolution and batch size.
 """
 
 import argparse
+import contextlib
 import copy
+import io
 import json
 import platform
 import tempfile
@@ -39,6 +42,7 @@ from torchvision.transforms import v2
 import cli
 import data
 import engine
+import grid
 import kd
 import models
 import runs
@@ -242,6 +246,7 @@ def main():
         default="auto",
         help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)",
     )
+    p.add_argument("--lab-epochs", type=int, default=16, help="lab step: the epochs of the lab command timed")
     p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
     p.add_argument("--parity", action="store_true", help="only the accuracy of every lever vs float32 (minutes)")
     p.add_argument(
@@ -379,6 +384,7 @@ def main():
         row["levers_student_img_s"] = section_levers(
             train, test, teacher, args.student, lever_temps, 2, args.bs, device, tmp
         )
+        row.update(section_lab_step(tmp, args.lab_epochs, device))
     if device.type == "cuda" and not args.quick:
         row.update(cuda_224(device, args.workers or 16))
     print_table(row)
@@ -422,6 +428,46 @@ def section_levers(train, test, teacher, student, temps, epochs, bs, device, tmp
         )
         out[name] = len(temps) * results[0]["curve"][-1]["img_per_s"]
     return out
+
+
+LAB_SYNTH = ["src_train_per_class=200", "target_train_per_class=20", "test_per_class=300"]  # grid.LAB's sizes
+OLD_DEFAULTS = ["--channels-last", "off"]  # before: channels_last on GPUs only, the teacher measured by every command
+
+
+def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH):
+    """One of the lab's commands (distill.py: 6 temperatures + a labels-only test_resnet student in lockstep, the
+    lab's data at 32 px, bf16, replaying the teacher tape), on one thread as run_all.sh gives each command on
+    2 cores, with the old defaults and with today's. Returns wall seconds of each (setup, training, evaluation)."""
+    import distill
+    import train_teacher
+
+    data_flags = ["--dataset", "synth-fine", "--synth", *synth, "--device", str(device)]
+    teacher = Path(tmp) / "lab-teacher.pt"
+    argv = [*data_flags, "--arch", "resnet18d", "--epochs", "1", "--out", str(teacher)]
+    with contextlib.redirect_stderr(io.StringIO()):
+        train_teacher.main(argv)
+    tape = Path(tmp) / "lab-tape"
+    command = [*data_flags, "--teacher", str(teacher), "--student", "test_resnet", "--opt", "sgd", "--epochs",
+               str(epochs), "--amp", "--teacher-tape", str(tape), "--allow-weak-teacher", "--baseline",
+               *grid.eval_last_quarter(epochs), "--T", "1", "2", "4", "8", "16", "40"]  # fmt: skip
+    command = [str(a) for a in command]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    wall = {}
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            distill.main([*command, "--out", str(Path(tmp) / "lab-record")])  # records the tape
+        for name, extra in (("old", OLD_DEFAULTS), ("new", [])):
+            if name == "old":
+                (tape / "eval-logits.pt").unlink(missing_ok=True)  # the old code measured the teacher every time
+            t0 = time.time()
+            with contextlib.redirect_stderr(io.StringIO()):
+                distill.main([*command, *extra, "--out", str(Path(tmp) / f"lab-{name}")])
+            wall[name] = time.time() - t0
+    finally:
+        torch.set_num_threads(threads)
+    return {"lab_step_epochs": epochs, "lab_step_old_s": wall["old"], "lab_step_new_s": wall["new"],
+            "lab_step_ratio": wall["old"] / wall["new"]}  # fmt: skip
 
 
 def section_images(train, bs, tmp):
@@ -617,6 +663,13 @@ def print_table(r):
         (f"lever ({r['levers_K']} students, tape): {k}", f"{v:.0f} img/s", f"{v / base:.2f}x float32")
         for k, v in r["levers_student_img_s"].items()
     ]
+    rows.append(
+        (
+            f"lab step: one lab command, {r['lab_step_epochs']} epochs, old defaults / new",
+            f"{r['lab_step_old_s']:.1f} s / {r['lab_step_new_s']:.1f} s",
+            f"{r['lab_step_ratio']:.2f}x",
+        )
+    )
     rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]
     w = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:

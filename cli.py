@@ -127,6 +127,14 @@ def add_data_args(parser):
     g.add_argument("--randaug-m", type=int, default=None, help="RandAugment magnitude, 0-30 (default 9, synth 5)")
     g.add_argument("--mixup-alpha", type=float, default=None, help="MixUp alpha (default 1.0; 0: only CutMix)")
     g.add_argument("--cutmix-alpha", type=float, default=None, help="CutMix alpha (default 1.0; 0: only MixUp)")
+    g.add_argument(
+        "--crop-pct",
+        type=float,
+        default=None,
+        help="evaluation: resize the short side to image size / crop-pct, centre crop; real images are stored at "
+        "that size (default 0.875 for Pets and image folders, else 1; 1: a folder of images at the training size "
+        "is used pixel for pixel)",
+    )
     return g
 
 
@@ -134,11 +142,12 @@ def aug_config(args):
     """The study's augmentation for args.dataset with the user's --randaug-*/--*-alpha overrides."""
     overrides = {
         k: getattr(args, k)
-        for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha")
+        for k in ("randaug_n", "randaug_m", "mixup_alpha", "cutmix_alpha", "crop_pct")
         if getattr(args, k) is not None
     }
     for k, v in overrides.items():
-        check_range(f"--{k.replace('_', '-')}", v, 0, {"randaug_m": 30, "randaug_n": len(data.RANDAUG_OPS)}.get(k))
+        high = {"randaug_m": 30, "randaug_n": len(data.RANDAUG_OPS), "crop_pct": 1}.get(k)
+        check_range(f"--{k.replace('_', '-')}", v, 0.05 if k == "crop_pct" else 0, high)
     if args.image_size is not None:
         check_range("--image-size", args.image_size, 8, 4096, integer=True)
     return data.aug_config_for(args.dataset, args.image_size, **overrides)
@@ -148,7 +157,13 @@ def add_runtime_args(parser):
     g = parser.add_argument_group("device and runtime (do not change results, except --amp)")
     g.add_argument("--device", default="auto", help="auto (cuda if available), cpu, or cuda[:N]")
     g.add_argument(
-        "--amp", action="store_true", help="bf16 autocast (losses stay float32); on a GPU, or a CPU with bf16 units"
+        "--amp",
+        nargs="?",
+        const="on",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="bf16 autocast (losses stay float32; part of the run id): on (the bare flag), off, or auto (on a GPU "
+        "with bf16; off on a CPU, where it pays only with bf16 units: pass --amp there, as the lab does)",
     )
     g.add_argument(
         "--channels-last",
@@ -156,8 +171,8 @@ def add_runtime_args(parser):
         const="on",
         default="auto",
         choices=["auto", "on", "off"],
-        help="channels_last memory format: on (the bare flag), off, or auto (on a GPU, for each model that is "
-        "mostly convolutions)",
+        help="channels_last memory format: on (the bare flag), off, or auto (for each model that is mostly "
+        "convolutions, on a GPU or a CPU)",
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the trained models")
     g.add_argument(
@@ -213,6 +228,13 @@ def resolve_device(name):
     return device
 
 
+def resolve_amp(setting, device):
+    """--amp auto|on|off -> whether to run bf16 autocast on `device` (auto: a CUDA device that supports bf16)."""
+    if setting == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return setting == "on"
+
+
 def check_writable(folder, flag="--out"):
     """Whether `folder` can be created (or written) by this process, without creating anything."""
     if not str(folder).strip():  # Path("") is the current folder: it would fill it with run folders
@@ -236,7 +258,13 @@ def load_data(args, aug, views=1):
     """(train split, test split, training stream) of the script's data flags."""
     splits = [
         data.load_split(
-            args.dataset, split, args.data_root, download=args.download, image_size=args.image_size, synth=args.synth
+            args.dataset,
+            split,
+            args.data_root,
+            download=args.download,
+            image_size=args.image_size,
+            crop_pct=aug.crop_pct,
+            synth=args.synth,
         )
         for split in ("train", "test")
     ]
@@ -252,9 +280,11 @@ def load_data(args, aug, views=1):
     return splits[0], splits[1], stream
 
 
-def data_identity(args, aug):
-    """The part of a run's identity that says which images it trains on, and how they are augmented."""
-    return {"dataset": args.dataset, "data_id": data_id(args), "synth": args.synth, "aug": aug.to_dict()}
+def data_identity(args, aug, train):
+    """The part of a run's identity that says which images it trains on, and how they are augmented: the built-in
+    data by its sizes, files by their content (the train split's fingerprint)."""
+    identity = {"dataset": args.dataset, "data_id": data_id(args), "synth": args.synth, "aug": aug.to_dict()}
+    return identity if train.fingerprint is None else {**identity, "data_sha1": train.fingerprint}
 
 
 def data_id(args):

@@ -5,10 +5,12 @@ draw is a pure function of (seed, epoch, sample index or step), never of the glo
 number of loader workers, so resumes, lockstep students and teacher tapes see identical batches.
 
     python data.py fewshot SRC OUT [--n-train 30 --n-test 20 --seed 0 --copy]
+    python data.py export synth-fine OUT [--synth KEY=VALUE ...]     # the built-in data as a PNG image folder
 """
 
 import argparse
 import functools
+import hashlib
 import json
 import math
 import os
@@ -32,8 +34,7 @@ from runs import atomic_torch_save, atomic_write
 
 # ----------------------------------------------------------------------------- datasets
 
-STORE_CROP_PCT = 0.875  # real images are stored with short side image_size / 0.875 (256 for 224)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: with the split's fingerprint
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 # native: stored at the files' own size (else short side store_size()); get: how a user obtains the files
@@ -108,6 +109,7 @@ class Split:
     classes: list[str]  # class names, index = label
     class_groups: "list[int] | None" = None  # coarse group of each class (synth data only)
     class_sources: "list[int] | None" = None  # pretraining (synth-src) class of each class (synth only)
+    fingerprint: "str | None" = None  # sha1 of the decoded images, labels and class names (files only)
 
     def __post_init__(self):
         if len(self.images) != len(self.labels):
@@ -131,10 +133,11 @@ def class_relations(split: Split) -> dict:
     return relations
 
 
-def store_size(name: str, image_size: int | None = None) -> int | None:
-    """Short side the images of `name` are stored at; None = native size (CIFAR, Tiny-ImageNet, synth)."""
+def store_size(name: str, image_size: int | None = None, crop_pct: float | None = None) -> int | None:
+    """Short side the images of `name` are stored at: what the evaluation transform resizes to (image size /
+    crop_pct: 256 for 224 at 0.875); None = native size (CIFAR, Tiny-ImageNet, synth)."""
     spec = dataset_spec(name)
-    return None if spec["native"] else round((image_size or spec["image_size"]) / STORE_CROP_PCT)
+    return None if spec["native"] else round((image_size or spec["image_size"]) / (crop_pct or spec["crop_pct"]))
 
 
 def dataset_spec(name: str) -> dict:
@@ -150,11 +153,13 @@ def load_split(
     *,
     download: bool = False,
     image_size: int | None = None,
+    crop_pct: float | None = None,
     synth: dict | None = None,
 ) -> Split:
     """Load split "train" or "test" of dataset `name` (synth-*: synth.make_synth(view, split, **synth)).
 
-    Real datasets are decoded once and cached in data_root/.cache (delete it after changing the files)."""
+    Real datasets are decoded once, their short side resized to store_size(name, image_size, crop_pct), and
+    cached in data_root/.cache (delete it after changing the files)."""
     dataset_spec(name)
     if split not in ("train", "test"):
         raise DatasetError(f"{name}: unknown split {split!r}; expected 'train' or 'test'")
@@ -167,19 +172,30 @@ def load_split(
         return Split(images, labels, list(classes), list(groups), list(sources))
 
     root = Path(data_root).expanduser()
-    size = store_size(name, image_size)
+    size = store_size(name, image_size, crop_pct)
     cache = root / ".cache" / f"{name}-{split}-{size or 'native'}.pt"
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("version") == CACHE_VERSION:
-            return Split(saved["images"], saved["labels"], saved["classes"])
+            return Split(saved["images"], saved["labels"], saved["classes"], fingerprint=saved["fingerprint"])
     if download:
         download_dataset(name, root)
     paths_or_images, labels, classes = READERS[name](root, split)
     images = decode_images(name, paths_or_images, size) if isinstance(paths_or_images, list) else paths_or_images
-    result = Split(images, torch.as_tensor(labels, dtype=torch.int64), list(classes))
+    labels = torch.as_tensor(labels, dtype=torch.int64)
+    result = Split(images, labels, list(classes), fingerprint=fingerprint(images, labels, classes))
     write_cache(cache, result)
     return result
+
+
+def fingerprint(images, labels, classes) -> str:
+    """sha1 of a split's content (uint8 pixels, labels, class names): a dataset's identity is its data, not
+    its loader's name or folder (two image folders are told apart, wherever they are stored)."""
+    h = hashlib.sha1(json.dumps(list(classes)).encode())
+    h.update(labels.numpy().tobytes())
+    for image in images if isinstance(images, list) else [images]:
+        h.update(str(tuple(image.shape)).encode() + image.contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def check_synth_args(name: str, synth: dict):
@@ -195,9 +211,8 @@ def check_synth_args(name: str, synth: dict):
 def write_cache(path: Path, split: Split):
     """Save the split's tensors atomically; warn instead of failing if the folder is read-only."""
     try:
-        atomic_torch_save(
-            {"version": CACHE_VERSION, "images": split.images, "labels": split.labels, "classes": split.classes}, path
-        )
+        saved = {"images": split.images, "labels": split.labels, "classes": split.classes}
+        atomic_torch_save({"version": CACHE_VERSION, **saved, "fingerprint": split.fingerprint}, path)
     except OSError as e:
         print(f"data: could not write cache {path} ({e}); continuing without it", file=sys.stderr)
 
@@ -238,7 +253,7 @@ def decode_images(name: str, paths: list[Path], short_side: int | None):
                 f"{name}: cannot decode image {path} ({e}); the file is missing, "
                 f"unreadable or truncated: restore or re-download it"
             ) from e
-        return resize(image) if resize else image
+        return resize(image) if resize and min(image.shape[-2:]) != short_side else image  # already there: as is
 
     print(f"data: decoding {len(paths)} {name} images (cached after this)", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -821,9 +836,43 @@ def make_fewshot(src_dir, out_dir, *, n_train: int = 30, n_test: int = 20, seed:
     return summary
 
 
+def export_imagefolder(name: str, out_dir, synth: dict | None = None) -> dict:
+    """Write the built-in dataset `name` (synth-*) as an image folder, out_dir/{train,test}/<class>/<index>.png
+    (lossless): class folders "000_<name>" sort in label order and files in the split's order, so the folder
+    reads back as the same images in the same order (--dataset imagefolder --crop-pct 1 --image-size 32 keeps
+    every pixel). Written in a temporary folder, then renamed: nothing half-written."""
+    if not name.startswith("synth-"):
+        raise DatasetError(f"export: only the built-in synth-* datasets are exported, not {name!r}")
+    out = Path(out_dir).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DatasetError(f"export: output folder {out} exists and is not empty; remove it or choose another")
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for split in ("train", "test"):
+            s = load_split(name, split, "unused", synth=synth)
+            folders = [tmp / split / f"{k:03d}_{c.replace('/', '_')}" for k, c in enumerate(s.classes)]
+            for folder in folders:
+                folder.mkdir(parents=True)
+            for i, (image, label) in enumerate(zip(s.images, s.labels.tolist())):
+                Image.fromarray(image.permute(1, 2, 0).numpy()).save(folders[label] / f"{i:06d}.png")
+        summary = {"dataset": name, "synth": synth or {}, "out": str(out), "classes": len(s.classes)}
+        atomic_write(tmp / "export.json", json.dumps(summary, indent=1) + "\n")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return summary
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="data.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
+    export = commands.add_parser("export", help="write a built-in synth-* dataset as a PNG image folder")
+    export.add_argument("dataset", help="synth-src, synth-fine, synth-coarse or synth-novel")
+    export.add_argument("out", help="output folder (must be empty or absent)")
+    export.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE", help="built-in dataset sizes")
     fewshot = commands.add_parser("fewshot", help="write a few-shot imagefolder (train/test per class)")
     fewshot.add_argument("src", help="folder of class folders of images")
     fewshot.add_argument("out", help="output folder (must be empty or absent)")
@@ -833,6 +882,15 @@ def main(argv=None):
     fewshot.add_argument("--copy", action="store_true", help="copy files instead of symlinking")
     args = parser.parse_args(argv)
     try:
+        if args.command == "export":
+            sizes = dict(item.split("=", 1) for item in args.synth if "=" in item)
+            if len(sizes) != len(args.synth):
+                raise ValueError(f"--synth: expected KEY=VALUE items, got {' '.join(args.synth)}")
+            sizes = {k: int(v) if v.lstrip("-").isdigit() else v for k, v in sizes.items()}
+            check_synth_args(args.dataset, sizes)
+            summary = export_imagefolder(args.dataset, args.out, sizes)
+            print(json.dumps(summary))
+            return
         for flag, value in (("--n-train", args.n_train), ("--n-test", args.n_test)):
             if value < 1:
                 raise ValueError(f"{flag}: must be >= 1, got {value}")

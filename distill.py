@@ -236,6 +236,7 @@ def resolve_defaults(args, teacher):
             f"was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)"
         )
     lr, wd = OPT_DEFAULTS[args.opt]
+    device = cli.resolve_device(args.device)
     return argparse.Namespace(
         **{
             **vars(args),
@@ -245,7 +246,8 @@ def resolve_defaults(args, teacher):
             "hp": hp,
             "synth": synth,
             "image_size": image_size,
-            "device": cli.resolve_device(args.device),
+            "device": device,
+            "amp": cli.resolve_amp(args.amp, device),
         }
     )
 
@@ -364,7 +366,7 @@ def identities(plan):
     hp = {k: v for k, v in module.hparams.items() if k != "T" and v != module.HPARAMS[k][0]}
     common = {
         "kind": "distill",
-        **cli.data_identity(f, plan.aug),
+        **cli.data_identity(f, plan.aug, plan.train),
         "student": f.student,
         "student_init": models.init_identity(f.student_init),
     }
@@ -434,8 +436,19 @@ def lockstep(plan, pending):
     if t_channels_last:
         teacher.to(memory_format=torch.channels_last)
     t_norm = models.checkpoint_normalization(ckpt)
+    forward = teacher_forward(teacher, t_norm, t_channels_last)
     test_images = data.eval_images(plan.test, plan.aug)
-    t_test = models.predict(teacher, test_images, t_norm, f.device, amp=f.amp, channels_last=t_channels_last)
+
+    def measure_teacher():  # its logits on the test and the train images, under the evaluation transform
+        images = (test_images, data.eval_images(plan.train, plan.aug))
+        return [models.predict(teacher, x, t_norm, f.device, amp=f.amp, channels_last=t_channels_last) for x in images]
+
+    if f.teacher_tape and any(T is not None for T in pending):  # the tape records the teacher once for every run
+        identity = next(identity for T, identity in plan.identities.items() if T is not None)
+        forward = tape.TeacherTape(f.teacher_tape, forward, key=tape.tape_key(identity, plan.stream), log=say)
+        t_test, t_train = forward.eval_logits(measure_teacher)
+    else:
+        t_test, t_train = measure_teacher()
     if not torch.isfinite(t_test).all():  # else every student would "diverge" and be recorded as failed
         raise ValueError(
             f"--teacher: '{f.teacher}' outputs non-finite logits (NaN/inf weights?) on {f.dataset} test images"
@@ -448,20 +461,13 @@ def lockstep(plan, pending):
             f"--teacher: '{f.teacher}' is near chance on {f.dataset} test ({t_acc['top1']:.1f}% "
             f"vs chance {chance:.1f}%); pass --allow-weak-teacher to distil anyway"
         )
-    train_images = data.eval_images(plan.train, plan.aug)
-    t_train = models.predict(teacher, train_images, t_norm, f.device, amp=f.amp, channels_last=t_channels_last)
     t_related = wrong_class_mass(t_train, plan.train)
-    forward = teacher_forward(teacher, t_norm, t_channels_last)
-    if f.teacher_tape and any(T is not None for T in pending):
-        identity = next(identity for T, identity in plan.identities.items() if T is not None)
-        key = tape.tape_key(identity, plan.stream, plan.stream.views)
-        forward = tape.TeacherTape(f.teacher_tape, forward, key=key, log=say)
 
     members = []
     for T, run in pending.items():
         torch.manual_seed(f.seed)  # every temperature's student starts from the same weights
         student, origination = models.create_model(
-            f.student, len(plan.train.classes), f.student_init, f.pretrained_file, dataset=f.dataset
+            f.student, len(plan.train.classes), f.student_init, f.pretrained_file, data=plan.identities[T]
         )
         run.start(runtime={k: str(v) for k, v in vars(f).items()})
         extra = {"T": None if f.method == "ctkd" else T, "student_origination": origination}

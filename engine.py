@@ -27,8 +27,9 @@ from runs import RunDir
 
 
 def channels_last_for(setting, model, device):
-    """--channels-last: on, off, or auto (on a GPU, for a model that is mostly convolutions)."""
-    return setting == "on" or (setting == "auto" and device.type == "cuda" and is_convnet(model))
+    """--channels-last: on, off, or auto: on for a model that is mostly convolutions, on a GPU and on a CPU alike
+    (docs/PERFORMANCE.md: 1.4x for the lab's students on this project's CPU, within float32's seed spread)."""
+    return setting == "on" or (setting == "auto" and is_convnet(model))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
         if not m.failed:
             if on_finish is not None:
                 on_finish(m)
-            results.append(finish(m, common_result, keep_ckpt=recipe.keep_ckpt))
+            results.append(finish(m, common_result, keep_ckpt=recipe.keep_ckpt, levers=levers_of(recipe, batched)))
     return results
 
 
@@ -340,8 +341,9 @@ def epoch_line(m, record, epochs, eta):
     )
 
 
-def finish(m, common, *, keep_ckpt):
-    """Write result.json: the final epoch is the result; the best evaluated epoch is reported too."""
+def finish(m, common, *, keep_ckpt, levers=None):
+    """Write result.json: the final epoch is the result; the best evaluated epoch is reported too. `levers`: the
+    speed levers it ran with (recorded, not part of its identity: they change floats by rounding only)."""
     evaluated = [r for r in m.curve if "top1" in r]
     failed = m.failed is not None
     result = {
@@ -354,11 +356,17 @@ def finish(m, common, *, keep_ckpt):
         "curve": m.curve,
         "wall_time_s": time.time() - m.t0,
         "img_per_s": sum(r["img_per_s"] for r in m.curve) / max(1, len(m.curve)),
+        "levers": levers,
     }
     result.update(common or {})
     result.update(m.result_extra)
     m.run.finish(result, keep_ckpt=keep_ckpt or failed)
     return result
+
+
+def levers_of(recipe, batched):
+    """The speed levers a run used: {channels_last, compile, batched} (bf16 autocast is in its identity: amp)."""
+    return {"channels_last": recipe.channels_last, "compile": recipe.compile, "batched": batched is not None}
 
 
 def format_duration(s):

@@ -10,6 +10,7 @@ the paper's text lost the number. Temperature sweeps are one lockstep command pe
 """
 
 import argparse
+import json
 import shlex
 import sys
 from collections import OrderedDict
@@ -99,7 +100,10 @@ LAB = dict(
     small_bs=16,  # lab-full only
     distill_args=["--amp"],  # bf16 autocast: accuracy parity with float32 in bench.py --parity
 )
-LAB_FULL = dict(LAB, studies=LAB["studies"] + ["methods", "batch", "init", "granularity"])
+# The SGD cross-over where it could happen: the lab's SGD sweep at 512 epochs (3,584 steps), 4x the lab's
+# longest budget, paid for by the speed levers now on by default (docs/PERFORMANCE.md)
+LAB_LONG = dict(LAB, studies=LAB["studies"] + ["long"], long_budgets=[512])
+LAB_FULL = dict(LAB_LONG, studies=LAB_LONG["studies"] + ["methods", "batch", "init", "granularity"])
 # The demo: the lab in miniature, under 10 minutes on 2 cores (a shorter pretraining, 3 temperatures, 2 budgets;
 # the training configuration and the teacher origination, 3 seeds)
 DEMO = dict(
@@ -136,23 +140,39 @@ DEMO_TINY = dict(
     studies=LAB["studies"],
     distill_args=["--allow-weak-teacher"],  # its toy teachers are near chance by design
 )
-BUILTIN = {"lab": LAB, "lab-full": LAB_FULL, "demo": DEMO, "demo-tiny": DEMO_TINY}
+BUILTIN = {"lab": LAB, "lab-long": LAB_LONG, "lab-full": LAB_FULL, "demo": DEMO, "demo-tiny": DEMO_TINY}
 
 
 class Grid:
-    """Collects commands per stage, without duplicates, and counts the runs each command makes."""
+    """Collects commands per stage, without duplicates, and counts the runs each command makes; lists every
+    distillation run it expects (expected.json, in the analysis' terms)."""
 
     def __init__(self, python, out, data_root, extra):
         self.python, self.out, self.root, self.extra = python, Path(out), data_root, extra
         self.stages = OrderedDict((s, OrderedDict()) for s in ("pretrain", "teachers", "distill"))
         self.parts = OrderedDict()  # part of the study -> {command: runs}, for the dry-run breakdown
         self.part = None
+        self.cost, self.tape_of = {}, {}  # command -> student-epochs; command -> its teacher tape
+        self.expected = []  # one dict per distillation run (analysis/integrity.py reads them)
+        self.init_kinds = {"random": "random", "in1k": "in1k"}  # --student-init -> the analysis' name of it
 
-    def add(self, stage, argv, runs=1):
+    def add(self, stage, argv, runs=1, cost=0, tape=None):
         cmd = " ".join(shlex.quote(str(a)) for a in [self.python] + argv + self.extra)
         self.stages[stage][cmd] = runs
+        self.cost[cmd], self.tape_of[cmd] = cost, tape
         if stage == "distill" and self.part:
             self.parts.setdefault(self.part, OrderedDict())[cmd] = runs
+        return cmd
+
+    def ordered(self, stage):
+        """The stage's commands, longest first (so the pool's last minutes are not one long command alone);
+        among equally long ones, commands of different teacher tapes alternate (each tape is recorded once)."""
+        seen, rank = {}, {}
+        for cmd in self.stages[stage]:
+            tape = self.tape_of[cmd]
+            rank[cmd] = seen.get(tape, 0) if tape is not None else 0
+            seen[tape] = rank[cmd] + 1
+        return sorted(self.stages[stage], key=lambda c: (-self.cost[c], rank[c]))
 
     def data_args(self, name, synth=()):
         d = DATASETS.get(name)
@@ -221,7 +241,21 @@ class Grid:
             tape = f"{tape}-2views"
         argv += (["--teacher-tape", tape] if tape is not None else []) + list(extra)
         argv += (["--baseline"] if baseline else []) + ["--T", *temps]
-        self.add("distill", argv, runs=(1 if method == "ctkd" else len(temps)) + baseline)
+        runs = (1 if method == "ctkd" else len(temps)) + baseline
+        known = len(self.stages["distill"])
+        self.add("distill", argv, runs=runs, cost=runs * epochs, tape=tape)
+        if len(self.stages["distill"]) == known:  # a command another study added already: its runs are listed
+            return
+        run = dict(dataset=self.data_args(name, synth)[1], teacher=Path(str(teacher)).stem, student=student,
+                   student_init=self.init_kinds.get(str(init), str(init)), method=method, signal=signal, k=k,
+                   opt=opt, bs=bs, epochs=epochs, seed=seed)  # fmt: skip
+        if name in DATASETS and DATASETS[name]["root"]:
+            run["dataset"] = DATASETS[name]["root"]  # an image folder: the analysis names it by its folder
+        self.expected += [
+            dict(run, T=None if method == "ctkd" else float(T)) for T in ([None] if method == "ctkd" else temps)
+        ]
+        if baseline:
+            self.expected.append(dict(run, teacher=None, method="labels", signal=None, k=None, T=None))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,6 +323,7 @@ def study_init(g, names=BASELINE_DATASETS):
                 "tt": g.train("teachers", name, s, "random", d["scratch"], f"students/{name}-{s}-tt.pt"),
                 "ft": g.train("teachers", name, s, "in1k", d["ft"], f"students/{name}-{s}-ft.pt"),
             }
+            g.init_kinds.update({str(inits["tt"]): "TT", str(inits["ft"]): "FT"})
             for t in TEACHERS:
                 teacher = teacher_path(g, name, t)
                 for seed in SEEDS:
@@ -390,6 +425,7 @@ def builtin(g, c):
                 c["ft_args"],
             ),
         }
+        g.init_kinds.update({str(path): "pretrained" if kind == "IN1K" else kind for kind, path in inits.items()})
 
     for seed in c["seeds"]:
 
@@ -425,9 +461,23 @@ def builtin(g, c):
                 run("teacher origination (Table 1)", "synth-fine", teacher, epochs=longest)
         if "overlap" in studies:  # Fig. 7: fine classes absent from the pretraining labels
             run("overlapping vs novel classes (Fig. 7)", "synth-novel", novel, epochs=longest, baseline=True)
-        if "methods" in studies:  # Fig. 1: the other KD methods, each at its own defaults
-            for method in c.get("methods", METHODS):
-                run("methods (Fig. 1)", "synth-fine", brief, c["method_T"], epochs=longest, method=method)
+        if "long" in studies:  # Fig. 3 at budgets long enough to see whether SGD's shrinking gap crosses
+            for epochs in c["long_budgets"]:
+                for temps in (c["T"][: len(c["T"]) // 2], c["T"][len(c["T"]) // 2 :]):  # two halves: a balanced pool
+                    small = temps[0] == c["T"][0]
+                    run(
+                        "long SGD training (Fig. 3)",
+                        "synth-fine",
+                        brief,
+                        temps,
+                        opt="sgd",
+                        epochs=epochs,
+                        baseline=small,
+                    )
+        if "methods" in studies:  # Fig. 1: the other KD methods, each at its own defaults, with both optimizers
+            for opt in OPTIMIZERS:  # "consistently" needs more than one setting
+                for method in c.get("methods", METHODS):
+                    run("methods (Fig. 1)", "synth-fine", brief, c["method_T"], epochs=longest, method=method, opt=opt)
         if "batch" in studies:  # the batch-size shift of the SGD cross-over, with a smaller batch
             for epochs in c["budgets"]:
                 run(
@@ -458,7 +508,9 @@ def build(preset, python, out, data_root, extra):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("preset", help="lab, lab-full, demo, demo-tiny (tests), paper, or one study: " + ", ".join(STUDIES))
+    p.add_argument(
+        "preset", help="lab, lab-long, lab-full, demo, demo-tiny (tests), paper, or one study: " + ", ".join(STUDIES)
+    )
     p.add_argument("--out", default="results", help="results folder (manifests go to <out>/manifest/)")
     p.add_argument("--data-root", default="data", help="folder holding the real datasets")
     p.add_argument("--python", default="python", help="python interpreter written into the commands")
@@ -480,7 +532,9 @@ def main(argv=None):
             for cmd in list(cmds)[:3]:
                 print(f"  {cmd}")
             continue
-        atomic_write(g.out / "manifest" / f"{stage}.txt", "".join(c + "\n" for c in cmds))
+        atomic_write(g.out / "manifest" / f"{stage}.txt", "".join(c + "\n" for c in g.ordered(stage)))
+    if not args.dry_run:
+        atomic_write(g.out / "manifest" / "expected.json", json.dumps(g.expected, indent=0) + "\n")
     return 0
 
 

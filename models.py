@@ -44,13 +44,14 @@ def is_known_arch(arch):
     return timm.is_model(arch)
 
 
-def create_model(arch, num_classes, init="random", pretrained_file=None, pretrained_tag=None, dataset=None):
+def create_model(arch, num_classes, init="random", pretrained_file=None, pretrained_tag=None, data=None):
     """Return (model, origination). `init`: 'random', 'in1k', or a path to a checkpoint of this project.
 
     A checkpoint trained on another label set keeps its backbone and gets a freshly initialised
-    head for `num_classes` (timm's reset_classifier), as timm does when fine-tuning. `dataset` is
-    the target the model will be trained on: a checkpoint from another dataset counts as general
-    pretraining ("pretrained"), one from the same dataset continues its origination.
+    head for `num_classes` (timm's reset_classifier), as timm does when fine-tuning. `data` is the
+    identity of the data the model will be trained on (cli.data_identity): a checkpoint trained on
+    other data counts as general pretraining ("pretrained"), one trained on the same data continues
+    its origination (same_data).
     """
     if not is_known_arch(arch):
         raise ValueError(
@@ -92,7 +93,7 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
     model = model_from_checkpoint(ckpt, init)
     if ckpt["num_classes"] != num_classes:
         model.reset_classifier(num_classes)
-    parent, same = ckpt["origination"], ckpt["dataset"] == dataset
+    parent, same = ckpt["origination"], same_data(ckpt, data)
     chain = [p for p in (parent.get("pretrained"), ckpt["dataset"]) if p]
     origination = {
         "init": str(init),
@@ -104,6 +105,20 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
         "head_reset": ckpt["num_classes"] != num_classes,
     }
     return model, origination
+
+
+def same_data(ckpt, data):
+    """Whether a checkpoint was trained on the data `data` (a run's data identity) describes: the same dataset and,
+    for files, the same content (fingerprint; the same folder for checkpoints that do not record one), for the
+    built-in data the same sizes. Loaders' names alone do not tell two image folders apart."""
+    if not data or ckpt["dataset"] != data.get("dataset"):
+        return False
+    recorded = ckpt.get("args") or {}
+    if data.get("data_sha1") or recorded.get("data_sha1"):
+        return recorded.get("data_sha1") == data.get("data_sha1")
+    if data.get("data_id") is not None or recorded.get("data_id") is not None:
+        return recorded.get("data_id") == data.get("data_id")
+    return recorded.get("synth", data.get("synth")) == data.get("synth")
 
 
 def model_from_checkpoint(ckpt, path):

@@ -74,8 +74,8 @@ EOF
 PRESET=$1; shift
 case "$PRESET" in
   -h|--help) usage; exit 0;;
-  lab|lab-full|demo|demo-tiny|paper|methods|config|origination|init|granularity) ;;
-  *) die "unknown preset '$PRESET' (expected lab, lab-full, demo, paper, methods, config, origination, init or granularity)";;
+  lab|lab-long|lab-full|demo|demo-tiny|paper|methods|config|origination|init|granularity) ;;
+  *) die "unknown preset '$PRESET' (expected lab, lab-long, lab-full, demo, paper, methods, config, origination, init or granularity)";;
 esac
 OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=() STOP=distill
 # An option's value must be there and must not look like another option (--out --dry-run is refused).

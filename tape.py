@@ -10,6 +10,8 @@ float32, one file per epoch, so a replayed run is bit-identical to one that ran 
     <tape>/epoch-0001.pt     {"key_sha1", "epoch", "logits": float32 (steps, views, B, K)}, written
                              atomically once the epoch is complete; a file that does not load, or
                              names another key or epoch, is recomputed (and said), never replayed
+    <tape>/eval-logits.pt    {"key_sha1", "test", "train"}: the teacher's logits on the test and train
+                             images (evaluation transform), which every run measures the teacher by
 """
 
 import hashlib
@@ -23,10 +25,10 @@ from runs import RunError, atomic_torch_save, atomic_write, differing_keys, read
 KEY_FIELDS = ("dataset", "synth", "aug", "teacher_weights_sha1", "seed", "bs", "amp")
 
 
-def tape_key(identity, stream, views):
+def tape_key(identity, stream):
     """The fields of a run's identity that determine the teacher's logits, plus the stream's shape."""
     key = {k: identity[k] for k in KEY_FIELDS}
-    key.update(views=views, steps_per_epoch=stream.steps_per_epoch, num_samples=len(stream.split))
+    key.update(views=stream.views, steps_per_epoch=stream.steps_per_epoch, num_samples=len(stream.split))
     return json.loads(json.dumps(key))  # canonical JSON types, as read back from key.json
 
 
@@ -56,6 +58,23 @@ class TeacherTape:
             atomic_write(key_file, json.dumps(key, indent=1, sort_keys=True))
         self.epoch, self.replay, self.recorded = None, None, []
         self.replayed_steps = self.recorded_steps = 0
+
+    def eval_logits(self, compute):
+        """(test logits, train logits) of the teacher under the evaluation transform: replayed from the tape
+        folder when it holds them for this key, else compute() -> (test, train), recorded for the next run."""
+        f = self.folder / "eval-logits.pt"
+        try:
+            saved = torch.load(f, map_location="cpu", weights_only=True) if f.is_file() else None
+        except Exception:  # truncated or foreign: recompute
+            saved = None
+        if isinstance(saved, dict) and saved.get("key_sha1") == self.key_sha1:
+            return saved["test"], saved["train"]
+        test, train = compute()
+        try:
+            atomic_torch_save({"key_sha1": self.key_sha1, "test": test, "train": train}, f)
+        except OSError as e:  # a cache: never stops training
+            self.log(f"teacher tape: cannot write {f} ({e.strerror or e}); the teacher is measured again next time")
+        return test, train
 
     def _file(self, epoch):
         return self.folder / f"epoch-{epoch + 1:04d}.pt"

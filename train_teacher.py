@@ -108,6 +108,7 @@ def resolve(args):
     flags.synth = cli.parse_key_values(flags.synth, "--synth")
     data.check_synth_args(flags.dataset, flags.synth)
     flags.device = cli.resolve_device(flags.device)
+    flags.amp = cli.resolve_amp(flags.amp, flags.device)
     cli.check_writable(Path(flags.out).parent)
     return flags
 
@@ -122,7 +123,7 @@ def main(argv=None):
         out = Path(args.out)
         identity = {
             "kind": "train",
-            **cli.data_identity(args, aug),
+            **cli.data_identity(args, aug, train_split),
             "arch": args.arch,
             "init": models.init_identity(args.init),
             "epochs": args.epochs,
@@ -143,7 +144,7 @@ def main(argv=None):
         torch.manual_seed(args.seed)  # the model first: a failure (in1k weights out of reach) leaves nothing behind
         classes = train_split.classes
         model, origination = models.create_model(
-            args.arch, len(classes), args.init, args.pretrained_file, dataset=args.dataset
+            args.arch, len(classes), args.init, args.pretrained_file, data=identity
         )
         state, reason = run.state()
         if state == "done":

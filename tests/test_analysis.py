@@ -235,7 +235,8 @@ def test_student_inits_are_told_apart_by_their_origination(teacher):
     src = teacher.parent / "src.pt"  # the fixture's synth-src pretraining of the synth-fine teacher
 
     def kind(init):
-        _, origination = models.create_model("test_resnet", 3, init=str(init), dataset="synth-fine")
+        data = models.load_checkpoint(teacher)["args"]  # the synth-fine data the teacher was fine-tuned on
+        _, origination = models.create_model("test_resnet", 3, init=str(init), data=data)
         return aggregate.student_init_kind({"student_origination": origination, "config": {}})
 
     assert (kind(src), kind(teacher), kind("random")) == ("pretrained", "FT", "random")

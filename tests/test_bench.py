@@ -1,6 +1,8 @@
 """bench.py at toy size: its sections run and report what they measure (the numbers themselves are
 measured by hand, see docs/PERFORMANCE.md)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,25 @@ def test_levers_report_student_throughput(tiny, tmp_path, monkeypatch):
     with intra_op_threads(2):
         out = bench.section_levers(train, test, teacher, "test_resnet", [1, 4], 1, 16, torch.device("cpu"), tmp_path)
     assert set(out) == set(bench.LEVERS) and all(v > 0 for v in out.values())
+    runs = sorted(tmp_path.glob("lever*/T1/result.json"))
+    levers = [json.loads(p.read_text())["levers"] for p in runs]  # each sweep ran with its own lever
+    assert [lv["channels_last"] for lv in levers] == [bool(v.get("channels_last")) for v in bench.LEVERS.values()]
+    assert [lv["batched"] for lv in levers] == [bool(v.get("batched")) for v in bench.LEVERS.values()]
+
+
+def test_the_lab_step_times_the_same_runs_with_the_old_and_the_new_defaults(tmp_path):
+    """The lab step runs one lab command twice: the same run ids (the levers are not part of a run's identity), the
+    old defaults without channels_last and measuring the teacher again, the new ones with both; the ratio is theirs."""
+    tiny = ["groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3",
+            "src_train_per_class=4", "target_train_per_class=24", "test_per_class=4"]  # fmt: skip
+    with intra_op_threads(1):
+        out = bench.section_lab_step(tmp_path, 1, torch.device("cpu"), synth=tiny)
+    assert out["lab_step_ratio"] == out["lab_step_old_s"] / out["lab_step_new_s"]
+    old, new = (sorted(tmp_path.glob(f"lab-{name}/*/result.json")) for name in ("old", "new"))
+    assert [p.parent.name for p in old] == [p.parent.name for p in new] and len(new) == 7
+    assert {json.loads(p.read_text())["levers"]["channels_last"] for p in old} == {False}
+    assert {json.loads(p.read_text())["levers"]["channels_last"] for p in new} == {True}
+    assert (tmp_path / "lab-tape" / "eval-logits.pt").is_file()
 
 
 def test_image_folder_path_holds_the_same_images_as_png_files(tiny, tmp_path):

@@ -194,7 +194,8 @@ def test_cars_mat_annotations(tmp_path):
     make_cars(tmp_path)
     train = data.load_split("cars", "train", tmp_path, image_size=14)
     assert train.classes == ["AM General Hummer SUV 2000", "Acura RL Sedan 2012"]
-    assert train.labels.tolist() == [0, 1, 0, 1] and train.images.shape == (4, 3, 16, 21)
+    # stored at the short side the evaluation resizes to: 14 / crop_pct 1.0 (Cars is evaluated without a crop)
+    assert train.labels.tolist() == [0, 1, 0, 1] and train.images.shape == (4, 3, 14, 18)
     assert data.load_split("cars", "test", tmp_path, image_size=14).labels.tolist() == [0, 1]
 
 

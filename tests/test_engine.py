@@ -417,7 +417,7 @@ def test_fused_optimizers_follow_the_per_tensor_update_rule(opt):
 
 def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     """--workers, --channels-last, --augment-on change how, not what (on CPU); --amp runs bf16 autocast."""
-    base = distill_args(teacher, tmp_path / "a", "--T", "4", "--augment-on", "workers")
+    base = distill_args(teacher, tmp_path / "a", "--T", "4", "--augment-on", "workers", "--channels-last", "off")
     assert distill.main(base) == 0
     assert distill.main(distill_args(teacher, tmp_path / "b", "--T", "4", "--workers", "2", "--channels-last")) == 0
     (a,), (b,) = results_in(tmp_path / "a").values(), results_in(tmp_path / "b").values()
@@ -428,7 +428,21 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     (c,) = results_in(tmp_path / "c").values()
     assert c["config"]["amp"] is True and math.isfinite(c["curve"][-1]["train_loss"])
     assert (
-        distill.main(distill_args(teacher, tmp_path / "d", "--T", "4", "--augment-on", "device", "--workers", "2")) == 0
+        distill.main(
+            distill_args(
+                teacher,
+                tmp_path / "d",
+                "--T",
+                "4",
+                "--augment-on",
+                "device",
+                "--workers",
+                "2",
+                "--channels-last",
+                "off",
+            )
+        )
+        == 0
     )
     (d,) = results_in(tmp_path / "d").values()
     without_speed = lambda curve: [{k: v for k, v in row.items() if k != "img_per_s"} for row in curve]
@@ -437,7 +451,7 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     )  # same batches
 
 
-def test_channels_last_auto_picks_convnets_on_gpus_only():
+def test_channels_last_auto_picks_convnets():
     import timm
 
     cnn = models.create_model("resnet10t", 3)[0]
@@ -445,7 +459,7 @@ def test_channels_last_auto_picks_convnets_on_gpus_only():
     gpu, cpu = torch.device("cuda"), torch.device("cpu")  # device objects only: nothing runs on them
     assert models.is_convnet(cnn) and not models.is_convnet(vit)
     assert engine.channels_last_for("auto", cnn, gpu) and not engine.channels_last_for("auto", vit, gpu)
-    assert not engine.channels_last_for("auto", cnn, cpu)
+    assert engine.channels_last_for("auto", cnn, cpu) and not engine.channels_last_for("auto", vit, cpu)
     assert engine.channels_last_for("on", vit, cpu) and not engine.channels_last_for("off", cnn, gpu)
 
 

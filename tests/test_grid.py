@@ -85,14 +85,51 @@ def test_lab_grid_shape():
     assert sum(" --baseline " in c for c in distill) == 2 * 3 * 3 + 3  # one labels-only student per setting
     trained = {c.split(" --out ")[1].split()[0] for stage in ("pretrain", "teachers") for c in g.stages[stage]}
     assert {c.split(" --teacher ")[1].split()[0] for c in distill} <= trained  # every teacher is trained first
+    long = grid.build("lab-long", "python", "out", "data", [])
+    assert set(long.parts) - set(g.parts) == {"long SGD training (Fig. 3)"}
+    longest = [c for c in long.stages["distill"] if " --epochs 512 " in c]
+    assert len(longest) == 2 * 3 and all(" --opt sgd " in c for c in longest)  # two halves of the T grid per seed
+    assert sum(long.parts["long SGD training (Fig. 3)"].values()) == 7 * 3  # 6 T + labels only, 3 seeds
     full = grid.build("lab-full", "python", "out", "data", [])
-    assert set(full.parts) - set(g.parts) == {
+    assert set(full.parts) - set(long.parts) == {
         "methods (Fig. 1)",
         "batch size (Fig. 2)",
         "student initialization (Table 2)",
         "dataset granularity (Fig. 6)",
     }
-    assert set(distill) <= set(full.stages["distill"])  # lab-full finishes what the lab started
+    methods = full.parts["methods (Fig. 1)"]
+    assert {" --opt adamw " in c for c in methods} == {True, False}  # two settings: "consistently" is testable
+    assert set(distill) <= set(long.stages["distill"]) <= set(full.stages["distill"])  # each finishes the last
+
+
+def test_the_pool_starts_the_longest_commands_first_and_spreads_the_tapes():
+    """xargs runs the manifest in order on --jobs workers: longest first leaves no long command alone at the end;
+    equally long commands of different tapes alternate, so two workers rarely record one tape twice."""
+    g = grid.build("lab-full", "python", "out", "data", [])
+    order = g.ordered("distill")
+    assert sorted(order) == sorted(g.stages["distill"])
+    costs = [g.cost[c] for c in order]
+    assert costs == sorted(costs, reverse=True) and costs[0] == 4 * 512  # the longest: 4 students x 512 epochs
+    firsts = [c for c in order if g.cost[c] == 7 * 128]
+    assert g.tape_of[firsts[0]] != g.tape_of[firsts[1]]
+
+
+def test_expected_runs_name_every_run_as_the_analysis_does():
+    """manifest/expected.json lists each distillation run in the analysis' terms (analysis/integrity.py)."""
+    from analysis import integrity
+
+    for preset in ("lab-full", "paper"):
+        g = grid.build(preset, "python", "out", "data", [])
+        assert len(g.expected) == sum(g.stages["distill"].values())
+        assert len({integrity.run_key(e) for e in g.expected}) == len(g.expected)  # every run once
+    g = grid.build("lab-full", "python", "out", "data", [])
+    labels = [e for e in g.expected if e["method"] == "labels"]
+    assert labels and all(e["teacher"] is None and e["T"] is None and e["signal"] is None for e in labels)
+    inits = {e["student_init"] for e in g.expected}
+    assert inits == {"random", "TT", "pretrained", "FT"}
+    assert {e["teacher"] for e in g.expected} >= {"synth-fine-ft4", "synth-fine-ft32", "synth-fine-scratch", None}
+    ctkd = [e for e in g.expected if e["method"] == "ctkd"]
+    assert ctkd and all(e["T"] is None for e in ctkd)
 
 
 @pytest.mark.parametrize("preset", [*grid.BUILTIN, "paper"])
