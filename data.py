@@ -372,6 +372,18 @@ def read_imagefolder(root: Path, split: str):
     return [Path(p) for p, _ in samples], [y for _, y in samples], classes
 
 
+def imagefolder_counts(root) -> dict:
+    """{"classes": [...], "train": [images per class], "test": [...]} of an image folder, from its file listing
+    (no image is decoded); DatasetError (one line) if a split is missing or a class has no images."""
+    root = Path(root).expanduser()
+    out = {}
+    for split in ("train", "test"):
+        paths, labels, classes = read_imagefolder(root, split)
+        out[split] = np.bincount(labels, minlength=len(classes)).tolist() if labels else [0] * len(classes)
+        out["classes"] = classes
+    return out
+
+
 READERS = {
     "pets": read_pets,
     "cifar100": read_cifar100,

@@ -11,6 +11,7 @@ the paper's text lost the number. Temperature sweeps are one lockstep command pe
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections import OrderedDict
@@ -155,6 +156,8 @@ class Grid:
         self.cost, self.tape_of = {}, {}  # command -> student-epochs; command -> its teacher tape
         self.expected = []  # one dict per distillation run (analysis/integrity.py reads them)
         self.init_kinds = {"random": "random", "in1k": "in1k"}  # --student-init -> the analysis' name of it
+        self.own_data = {}  # the study's data: name -> (data flags, the analysis' name of the dataset)
+        self.trained = {}  # checkpoint path -> (data name, architecture, epochs)
 
     def add(self, stage, argv, runs=1, cost=0, tape=None):
         cmd = " ".join(shlex.quote(str(a)) for a in [self.python] + argv + self.extra)
@@ -175,6 +178,8 @@ class Grid:
         return sorted(self.stages[stage], key=lambda c: (-self.cost[c], rank[c]))
 
     def data_args(self, name, synth=()):
+        if name in self.own_data:
+            return self.own_data[name][0]
         d = DATASETS.get(name)
         if d is None:  # a built-in synth-* view
             return ["--dataset", name] + (["--synth", *synth] if synth else [])
@@ -184,6 +189,7 @@ class Grid:
     def train(self, stage, name, arch, init, epochs, out, synth=(), extra=()):
         """A teacher or student-initialisation checkpoint; returns its path."""
         path = self.out / out
+        self.trained[path] = (name, arch, epochs)
         self.add(
             stage,
             [
@@ -246,9 +252,20 @@ class Grid:
         self.add("distill", argv, runs=runs, cost=runs * epochs, tape=tape)
         if len(self.stages["distill"]) == known:  # a command another study added already: its runs are listed
             return
-        run = dict(dataset=self.data_args(name, synth)[1], teacher=Path(str(teacher)).stem, student=student,
-                   student_init=self.init_kinds.get(str(init), str(init)), method=method, signal=signal, k=k,
-                   opt=opt, bs=bs, epochs=epochs, seed=seed)  # fmt: skip
+        label = self.own_data[name][1] if name in self.own_data else self.data_args(name, synth)[1]
+        run = dict(
+            dataset=label,
+            teacher=Path(str(teacher)).stem,
+            student=student,
+            student_init=self.init_kinds.get(str(init), str(init)),
+            method=method,
+            signal=signal,
+            k=k,
+            opt=opt,
+            bs=bs,
+            epochs=epochs,
+            seed=seed,
+        )
         if name in DATASETS and DATASETS[name]["root"]:
             run["dataset"] = DATASETS[name]["root"]  # an image folder: the analysis names it by its folder
         self.expected += [
@@ -496,34 +513,287 @@ def builtin(g, c):
             run("dataset granularity (Fig. 6)", "synth-coarse", coarse, epochs=longest, baseline=True)
 
 
-def build(preset, python, out, data_root, extra):
+# ---------------------------------------------------------------------------------------------
+# Your own lab: the lab's protocol on your data and teacher (bash run_all.sh study ...)
+
+STUDY = dict(LAB, student="resnet18", teacher_arch="resnet18d", budgets=LAB["budgets"], seeds=3)
+
+
+def own_data_flags(dataset, data_root, image_size=None, synth=()):
+    """The data flags of the study's commands, and the name the analysis gives the data (a folder's name)."""
+    flags = ["--dataset", dataset] + (["--data-root", data_root] if data_root else [])
+    flags += (["--image-size", image_size] if image_size else []) + (["--synth", *synth] if synth else [])
+    label = Path(data_root).resolve().name if dataset == "imagefolder" else dataset
+    return flags, label
+
+
+def study(g, o):
+    """The lab's protocol on one dataset: a teacher (given, or made: from scratch, or pretrained on --source then
+    fine-tuned briefly and long), the lab's temperatures, both optimizers, the budgets and seeds, a labels-only
+    student in every setting, one tape per teacher and seed; with --source also the origination study."""
+    c = dict(STUDY, **{k: v for k, v in vars(o).items() if v is not None and k in STUDY})
+    g.own_data["target"] = own_data_flags(o.dataset, o.data_root, o.image_size, o.synth)
+    name, size = g.own_data["target"][1], ["--image-size", o.image_size] if o.image_size else []
+
+    def train(stage, data, init, epochs, out, extra):
+        return g.train(stage, data, c["teacher_arch"], init, epochs, out, extra=extra)
+
+    g.part = "teachers"
+    brief, long_, scratch = o.teacher, None, None
+    if o.teacher is None:
+        brief = scratch = train(
+            "pretrain", "target", "random", c["scratch"], f"teachers/{name}-scratch.pt", c["scratch_args"]
+        )
+    if o.teacher is None and o.source is not None:
+        g.own_data["source"] = own_data_flags(o.source_dataset, o.source, o.image_size)
+        src = train(
+            "pretrain", "source", "random", c["pretrain_epochs"], "pretrained/source.pt", c["pretrain_args"] + size
+        )
+        brief, long_ = (
+            train("teachers", "target", src, e, f"teachers/{name}-ft{e}.pt", c["ft_args"])
+            for e in (c["brief"], c["long"])
+        )
+    settings = [("training configuration (Figs. 2-3)", brief, opt, e, True) for opt in OPTIMIZERS for e in c["budgets"]]
+    if long_ is not None:
+        settings += [("teacher origination (Table 1)", t, "adamw", max(c["budgets"]), False) for t in (long_, scratch)]
+    for seed in range(c["seeds"]):
+        for part, teacher, opt, epochs, baseline in settings:
+            g.part = part
+            tape = g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs64"
+            extra = c["distill_args"] + eval_last_quarter(epochs)
+            g.distill(
+                "target",
+                teacher,
+                c["student"],
+                c["T"],
+                seed=seed,
+                opt=opt,
+                epochs=epochs,
+                tape=tape,
+                extra=extra,
+                baseline=baseline,
+            )
+
+
+def build(preset, python, out, data_root, extra, options=None):
     g = Grid(python, out, data_root, extra)
-    if preset in BUILTIN:
+    if preset == "study":
+        study(g, options)
+    elif preset in BUILTIN:
         builtin(g, BUILTIN[preset])
     else:
-        for study in STUDIES if preset == "paper" else [preset]:
-            globals()[f"study_{study}"](g)
+        for s in STUDIES if preset == "paper" else [preset]:
+            globals()[f"study_{s}"](g)
     return g
+
+
+def check_study(o):
+    """Every check of the study's flags and files before anything is written: ValueError (one line) for bad
+    input; returns (class count, train images, test images, notes)."""
+    import cli
+    import data
+    import models
+
+    if o.dataset not in data.DATASETS:
+        raise ValueError(f"--dataset: unknown dataset '{o.dataset}' (expected one of {', '.join(data.DATASETS)})")
+    if o.teacher is not None and o.source is not None:
+        raise ValueError("--source: pretrains a teacher the study makes; it cannot be given with --teacher")
+    for flag, values, low, high in (
+        ("--budgets", o.budgets, 1, None),
+        ("--seeds", [o.seeds], 1, 100),
+        ("--T", o.T, kd.T_RANGE[0], kd.T_RANGE[1]),
+        ("--image-size", [o.image_size], 8, 4096),
+        ("--max-hours", [o.max_hours], 0, None),
+    ):
+        for v in values or []:
+            if v is not None:
+                cli.check_range(flag, v, low, high, integer=flag in ("--budgets", "--seeds", "--image-size"))
+    for arch, flag in ((o.student, "--student"), (o.teacher_arch, "--teacher-arch")):
+        if arch is not None and not models.is_known_arch(arch):
+            raise ValueError(f"{flag}: unknown timm architecture '{arch}'")
+    notes = []
+    if o.dataset == "imagefolder":
+        counts = data.imagefolder_counts(o.data_root)  # DatasetError: one line naming the missing split or class
+        classes, n_train, n_test = counts["classes"], sum(counts["train"]), sum(counts["test"])
+        single = [c for c, n in zip(classes, counts["train"]) if n == 1]
+        notes += (
+            [f"note: {len(single)} class(es) with a single training image ({', '.join(single[:5])})"] if single else []
+        )
+        untested = [c for c, n in zip(classes, counts["test"]) if n == 0]
+        notes += [f"note: class(es) without test images: {', '.join(untested[:5])}"] if untested else []
+        if o.source is not None:
+            data.imagefolder_counts(o.source)
+    else:
+        synth = cli.parse_key_values(o.synth, "--synth")
+        data.check_synth_args(o.dataset, synth)
+        train = data.load_split(o.dataset, "train", o.data_root, synth=synth)
+        classes, n_train, n_test = (
+            train.classes,
+            len(train),
+            len(data.load_split(o.dataset, "test", o.data_root, synth=synth)),
+        )
+    if o.teacher is not None:
+        ckpt = models.load_checkpoint(o.teacher)
+        if ckpt["num_classes"] != len(classes):
+            raise ValueError(
+                f"--teacher: '{o.teacher}' has {ckpt['num_classes']} classes, the data {len(classes)} ({o.data_root})"
+            )
+        if ckpt["classes"] != list(classes):
+            notes.append("note: --teacher names other classes than the data; its outputs are matched by index")
+        trained_at = models.trained_image_size(ckpt)
+        if trained_at is not None and trained_at != (o.image_size or data.aug_config_for(o.dataset).image_size):
+            notes.append(f"note: the teacher was trained at {trained_at} px (--image-size chooses the study's)")
+    return len(classes), n_train, n_test, notes
+
+
+def estimate_seconds(g, classes, n_train, n_test, student, teacher_arch, image_size, device, jobs):
+    """Wall seconds of the grid on `jobs` workers, from step rates measured here (bench.step_rates): the students'
+    steps and evaluations, each tape's teacher, the teachers trained. A rough figure: perfect packing assumed."""
+    import bench
+
+    rates = bench.step_rates(student, teacher_arch, classes, image_size, device)
+    work, tapes = 0.0, {}
+    for cmd, runs in g.stages["distill"].items():
+        epochs = g.cost[cmd] / runs
+        work += g.cost[cmd] * n_train / rates["student_img_s"] + runs * 4 * n_test / rates["eval_img_s"]
+        tapes[g.tape_of[cmd]] = max(tapes.get(g.tape_of[cmd], 0), epochs)
+    work += sum(e * n_train + n_train + n_test for e in tapes.values()) / rates["teacher_img_s"]
+    work += sum(e * n_train for _, _, e in g.trained.values()) / rates["teacher_train_img_s"]
+    return work / jobs
+
+
+def estimate_study_seconds(dataset, data_root, teacher, student, image_size, synth, budgets, seeds, device, jobs):
+    """(runs, wall seconds) of `bash run_all.sh study` with these options on `jobs` workers of `device`."""
+    o = study_options(
+        dataset=dataset,
+        data_root=data_root,
+        teacher=teacher,
+        student=student,
+        image_size=image_size,
+        synth=list(synth or []),
+        budgets=budgets,
+        seeds=seeds,
+    )
+    classes, n_train, n_test, _ = check_study(o)
+    g = build("study", "python", "out", data_root, [], o)
+    arch = STUDY["student"] if student is None else student
+    size = image_size or data_image_size(dataset)
+    seconds = estimate_seconds(
+        g, classes, n_train, n_test, arch, o.teacher_arch or STUDY["teacher_arch"], size, device, jobs
+    )
+    return sum(g.stages["distill"].values()), seconds
+
+
+def data_image_size(dataset):
+    import data
+
+    return data.aug_config_for(dataset).image_size
+
+
+def study_options(**given):
+    """The study's options (argparse.Namespace) with every one not given set to None (the preset's default)."""
+    keys = [
+        "dataset",
+        "data_root",
+        "teacher",
+        "source",
+        "source_dataset",
+        "student",
+        "teacher_arch",
+        "image_size",
+        "synth",
+        "budgets",
+        "seeds",
+        "T",
+        "max_hours",
+    ]
+    o = argparse.Namespace(**{k: None for k in keys})
+    o.dataset, o.source_dataset, o.synth = "imagefolder", "imagefolder", []
+    for k, v in given.items():
+        setattr(o, k, v)
+    return o
+
+
+def add_study_args(p):
+    g = p.add_argument_group("the study preset (your own lab): bash run_all.sh study --data-root DIR [--teacher CKPT]")
+    g.add_argument(
+        "--dataset", default="imagefolder", help="the data: imagefolder (--data-root DIR) or a named dataset"
+    )
+    g.add_argument("--teacher", default=None, help="teacher checkpoint (train_teacher.py); without it, one is made")
+    g.add_argument(
+        "--source",
+        default=None,
+        help="a larger related image folder: the made teacher is pretrained "
+        "there, then fine-tuned briefly and long (the origination study too)",
+    )
+    g.add_argument("--source-dataset", default="imagefolder", help="the --source's dataset kind")
+    g.add_argument("--student", default=None, help=f"student architecture (default {STUDY['student']})")
+    g.add_argument(
+        "--teacher-arch", default=None, help=f"architecture of a made teacher (default {STUDY['teacher_arch']})"
+    )
+    g.add_argument("--image-size", type=int, default=None, help="resolution (default: the dataset's, 224 for folders)")
+    g.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE", help="sizes of a built-in synth-* dataset")
+    g.add_argument("--budgets", type=int, nargs="+", default=None, help=f"epochs (default {STUDY['budgets']})")
+    g.add_argument("--seeds", type=int, default=None, help=f"seeds per setting (default {STUDY['seeds']})")
+    g.add_argument("--T", type=float, nargs="+", default=None, help=f"temperatures (default {STUDY['T']})")
+    g.add_argument("--max-hours", type=float, default=None, help="refuse a study estimated to take longer")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
-        "preset", help="lab, lab-long, lab-full, demo, demo-tiny (tests), paper, or one study: " + ", ".join(STUDIES)
+        "preset",
+        help="lab, lab-long, lab-full, demo, demo-tiny (tests), study, paper, or one study: " + ", ".join(STUDIES),
     )
     p.add_argument("--out", default="results", help="results folder (manifests go to <out>/manifest/)")
-    p.add_argument("--data-root", default="data", help="folder holding the real datasets")
+    p.add_argument("--data-root", default="data", help="folder holding the real datasets (study: the image folder)")
     p.add_argument("--python", default="python", help="python interpreter written into the commands")
     p.add_argument("--extra", default="", help="flags appended to every training command, e.g. '--amp --workers 8'")
     p.add_argument("--dry-run", action="store_true", help="print runs per stage and the first commands; write nothing")
+    p.add_argument("--jobs", type=int, default=None, help="study: workers the estimate assumes (default: run_all.sh's)")
+    add_study_args(p)
     args = p.parse_args(argv)
-    if args.preset not in [*BUILTIN, "paper", *STUDIES]:
-        print(
-            f"grid.py: error: unknown preset '{args.preset}' (expected {', '.join([*BUILTIN, 'paper', *STUDIES])})",
-            file=sys.stderr,
-        )
+    if args.preset not in [*BUILTIN, "study", "paper", *STUDIES]:
+        presets = ", ".join([*BUILTIN, "study", "paper", *STUDIES])
+        print(f"grid.py: error: unknown preset '{args.preset}' (expected {presets})", file=sys.stderr)
         return 2
-    g = build(args.preset, args.python, args.out, args.data_root, shlex.split(args.extra))
+    study_flags = [
+        k
+        for k in ("teacher", "source", "student", "teacher_arch", "image_size", "budgets", "seeds", "T", "max_hours")
+        if getattr(args, k) is not None
+    ]
+    if args.preset != "study" and study_flags:
+        print(f"grid.py: error: --{study_flags[0].replace('_', '-')}: only for the study preset", file=sys.stderr)
+        return 2
+    if args.preset == "study":
+        try:
+            classes, n_train, n_test, notes = check_study(args)
+        except ValueError as e:  # DatasetError and CheckpointError too
+            print(f"grid.py: error: {e}", file=sys.stderr)
+            return 2
+        for line in notes:
+            print(f"grid.py: {line}", file=sys.stderr)
+    g = build(args.preset, args.python, args.out, args.data_root, shlex.split(args.extra), args)
+    if args.preset == "study" and (args.dry_run or args.max_hours is not None):
+        import torch
+
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        jobs = args.jobs or (torch.cuda.device_count() if device.type == "cuda" else os.cpu_count() or 1)
+        size = args.image_size or data_image_size(args.dataset)
+        student, arch = args.student or STUDY["student"], args.teacher_arch or STUDY["teacher_arch"]
+        seconds = estimate_seconds(g, classes, n_train, n_test, student, arch, size, device, jobs)
+        runs = sum(g.stages["distill"].values())
+        print(
+            f"study: {runs} distillation runs, estimated {seconds / 3600:.1f} h on {jobs} {device.type} worker(s) "
+            f"(step rates measured here; a rough figure)"
+        )
+        if args.max_hours is not None and seconds > args.max_hours * 3600:
+            print(
+                f"grid.py: error: --budgets: the study is estimated at {seconds / 3600:.1f} h, over --max-hours "
+                f"{args.max_hours:g}; shorten --budgets or use fewer --seeds",
+                file=sys.stderr,
+            )
+            return 2
     for part, cmds in g.parts.items():
         print(f"{part}: {sum(cmds.values())} distillation runs in {len(cmds)} commands")
     for stage, cmds in g.stages.items():

@@ -6,9 +6,11 @@
 #   bash run_all.sh paper --data-root /data --extra "--amp --workers 8"
 #   bash run_all.sh config --slurm --partition gpu --time 04:00:00 --gpus 1 --max-concurrent 32
 #   bash run_all.sh paper --dry-run            # runs per stage and the first commands
+#   bash run_all.sh study --data-root DIR --teacher CKPT --student resnet18   # the lab's protocol on your data
 #
-# Presets: lab, lab-full (the lab plus Fig. 1, the batch size, Table 2, Fig. 6), demo, paper (all five
-# studies on the real datasets), methods, config, origination, init, granularity, demo-tiny (tests).
+# Presets: lab, lab-long (the lab plus SGD at 512 epochs), lab-full (lab-long plus Fig. 1, the batch size,
+# Table 2, Fig. 6), demo, study (the lab's protocol on your image folder and teacher), paper (all five studies
+# on the real datasets), methods, config, origination, init, granularity, demo-tiny (tests).
 # grid.py holds every value of the grid; this script only runs its manifests, stage after stage:
 # pretrain -> teachers (and student initial weights) -> distill -> analysis. Re-running finishes
 # only what is missing: every command skips finished runs, resumes interrupted ones and refuses to
@@ -53,7 +55,7 @@ run_one() {
 }
 if [[ "${1:-}" == __one ]]; then shift; run_one "$@"; fi
 
-usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; cat <<'EOF'
+usage() { sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; cat <<'EOF'
 
 Options:
   --out DIR             results folder (default: results/<preset>)
@@ -67,6 +69,13 @@ Options:
   --partition P, --time T, --account A, --gpus G, --cpus C, --mem M
                         passed to sbatch; --max-concurrent N caps running array tasks (default 16)
   --sbatch-args "..."   any other sbatch flags
+
+The study preset (your own lab; --dry-run prints the runs and a wall time estimated from step rates measured here):
+  --data-root DIR       your image folder: DIR/{train,test}/<class>/<images>
+  --teacher CKPT        your teacher (train_teacher.py); without it the study trains one from scratch, or with
+  --source DIR          a larger related image folder: pretrained there, fine-tuned briefly and long on DIR
+  --student ARCH, --teacher-arch ARCH, --image-size N, --budgets E1 E2 .., --seeds N, --T T1 T2 ..,
+  --dataset NAME (default imagefolder), --synth KEY=VALUE .. (a built-in dataset), --max-hours H
 EOF
 }
 
@@ -74,10 +83,10 @@ EOF
 PRESET=$1; shift
 case "$PRESET" in
   -h|--help) usage; exit 0;;
-  lab|lab-long|lab-full|demo|demo-tiny|paper|methods|config|origination|init|granularity) ;;
-  *) die "unknown preset '$PRESET' (expected lab, lab-long, lab-full, demo, paper, methods, config, origination, init or granularity)";;
+  lab|lab-long|lab-full|demo|demo-tiny|study|paper|methods|config|origination|init|granularity) ;;
+  *) die "unknown preset '$PRESET' (expected lab, lab-long, lab-full, demo, study, paper, methods, config, origination, init or granularity)";;
 esac
-OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=() STOP=distill
+OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=() STOP=distill STUDY=()
 # An option's value must be there and must not look like another option (--out --dry-run is refused).
 value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1: expected a value after it, got '${2:-}'"; }
 while [[ $# -gt 0 ]]; do
@@ -93,6 +102,11 @@ while [[ $# -gt 0 ]]; do
     --partition|--time|--account|--gpus|--cpus|--mem)
       value "$@"; flag=${1#--}; [[ $flag == cpus ]] && flag=cpus-per-task; SB+=("--$flag=$2"); shift;;
     --max-concurrent) value "$@"; MAXC=$2; shift;;
+    --dataset|--teacher|--source|--source-dataset|--student|--teacher-arch|--image-size|--seeds|--max-hours)
+      value "$@"; STUDY+=("$1" "$2"); shift;;
+    --budgets|--T|--synth)   # several values, up to the next option
+      opt=$1; [[ $# -ge 2 && "$2" != --* ]] || die "$opt: expected values after it"; STUDY+=("$opt")
+      while [[ $# -ge 2 && "$2" != --* ]]; do STUDY+=("$2"); shift; done;;
     --sbatch-args) [[ $# -ge 2 ]] || die "--sbatch-args: expected a value after it"; read -r -a more <<<"$2"; SB+=("${more[@]}"); shift;;
     -h|--help) usage; exit 0;;
     *) die "unknown option '$1' (see bash run_all.sh --help)";;
@@ -104,14 +118,19 @@ case "$STOP" in pretrain|teachers|distill) ;; *) die "--stop-after: expected pre
 [[ -z "$JOBS" || "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer, got '$JOBS'"
 
 if [[ $DRY == 1 ]]; then
-  exec "$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" --dry-run
+  exec "$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" \
+    ${JOBS:+--jobs "$JOBS"} "${STUDY[@]}" --dry-run
 fi
 if [[ $SLURM == 1 ]] && ! command -v sbatch >/dev/null; then
   die "--slurm: sbatch not found on PATH (run on a Slurm login node, or drop --slurm to run locally)"
 fi
+NEW_OUT=0; [[ -e "$OUT" ]] || NEW_OUT=1
 mkdir -p "$OUT" 2>/dev/null && [[ -w "$OUT" ]] || die "--out: folder '$OUT' is not writable"
 OUT=$(cd "$OUT" && pwd)
-"$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" >/dev/null || exit 2
+if ! "$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" "${STUDY[@]}" >/dev/null; then
+  [[ $NEW_OUT == 1 ]] && rmdir "$OUT" 2>/dev/null   # refused: leave nothing behind
+  exit 2
+fi
 STAGES=()
 for stage in pretrain teachers distill; do STAGES+=("$stage"); [[ $stage == "$STOP" ]] && break; done
 

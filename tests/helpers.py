@@ -103,3 +103,18 @@ def intra_op_threads(n):
         yield
     finally:
         torch.set_num_threads(old)
+
+
+def write_image_folder(root, classes, per_class, seed=0, size=16, per_test_class=2):
+    """A fabricated image folder root/{train,test}/<class>/<i>.png of random RGB images."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", per_class), ("test", per_test_class)):
+        for c in classes:
+            (Path(root) / split / c).mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(Path(root) / split / c / f"{i}.png")
+    return Path(root)

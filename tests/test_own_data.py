@@ -4,15 +4,13 @@ content, so a teacher pretrained on one folder and fine-tuned on another is reco
 
 import json
 
-import numpy as np
 import torch
-from PIL import Image
 
 import data
 import distill
 import models
 import train_teacher
-from helpers import FAST, TINY, distill_args, results_in
+from helpers import FAST, TINY, distill_args, results_in, write_image_folder
 
 SIZES = {k: int(v) for k, v in (s.split("=") for s in TINY[1 : TINY.index("--data-root")])}  # the tiny built-in data
 SYNTH_AUG = [
@@ -64,21 +62,11 @@ def test_distilling_through_the_exported_folder_gives_the_built_in_numbers(teach
         assert rb["config"]["dataset"] == "imagefolder" and rb["config"]["data_sha1"]
 
 
-def write_folder(root, classes, per_class, seed):
-    """A fabricated image folder root/{train,test}/<class>/<i>.png of random 16 px RGB images."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", per_class), ("test", 2)):
-        for c in classes:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
-
-
 def test_a_teacher_pretrained_on_one_folder_and_fine_tuned_on_another_is_pretrained_and_fine_tuned(tmp_path):
     """Both folders load as 'imagefolder': the old comparison of loader names called the fine-tuned teacher
     'trained from scratch' (origination continued from its pretraining). Its data's content tells them apart."""
-    write_folder(tmp_path / "source", ["a", "b", "c", "d"], 6, seed=0)
-    write_folder(tmp_path / "target", ["x", "y", "z"], 6, seed=1)
+    write_image_folder(tmp_path / "source", ["a", "b", "c", "d"], 6, seed=0)
+    write_image_folder(tmp_path / "target", ["x", "y", "z"], 6, seed=1)
     common = ["--dataset", "imagefolder", "--arch", "test_resnet", "--image-size", "16", *FAST]
     src, ft = tmp_path / "src.pt", tmp_path / "ft.pt"
     assert (

@@ -1,0 +1,100 @@
+"""bash run_all.sh study: the lab's protocol on a user's image folder and teacher, end to end at a tiny size, its
+dry run (runs and an estimated wall time), and its refusals of bad input (one line, exit 2, nothing written)."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import data
+from helpers import TINY, write_image_folder
+
+ROOT = Path(__file__).resolve().parent.parent
+SIZES = {k: int(v) for k, v in (s.split("=") for s in TINY[1 : TINY.index("--data-root")])}
+TINY_RUNS = ["--image-size", "32", "--budgets", "1", "--T", "1", "4", "--student", "test_resnet"]
+EXTRA = "--allow-weak-teacher --bs 12 --device cpu"  # toy teachers near chance; 36 training images
+
+
+def study(*args, timeout=900):
+    return subprocess.run(
+        ["bash", str(ROOT / "run_all.sh"), "study", *map(str, args)],
+        cwd=ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_the_dry_run_counts_the_runs_and_estimates_the_time(teacher, tmp_path):
+    folder = write_image_folder(tmp_path / "pets", ["a", "b", "c"], 4)
+    r = study("--data-root", folder, "--teacher", teacher, *TINY_RUNS, "--seeds", "2", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    # (2 temperatures + a labels-only student) x 2 optimizers x 1 budget x 2 seeds
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("study:"))
+    assert line.startswith("study: 12 distillation runs, estimated ") and " h on " in line
+    assert not (tmp_path / "results").exists() and "note: --teacher names other classes" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_study_runs_end_to_end_on_an_exported_copy_and_on_a_folder_without_a_teacher(teacher, tmp_path):
+    """The exported built-in data with a given teacher, then a fabricated folder whose teacher the study makes
+    (pretrained on a source folder, fine-tuned briefly and long): every expected run finishes, the report leads
+    with the which-T table and writes findings.json."""
+    exported = tmp_path / "exported"
+    data.export_imagefolder("synth-fine", exported, SIZES)
+    out = tmp_path / "study"
+    extra = f"{EXTRA} --crop-pct 1 --randaug-n 1 --randaug-m 5"
+    r = study("--out", out, "--data-root", exported, "--teacher", teacher, *TINY_RUNS, "--seeds", "2", "--extra", extra)
+    assert r.returncode == 0, r.stderr[-3000:]
+    expected = json.loads((out / "manifest" / "expected.json").read_text())
+    assert len(expected) == 12 and len(list(out.glob("runs/*/result.json"))) == 12
+    report = (out / "REPORT.md").read_text()
+    assert report.index("Which T") < report.index("## Findings")
+    assert {f["id"] for f in json.loads((out / "findings.json").read_text())} >= {1, 3, 4, 5, 6}
+
+    source = write_image_folder(tmp_path / "source", ["p", "q", "r", "s"], 6, seed=1)
+    target = write_image_folder(tmp_path / "target", ["x", "y", "z"], 6, seed=2)
+    out = tmp_path / "made"
+    r = study("--out", out, "--data-root", target, "--source", source, "--teacher-arch", "test_resnet",
+              "--image-size", "16", "--budgets", "1", "--T", "1", "4", "--student", "test_resnet", "--seeds", "1",
+              "--extra", EXTRA.replace("--bs 12", "--bs 6"))  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    teachers = sorted(p.name for p in (out / "teachers").glob("*.pt"))
+    assert teachers == ["target-ft32.pt", "target-ft4.pt", "target-scratch.pt"]
+    results = [json.loads(p.read_text()) for p in out.glob("runs/*/result.json")]
+    origins = {r["teacher"]["origination"]["from_scratch"] for r in results if r["teacher"]}
+    assert origins == {True, False} and len(results) == len(
+        json.loads((out / "manifest" / "expected.json").read_text())
+    )
+
+
+@pytest.mark.parametrize(
+    "problem, needle",
+    [
+        ("no test split", "test not found"),
+        ("a class without images", "no valid file"),
+        ("other classes than the teacher's", "--teacher: "),
+        ("--source with --teacher", "--source"),
+        ("a budget over --max-hours", "--budgets: the study is estimated at"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(teacher, tmp_path, problem, needle):
+    classes = ["a", "b", "c", "d"] if problem == "other classes than the teacher's" else ["a", "b", "c"]
+    folder = write_image_folder(tmp_path / "folder", classes, 2)  # the teacher has 3 classes
+    args = ["--out", tmp_path / "out", "--data-root", folder, "--teacher", teacher, *TINY_RUNS]
+    if problem == "no test split":
+        os.rename(folder / "test", tmp_path / "moved")
+    elif problem == "a class without images":
+        for p in (folder / "train" / "b").iterdir():
+            p.unlink()
+    elif problem == "--source with --teacher":
+        args += ["--source", folder]
+    else:
+        args += ["--max-hours", "0.000001"]
+    r = study(*args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and needle in lines[-1] and "error" in lines[-1], r.stderr
+    assert not (tmp_path / "out").exists()
