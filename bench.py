@@ -257,6 +257,12 @@ def main():
     p.add_argument("--parity-epochs", type=int, default=48, help="--parity: distillation epochs")
     p.add_argument("--parity-T", type=float, nargs="+", default=[1.0, 8.0], help="--parity: temperatures")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="--parity: seeds")
+    p.add_argument(
+        "--parity-levers",
+        nargs="+",
+        default=None,
+        help="--parity: only the levers whose names start so (float32 always)",
+    )
     args = p.parse_args()
     device = cli.resolve_device(args.device)
     if args.parity:
@@ -271,8 +277,9 @@ def main():
             flush=True,
         )
         with tempfile.TemporaryDirectory() as tmp:
+            levers = ["float32", *args.parity_levers] if args.parity_levers else None
             out = section_parity(
-                args.parity_teacher, args.student, args.parity_T, args.parity_epochs, args.seeds, device, tmp
+                args.parity_teacher, args.student, args.parity_T, args.parity_epochs, args.seeds, device, tmp, levers
             )
         print_parity(out)
         print(json.dumps({"device": runs.provenance(device)["device"], "parity_top1": out}))
@@ -548,8 +555,9 @@ def section_images(train, bs, tmp):
     }
 
 
-def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp):
-    """Final top-1 per lever, T and seed on the teacher checkpoint's own data (the lab's, by default)."""
+def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp, levers=None):
+    """Final top-1 per lever (all, or the names in `levers`), T and seed on the teacher checkpoint's own data
+    (the lab's, by default)."""
     ckpt = models.load_checkpoint(ckpt_path)
     synth = (ckpt.get("args") or {}).get("synth") or {}
     train = data.load_split(ckpt["dataset"], "train", "unused", synth=synth)
@@ -558,6 +566,8 @@ def section_parity(ckpt_path, student, temps, epochs, seeds, device, tmp):
     norm = models.checkpoint_normalization(ckpt)
     out = {}
     for name, lever in LEVERS.items():
+        if levers and not any(name.startswith(chosen) for chosen in levers):
+            continue
         model = copy.deepcopy(teacher).to(memory_format=torch.channels_last) if lever.get("channels_last") else teacher
         for seed in seeds:
             results = project_run(

@@ -84,3 +84,28 @@ def test_a_teacher_pretrained_on_one_folder_and_fine_tuned_on_another_is_pretrai
     assert models.load_checkpoint(longer)["origination"]["target_epochs"] == 3
     result = json.loads((tmp_path / "ft.run" / "result.json").read_text())
     assert result["config"]["data_sha1"] != models.load_checkpoint(src)["args"]["data_sha1"]
+
+
+def test_grayscale_rgba_palette_and_mixed_size_images_train_as_rgb(teacher, tmp_path):
+    """A user's folder mixes modes and sizes: every image is read as RGB, resized to the stored short side, and
+    centre-cropped square for training and evaluation; distillation runs on it."""
+    import numpy as np
+    from PIL import Image
+
+    folder = write_image_folder(tmp_path / "mixed", ["a", "b", "c"], 3, size=20)
+    rng = np.random.default_rng(3)
+    Image.fromarray(rng.integers(0, 256, (24, 40), dtype=np.uint8), mode="L").save(folder / "train" / "a" / "gray.png")
+    rgba = rng.integers(0, 256, (30, 18, 4), dtype=np.uint8)
+    Image.fromarray(rgba, mode="RGBA").save(folder / "train" / "b" / "rgba.png")
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).convert("P").save(
+        folder / "test" / "c" / "p.png"
+    )
+    train = data.load_split("imagefolder", "train", folder, image_size=16)  # stored short side round(16 / 0.875) = 18
+    assert isinstance(train.images, list) and {im.shape[0] for im in train.images} == {3}
+    assert {min(im.shape[1:]) for im in train.images} == {18} and all(im.dtype == torch.uint8 for im in train.images)
+    args = ["--dataset", "imagefolder", "--data-root", str(folder), "--image-size", "16", "--teacher", str(teacher),
+            "--student", "test_resnet", "--out", str(tmp_path / "runs"), "--allow-weak-teacher", *FAST, "--bs", "6",
+            "--epochs", "1", "--T", "2"]  # fmt: skip
+    assert distill.main(args) == 0
+    (result,) = results_in(tmp_path / "runs").values()
+    assert result["status"] == "ok" and result["config"]["aug"]["image_size"] == 16
