@@ -3,7 +3,8 @@
     python analysis/report.py RESULTS
 
 Runs the whole analysis: RESULTS/results.csv (aggregate.py), RESULTS/figures/ (figures.py), the report,
-whose links are relative to RESULTS, and findings.json beside it (one object per finding). Results it
+whose links are relative to RESULTS and whose first table says which T (which_t.py), findings.json (one
+object per finding) and which_t.json (one object per setting of KD runs) beside it. Results it
 refuses to merge (two runs of one configuration and seed) end it with one error line, nothing written.
 """
 
@@ -17,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root, also when run as a script
-from analysis import aggregate, figures, findings, integrity, selection, stats  # noqa: E402
+from analysis import aggregate, figures, findings, integrity, selection, stats, which_t  # noqa: E402
 from runs import atomic_write  # noqa: E402
 
 LABEL_MARKS = {
@@ -352,8 +353,8 @@ def artifacts_section(made, report_dir):
 
 
 def write_report(results_dir, out=None, figures_dir=None):
-    """Aggregate, draw and check everything under results_dir; write results.csv, figures/, REPORT.md and
-    findings.json beside it. Returns (report path, findings, artifacts, problems). Raises
+    """Aggregate, draw and check everything under results_dir; write results.csv, figures/, REPORT.md,
+    findings.json and which_t.json beside it. Returns (report path, findings, artifacts, problems). Raises
     aggregate.AnalysisError (nothing written) for results it refuses to merge."""
     results_dir = Path(results_dir)
     records, problems = aggregate.load_results(results_dir)
@@ -361,6 +362,7 @@ def write_report(results_dir, out=None, figures_dir=None):
     aggregate.check_duplicates(rows)
     expected = integrity.read_expected(results_dir)
     decided = findings.evaluate(rows, expected)
+    best_T = which_t.which_t(rows)
     aggregate.write_csv(aggregate.aggregate(rows), results_dir / "results.csv", aggregate.AGGREGATE_COLUMNS)
     made = figures.make_all(rows, figures_dir or results_dir / "figures")
     out = Path(out or results_dir / "REPORT.md")
@@ -370,14 +372,16 @@ def write_report(results_dir, out=None, figures_dir=None):
         "# KD temperature study: results report",
         "",
         f"Generated {stamp} from `{results_dir}` by `analysis/report.py`; per-configuration means in "
-        f"[results.csv]({csv_link}), the findings in [findings.json](findings.json). Accuracy is final test top-1 "
-        "(%), mean ± std over seeds.",
+        f"[results.csv]({csv_link}), the findings in [findings.json](findings.json), which T in "
+        "[which_t.json](which_t.json). Accuracy is final test top-1 (%), mean ± std over seeds.",
         "",
     ]
-    lines += largest_effect_section(rows) + findings_section(decided) + integrity_section(rows, expected)
+    lines += which_t.section(best_T) + largest_effect_section(rows) + findings_section(decided)
+    lines += integrity_section(rows, expected)
     lines += properties_section(rows, records) + power_section(rows)
     lines += provenance_section(records, problems) + artifacts_section(made, out.parent)
     atomic_write(out.parent / "findings.json", json.dumps(decided, indent=1) + "\n")
+    atomic_write(out.parent / "which_t.json", json.dumps(best_T, indent=1) + "\n")
     path = atomic_write(out, "\n".join(lines) + "\n")
     return path, decided, made, problems
 
