@@ -477,57 +477,6 @@ def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH):
             "lab_step_ratio": wall["old"] / wall["new"]}  # fmt: skip
 
 
-def step_rates(student, teacher_arch, num_classes, image_size, device, students=7, steps=3):
-    """What the lab's work costs on this machine (one thread per CPU worker, as run_all.sh runs it): student
-    images/s in a lockstep of `students` (bf16 and channels_last as the lab runs, KD on given teacher logits),
-    the teacher's training and inference images/s, a student's evaluation images/s. Random images and weights:
-    the speed of a step does not depend on them."""
-    bs = 64 if image_size <= 64 else 16  # large images: a smaller batch keeps the measurement short
-    x = torch.randint(0, 256, (bs, 3, image_size, image_size), dtype=torch.uint8, device=device)
-    y = torch.randint(0, num_classes, (bs,), device=device)
-
-    def timed(models_, objective):
-        opts = [engine.build_optimizer(m.parameters(), "sgd", 0.01, 0.0) for m in models_]
-        for i in range(steps + 1):  # the first step warms up
-            if i == 1:
-                t0 = time.time()
-            for m, opt in zip(models_, opts):
-                with torch.autocast(device.type, dtype=torch.bfloat16):
-                    loss = objective(m(models.model_input(x, *models.normalization(m), True)))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                kd.per_layer_clip_(m.parameters(), 1.0)
-                opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return steps * bs * len(models_) / (time.time() - t0)
-
-    def model(arch):
-        return models.create_model(arch, num_classes)[0].to(device).to(memory_format=torch.channels_last)
-
-    def inference(m):
-        images = x.repeat(4, 1, 1, 1)
-        models.predict(m, images[:bs], models.normalization(m), device, amp=True, channels_last=True)  # warm-up
-        t0 = time.time()
-        models.predict(m, images, models.normalization(m), device, amp=True, channels_last=True)
-        return len(images) / (time.time() - t0)
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1 if device.type == "cpu" else threads)
-    try:
-        t = torch.randn(bs, num_classes, device=device)
-        lockstep = [model(student) for _ in range(students)]
-        teacher = model(teacher_arch)
-        return {
-            "student_img_s": timed(lockstep, lambda s: kd.kd_loss(s, t, 4.0)),
-            "teacher_train_img_s": timed([teacher], lambda s: F.cross_entropy(s.float(), y)),
-            "teacher_img_s": inference(teacher),
-            "eval_img_s": inference(lockstep[0]),
-        }
-    finally:
-        torch.set_num_threads(threads)
-
-
 def section_images(train, bs, tmp):
     """The real-image path beside synth-*: the same images as PNG files in an image folder, decoded once
     (then cached as uint8) vs generated; then the training stream of each (they must give the same batches)."""

@@ -60,6 +60,8 @@ def spec(dataset, ft, baseline, durations=(), budgets=(), root="", scratch=200):
     )
 
 
+# In steps at batch 64: Pets' 3,680 training images make 57 steps per epoch, so its longest budget (300 epochs) is
+# about 17,100 steps; CIFAR-100's (120 epochs of 50,000 images) about 93,700. The lab's longest is 3,584 (lab-long).
 DATASETS = {
     "pets": spec("pets", ft=20, baseline=100, durations=[5, 10, 20, 40], budgets=[25, 50, 100, 200, 300]),
     "cifar100": spec("cifar100", ft=40, baseline=40, durations=[10, 20, 40, 80], budgets=[10, 20, 40, 80, 120]),
@@ -519,6 +521,11 @@ def builtin(g, c):
 STUDY = dict(LAB, student="resnet18", teacher_arch="resnet18d", budgets=LAB["budgets"], seeds=3)
 
 
+def study_student(dataset):
+    """The study's default student: the lab's on the built-in data, the paper's ResNet-18 on images of your own."""
+    return LAB["student"] if str(dataset).startswith("synth-") else STUDY["student"]
+
+
 def own_data_flags(dataset, data_root, image_size=None, synth=()):
     """The data flags of the study's commands, and the name the analysis gives the data (a folder's name)."""
     flags = ["--dataset", dataset] + (["--data-root", data_root] if data_root else [])
@@ -531,7 +538,8 @@ def study(g, o):
     """The lab's protocol on one dataset: a teacher (given, or made: from scratch, or pretrained on --source then
     fine-tuned briefly and long), the lab's temperatures, both optimizers, the budgets and seeds, a labels-only
     student in every setting, one tape per teacher and seed; with --source also the origination study."""
-    c = dict(STUDY, **{k: v for k, v in vars(o).items() if v is not None and k in STUDY})
+    c = dict(STUDY, student=study_student(o.dataset))
+    c.update({k: v for k, v in vars(o).items() if v is not None and k in STUDY})
     g.own_data["target"] = own_data_flags(o.dataset, o.data_root, o.image_size, o.synth)
     name, size = g.own_data["target"][1], ["--image-size", o.image_size] if o.image_size else []
 
@@ -646,22 +654,6 @@ def check_study(o):
     return len(classes), n_train, n_test, notes
 
 
-def estimate_seconds(g, classes, n_train, n_test, student, teacher_arch, image_size, device, jobs):
-    """Wall seconds of the grid on `jobs` workers, from step rates measured here (bench.step_rates): the students'
-    steps and evaluations, each tape's teacher, the teachers trained. A rough figure: perfect packing assumed."""
-    import bench
-
-    rates = bench.step_rates(student, teacher_arch, classes, image_size, device)
-    work, tapes = 0.0, {}
-    for cmd, runs in g.stages["distill"].items():
-        epochs = g.cost[cmd] / runs
-        work += g.cost[cmd] * n_train / rates["student_img_s"] + runs * 4 * n_test / rates["eval_img_s"]
-        tapes[g.tape_of[cmd]] = max(tapes.get(g.tape_of[cmd], 0), epochs)
-    work += sum(e * n_train + n_train + n_test for e in tapes.values()) / rates["teacher_img_s"]
-    work += sum(e * n_train for _, _, e in g.trained.values()) / rates["teacher_train_img_s"]
-    return work / jobs
-
-
 def estimate_study_seconds(dataset, data_root, teacher, student, image_size, synth, budgets, seeds, device, jobs):
     """(runs, wall seconds) of `bash run_all.sh study` with these options on `jobs` workers of `device`."""
     o = study_options(
@@ -676,11 +668,12 @@ def estimate_study_seconds(dataset, data_root, teacher, student, image_size, syn
     )
     classes, n_train, n_test, _ = check_study(o)
     g = build("study", "python", "out", data_root, [], o)
-    arch = STUDY["student"] if student is None else student
+    arch = study_student(dataset) if student is None else student
     size = image_size or data_image_size(dataset)
-    seconds = estimate_seconds(
-        g, classes, n_train, n_test, arch, o.teacher_arch or STUDY["teacher_arch"], size, device, jobs
-    )
+    import estimate
+
+    teacher_arch = o.teacher_arch or STUDY["teacher_arch"]
+    seconds = estimate.estimate_seconds(g, classes, n_train, n_test, arch, teacher_arch, size, device, jobs)
     return sum(g.stages["distill"].values()), seconds
 
 
@@ -727,7 +720,7 @@ def add_study_args(p):
         "there, then fine-tuned briefly and long (the origination study too)",
     )
     g.add_argument("--source-dataset", default="imagefolder", help="the --source's dataset kind")
-    g.add_argument("--student", default=None, help=f"student architecture (default {STUDY['student']})")
+    g.add_argument("--student", default=None, help="student architecture (default resnet18; test_resnet on synth-*)")
     g.add_argument(
         "--teacher-arch", default=None, help=f"architecture of a made teacher (default {STUDY['teacher_arch']})"
     )
@@ -780,8 +773,10 @@ def main(argv=None):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         jobs = args.jobs or (torch.cuda.device_count() if device.type == "cuda" else os.cpu_count() or 1)
         size = args.image_size or data_image_size(args.dataset)
-        student, arch = args.student or STUDY["student"], args.teacher_arch or STUDY["teacher_arch"]
-        seconds = estimate_seconds(g, classes, n_train, n_test, student, arch, size, device, jobs)
+        student, arch = args.student or study_student(args.dataset), args.teacher_arch or STUDY["teacher_arch"]
+        import estimate
+
+        seconds = estimate.estimate_seconds(g, classes, n_train, n_test, student, arch, size, device, jobs)
         runs = sum(g.stages["distill"].values())
         print(
             f"study: {runs} distillation runs, estimated {seconds / 3600:.1f} h on {jobs} {device.type} worker(s) "

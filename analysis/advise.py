@@ -283,7 +283,7 @@ def study_options(args, dataset, synth, image_size, device):
         dataset=dataset,
         data_root=args.data_root,
         teacher=args.teacher,
-        student=args.student or grid.STUDY["student"],
+        student=args.student or grid.study_student(dataset),
         image_size=image_size,
         synth=[f"{k}={v}" for k, v in synth.items()],
         budgets=None,
@@ -306,9 +306,8 @@ def study_command(options):
 
 
 def study_estimate(options):
-    """(runs, seconds) of the study from grid.estimate_study_seconds; None while grid.py has no such function."""
-    estimate = getattr(grid, "estimate_study_seconds", None)
-    return None if estimate is None else estimate(**options)
+    """(runs, seconds) of the study, from step rates measured here (grid.estimate_study_seconds)."""
+    return grid.estimate_study_seconds(**options)
 
 
 def duration_text(seconds):
@@ -319,17 +318,11 @@ def duration_text(seconds):
 def study_lines(options):
     """The study command with its estimated wall time (or why there is none)."""
     try:
-        estimate = study_estimate(options)
-    except ValueError as e:
-        estimate, reason = None, str(e)
-    else:
-        reason = "no estimate: grid.py has no estimate_study_seconds"
-    if estimate is None:
-        head = f"Measure T for this teacher ({reason}):"
-    else:
-        runs, seconds = estimate
-        where = f"{options['jobs']} {torch.device(options['device']).type} worker{'s' * (options['jobs'] != 1)}"
-        head = f"Measure T for this teacher: {runs} runs, about {duration_text(seconds)} on {where}:"
+        runs, seconds = study_estimate(options)
+    except ValueError as e:  # the study would refuse this data or teacher: say why
+        return [f"Measure T for this teacher ({e}):", "  " + study_command(options)]
+    where = f"{options['jobs']} {torch.device(options['device']).type} worker{'s' * (options['jobs'] != 1)}"
+    head = f"Measure T for this teacher: {runs} runs, about {duration_text(seconds)} on {where}:"
     return [head, "  " + study_command(options)]
 
 

@@ -131,12 +131,12 @@ def test_advice_for_a_pretrained_teacher_with_the_labs_findings(teacher, tmp_pat
     workers = f"{options['jobs']} cpu worker" + "s" * (options["jobs"] != 1)
     assert out[-2] == f"Measure T for this teacher: 57 runs, about 57 min on {workers}:"
     command = ["bash", "run_all.sh", "study", "--dataset", "synth-fine", "--synth", *synth_flags()]
-    command += ["--teacher", str(teacher), "--student", grid.STUDY["student"], "--image-size", str(size)]
+    command += ["--teacher", str(teacher), "--student", grid.study_student("synth-fine"), "--image-size", str(size)]
     assert out[-1] == "  " + " ".join(command)
     assert (options["dataset"], options["teacher"], options["student"], options["image_size"]) == (
         "synth-fine",
         str(teacher),
-        grid.STUDY["student"],
+        grid.study_student("synth-fine"),
         size,
     )
     assert (options["synth"], options["budgets"], options["seeds"], options["device"]) == (

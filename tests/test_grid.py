@@ -203,7 +203,7 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_kills(tmp_path)
     # killed at a random moment, then re-run: the same results, none duplicated
     rng = random.Random(0)
     out = tmp_path / "killed"
-    for _ in range(2):
+    for _ in range(1):
         p = start_run_all(
             "demo-tiny", "--out", out, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
