@@ -541,7 +541,7 @@ def study(g, o):
     c = dict(STUDY, student=study_student(o.dataset))
     c.update({k: v for k, v in vars(o).items() if v is not None and k in STUDY})
     g.own_data["target"] = own_data_flags(o.dataset, o.data_root, o.image_size, o.synth)
-    name, size = g.own_data["target"][1], ["--image-size", o.image_size] if o.image_size else []
+    name = g.own_data["target"][1]
 
     def train(stage, data, init, epochs, out, extra):
         return g.train(stage, data, c["teacher_arch"], init, epochs, out, extra=extra)
@@ -554,9 +554,7 @@ def study(g, o):
         )
     if o.teacher is None and o.source is not None:
         g.own_data["source"] = own_data_flags(o.source_dataset, o.source, o.image_size)
-        src = train(
-            "pretrain", "source", "random", c["pretrain_epochs"], "pretrained/source.pt", c["pretrain_args"] + size
-        )
+        src = train("pretrain", "source", "random", c["pretrain_epochs"], "pretrained/source.pt", c["pretrain_args"])
         brief, long_ = (
             train("teachers", "target", src, e, f"teachers/{name}-ft{e}.pt", c["ft_args"])
             for e in (c["brief"], c["long"])
