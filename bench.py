@@ -27,7 +27,11 @@ import contextlib
 import copy
 import io
 import json
+import os
 import platform
+import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +52,8 @@ import models
 import runs
 from distill import teacher_forward
 from tape import TeacherTape
+
+ROOT = Path(__file__).resolve().parent
 
 # ---------------------------------------------------------------------------------------------
 # The plain reference loop (what a typical KD repo does)
@@ -441,10 +447,11 @@ LAB_SYNTH = ["src_train_per_class=200", "target_train_per_class=20", "test_per_c
 OLD_DEFAULTS = ["--channels-last", "off"]  # before: channels_last on GPUs only, the teacher measured by every command
 
 
-def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH):
+def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH, pair=True):
     """One of the lab's commands (distill.py: 6 temperatures + a labels-only test_resnet student in lockstep, the
     lab's data at 32 px, bf16, replaying the teacher tape), on one thread as run_all.sh gives each command on
-    2 cores, with the old defaults and with today's. Returns wall seconds of each (setup, training, evaluation)."""
+    2 cores, with the old defaults and with today's: alone, and (pair) two at once as the lab's pool runs them.
+    Returns wall seconds of each (setup, training, evaluation) and the ratios."""
     import distill
     import train_teacher
 
@@ -454,9 +461,30 @@ def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH):
     with contextlib.redirect_stderr(io.StringIO()):
         train_teacher.main(argv)
     tape = Path(tmp) / "lab-tape"
-    command = [*data_flags, "--teacher", str(teacher), "--student", "test_resnet", "--opt", "sgd", "--epochs",
-               str(epochs), "--amp", "--teacher-tape", str(tape), "--allow-weak-teacher", "--baseline",
-               *grid.eval_last_quarter(epochs), "--T", "1", "2", "4", "8", "16", "40"]  # fmt: skip
+    command = [
+        *data_flags,
+        "--teacher",
+        str(teacher),
+        "--student",
+        "test_resnet",
+        "--opt",
+        "sgd",
+        "--epochs",
+        str(epochs),
+        "--amp",
+        "--teacher-tape",
+        str(tape),
+        "--allow-weak-teacher",
+        "--baseline",
+        *grid.eval_last_quarter(epochs),
+        "--T",
+        "1",
+        "2",
+        "4",
+        "8",
+        "16",
+        "40",
+    ]
     command = [str(a) for a in command]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -471,10 +499,43 @@ def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH):
             with contextlib.redirect_stderr(io.StringIO()):
                 distill.main([*command, *extra, "--out", str(Path(tmp) / f"lab-{name}")])
             wall[name] = time.time() - t0
+        if pair:  # two commands at once, each on its own copy of the tape, as the lab's pool of 2 runs them
+            for name, extra in (("old", OLD_DEFAULTS), ("new", [])):
+                wall[f"pair_{name}"] = two_at_once(command, extra, tape, Path(tmp) / f"lab-pair-{name}", name == "old")
     finally:
         torch.set_num_threads(threads)
-    return {"lab_step_epochs": epochs, "lab_step_old_s": wall["old"], "lab_step_new_s": wall["new"],
-            "lab_step_ratio": wall["old"] / wall["new"]}  # fmt: skip
+    out = {
+        "lab_step_epochs": epochs,
+        "lab_step_old_s": wall["old"],
+        "lab_step_new_s": wall["new"],
+        "lab_step_ratio": wall["old"] / wall["new"],
+    }
+    if pair:
+        out.update(lab_pair_old_s=wall["pair_old"], lab_pair_new_s=wall["pair_new"])
+        out["lab_pair_ratio"] = wall["pair_old"] / wall["pair_new"]
+    return out
+
+
+def two_at_once(command, extra, tape, folder, measure_teacher):
+    """Wall seconds of two distill.py processes of `command` at once (one thread each), each replaying its own
+    copy of `tape` (without its teacher logits when measure_teacher, as the old code did)."""
+    procs = []
+    for k in range(2):
+        copy_of = folder / f"tape{k}"
+        shutil.copytree(tape, copy_of)
+        if measure_teacher:
+            (copy_of / "eval-logits.pt").unlink(missing_ok=True)
+        argv = [a if a != str(tape) else str(copy_of) for a in command] + extra + ["--out", str(folder / f"runs{k}")]
+        procs.append(argv)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    t0 = time.time()
+    running = [
+        subprocess.Popen([sys.executable, str(ROOT / "distill.py"), *a], env=env, stderr=subprocess.DEVNULL)
+        for a in procs
+    ]
+    if any(p.wait() != 0 for p in running):
+        raise RuntimeError("bench: a lab command run two at once failed")
+    return time.time() - t0
 
 
 def section_images(train, bs, tmp):
@@ -680,6 +741,14 @@ def print_table(r):
             f"{r['lab_step_ratio']:.2f}x",
         )
     )
+    if "lab_pair_ratio" in r:
+        rows.append(
+            (
+                "lab step: two lab commands at once (the lab's pool), old / new",
+                f"{r['lab_pair_old_s']:.1f} s / {r['lab_pair_new_s']:.1f} s",
+                f"{r['lab_pair_ratio']:.2f}x",
+            )
+        )
     rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]
     w = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:

@@ -218,12 +218,15 @@ for stage in "${STAGES[@]}"; do
   echo "submitted $stage: job $job ($n tasks)" >&2
   dep=("--dependency=afterany:$job")
 done
-job=$(sbatch --parsable --job-name=kd-analysis "${dep[@]}" "${SB[@]}" --output="$OUT/logs/slurm/analysis-%j.out" \
-      --wrap "cd '$HERE' && '$PY' analysis/report.py '$OUT'") || die "sbatch failed for the analysis"
-job=${job%%;*}
-echo "submitted analysis: job $job" >&2
+job=""; [[ ${#dep[@]} -gt 0 ]] && job=${dep[0]#--dependency=afterany:}
+if [[ $STOP == distill ]]; then
+  job=$(sbatch --parsable --job-name=kd-analysis "${dep[@]}" "${SB[@]}" --output="$OUT/logs/slurm/analysis-%j.out" \
+        --wrap "cd '$HERE' && '$PY' analysis/report.py '$OUT'") || die "sbatch failed for the analysis"
+  job=${job%%;*}
+  echo "submitted analysis: job $job" >&2
+fi
 if [[ $WAIT == 1 ]]; then
-  while squeue -h -j "$job" 2>/dev/null | grep -q .; do sleep 5; done
+  while [[ -n "$job" ]] && squeue -h -j "$job" 2>/dev/null | grep -q .; do sleep 2; done
   list_failures
   exit $?
 fi

@@ -139,7 +139,7 @@ def summary_table(decided):
         "|---|---|---|---|---|",
     ]
     for f in decided:
-        setting = re.sub(r" · data \w+", "", f["primary"]) if f["primary"] else f["setting"].split(". ")[0]
+        setting = re.sub(r" · data \w+", "", f["primary"]) if f["primary"] else "–"  # not tested: no primary
         lines.append(
             f"| {f['id']} | {escape(f['claim'])} ({f['source']}) | {escape(setting)} | {label_text(f)} | "
             f"{escape(effect_text(f, adjusted=True))} |"

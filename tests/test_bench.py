@@ -36,11 +36,26 @@ def test_levers_report_student_throughput(tiny, tmp_path, monkeypatch):
 def test_the_lab_step_times_the_same_runs_with_the_old_and_the_new_defaults(tmp_path):
     """The lab step runs one lab command twice: the same run ids (the levers are not part of a run's identity), the
     old defaults without channels_last and measuring the teacher again, the new ones with both; the ratio is theirs."""
-    tiny = ["groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3",
-            "src_train_per_class=4", "target_train_per_class=24", "test_per_class=4"]  # fmt: skip
+    tiny = [
+        "groups=2",
+        "classes_per_group=3",
+        "fine_groups=1",
+        "novel_groups=1",
+        "novel_classes_per_group=3",
+        "src_train_per_class=4",
+        "target_train_per_class=24",
+        "test_per_class=4",
+    ]
     with intra_op_threads(1):
         out = bench.section_lab_step(tmp_path, 1, torch.device("cpu"), synth=tiny)
     assert out["lab_step_ratio"] == out["lab_step_old_s"] / out["lab_step_new_s"]
+    assert out["lab_pair_ratio"] == out["lab_pair_old_s"] / out["lab_pair_new_s"]
+    for variant in ("old", "new"):  # two at once: both commands trained the same runs
+        pair = [
+            sorted(p.parent.name for p in (tmp_path / f"lab-pair-{variant}").glob(f"runs{k}/*/result.json"))
+            for k in (0, 1)
+        ]
+        assert pair[0] == pair[1] and len(pair[0]) == 7
     old, new = (sorted(tmp_path.glob(f"lab-{name}/*/result.json")) for name in ("old", "new"))
     assert [p.parent.name for p in old] == [p.parent.name for p in new] and len(new) == 7
     assert {json.loads(p.read_text())["levers"]["channels_last"] for p in old} == {False}
@@ -59,7 +74,8 @@ def test_image_folder_path_holds_the_same_images_as_png_files(tiny, tmp_path):
 
 
 def test_parity_verdicts(capsys):
-    bench.print_parity({"float32": {1.0: [70.0, 71.0, 72.0]}, "bf16": {1.0: [71.5, 70.5, 71.2]},
-                        "worse": {1.0: [60.0, 61.0, 62.0]}})  # fmt: skip
+    bench.print_parity(
+        {"float32": {1.0: [70.0, 71.0, 72.0]}, "bf16": {1.0: [71.5, 70.5, 71.2]}, "worse": {1.0: [60.0, 61.0, 62.0]}}
+    )
     out = capsys.readouterr().out.splitlines()
     assert "reference" in out[0] and "parity: kept" in out[1] and "NO parity" in out[2]
