@@ -237,6 +237,7 @@ def resolve_defaults(args, teacher):
         )
     lr, wd = OPT_DEFAULTS[args.opt]
     device = cli.resolve_device(args.device)
+    size = image_size or data.aug_config_for(args.dataset).image_size
     return argparse.Namespace(
         **{
             **vars(args),
@@ -247,7 +248,7 @@ def resolve_defaults(args, teacher):
             "synth": synth,
             "image_size": image_size,
             "device": device,
-            "amp": cli.resolve_amp(args.amp, device),
+            "amp": engine.amp_for(cli.resolve_amp(args.amp, device), device, args.student, size, say),
         }
     )
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 import kd
 from batched import BatchedStudents, can_batch
 from cli import EXIT_PREEMPTED
-from models import is_convnet, model_input, predict
+from models import is_convnet, model_input, one_pixel_convs, predict
 from runs import RunDir
 
 # ---------------------------------------------------------------------------------------------
@@ -30,6 +30,21 @@ def channels_last_for(setting, model, device):
     """--channels-last: on, off, or auto: on for a model that is mostly convolutions, on a GPU and on a CPU alike
     (docs/PERFORMANCE.md: 1.4x for the lab's students on this project's CPU, within float32's seed spread)."""
     return setting == "on" or (setting == "auto" and is_convnet(model))
+
+
+def amp_for(amp, device, arch, image_size, log):
+    """The resolved --amp, turned off on the CPU where a strided 3x3 (or wider) convolution sees a 1x1 map: torch's
+    CPU bf16 convolution backward then returns non-finite weight gradients now and then (docs/FAILURES.md)."""
+    if not (amp and device.type == "cpu"):
+        return amp
+    convs = one_pixel_convs(arch, image_size)
+    if convs:
+        log(
+            f"note: --amp: float32 instead of bf16: at {image_size} px {arch}'s {convs[0]} sees a 1x1 feature map, "
+            "where the CPU's bf16 convolution backward gives non-finite weight gradients (a larger --image-size "
+            "keeps bf16)"
+        )
+    return not convs
 
 
 # ---------------------------------------------------------------------------------------------

@@ -252,6 +252,30 @@ def is_convnet(model) -> bool:
     return conv > 0.5 * sum(p.numel() for p in model.parameters())
 
 
+@torch.no_grad()
+def one_pixel_convs(arch, image_size):
+    """Names of the strided convolutions wider than 1x1 that see a 1x1 feature map when `arch` reads image_size px
+    images (one probe forward of a random 2-class model on the CPU)."""
+    model = timm.create_model(arch, pretrained=False, num_classes=2).eval()
+    seen = []
+
+    def record(name):
+        return lambda conv, inputs, out: seen.append(name) if inputs[0].shape[-2:] == (1, 1) else None
+
+    hooks = [
+        m.register_forward_hook(record(name))
+        for name, m in model.named_modules()
+        if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) != (1, 1) and tuple(m.stride) != (1, 1)
+    ]
+    try:
+        model(torch.zeros(1, 3, image_size, image_size))
+    except RuntimeError:  # a model that cannot read this size: the run itself says so, in its own words
+        return []
+    for hook in hooks:
+        hook.remove()
+    return seen
+
+
 def model_input(x, mean, std, channels_last=False):
     """uint8 [0,255] or float [0,1] images (B,3,H,W) -> float32 normalised with the model's own mean/std."""
     x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()

@@ -108,7 +108,9 @@ def resolve(args):
     flags.synth = cli.parse_key_values(flags.synth, "--synth")
     data.check_synth_args(flags.dataset, flags.synth)
     flags.device = cli.resolve_device(flags.device)
-    flags.amp = cli.resolve_amp(flags.amp, flags.device)
+    size = flags.image_size or data.aug_config_for(flags.dataset).image_size
+    log = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
+    flags.amp = engine.amp_for(cli.resolve_amp(flags.amp, flags.device), flags.device, flags.arch, size, log)
     cli.check_writable(Path(flags.out).parent)
     return flags
 

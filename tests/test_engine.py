@@ -449,6 +449,19 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     )  # same batches
 
 
+def test_bf16_stays_off_on_the_cpu_where_a_strided_conv_sees_one_pixel():
+    """torch's CPU bf16 conv backward gives non-finite weight gradients now and then for a strided 3x3 conv on a 1x1
+    map (measured: test_resnet at 16 px, layer4.0.conv1); --amp is then float32, said in one line."""
+    assert models.one_pixel_convs("test_resnet", 16) == ["layer4.0.conv1"]
+    assert models.one_pixel_convs("test_resnet", 32) == [] and models.one_pixel_convs("resnet18", 64) == []
+    lines, cpu = [], torch.device("cpu")
+    assert engine.amp_for(True, cpu, "test_resnet", 16, lines.append) is False
+    assert len(lines) == 1 and "layer4.0.conv1" in lines[0] and "--image-size" in lines[0]
+    assert engine.amp_for(True, cpu, "test_resnet", 32, lines.append) is True and len(lines) == 1
+    assert engine.amp_for(True, torch.device("cuda"), "test_resnet", 16, lines.append) is True  # no probe on a GPU
+    assert engine.amp_for(False, cpu, "test_resnet", 16, lines.append) is False and len(lines) == 1
+
+
 def test_channels_last_auto_picks_convnets():
     import timm
 
