@@ -196,8 +196,8 @@ def test_a_diverging_cli_run_exits_3_with_a_failed_result(teacher, tmp_path):
 
 
 @pytest.mark.slow
-def test_sigkill_at_six_random_moments_resumes_bit_identically(teacher, tmp_path):
-    """One run killed with SIGKILL at 6 random moments (startup, training, eval, saving), resumed each
+def test_sigkill_at_four_random_moments_resumes_bit_identically(teacher, tmp_path):
+    """One run killed with SIGKILL at 4 random moments (startup, training, eval, saving), resumed each
     time: its final metrics and weights equal those of an uninterrupted run."""
     args = distill_args(
         teacher, tmp_path / "run", "--T", "3", "--epochs", "3", "--keep-ckpt", "--synth", "target_train_per_class=40"
@@ -207,7 +207,7 @@ def test_sigkill_at_six_random_moments_resumes_bit_identically(teacher, tmp_path
     (expected,) = results_in(tmp_path / "ref").values()
     rng = random.Random(7)
     kills = 0
-    for _ in range(6):
+    for _ in range(4):
         p = start_script("distill.py", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(2.0, 7.0))
         if p.poll() is None:
