@@ -109,10 +109,13 @@ def resolve(args):
     data.check_synth_args(flags.dataset, flags.synth)
     flags.device = cli.resolve_device(flags.device)
     size = flags.image_size or data.aug_config_for(flags.dataset).image_size
-    log = lambda line: print(f"{PROG}: {line}", file=sys.stderr)  # noqa: E731
-    flags.amp = engine.amp_for(cli.resolve_amp(flags.amp, flags.device), flags.device, flags.arch, size, log)
+    flags.amp = engine.amp_for(cli.resolve_amp(flags.amp, flags.device), flags.device, flags.arch, size, say)
     cli.check_writable(Path(flags.out).parent)
     return flags
+
+
+def say(line):
+    print(f"{PROG}: {line}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -158,7 +161,7 @@ def main(argv=None):
                 file=sys.stderr,
             )
             return cli.EXIT_FAILED
-        if not run.claim(args.retry_failed, log=lambda line: print(f"{prog}: {line}", file=sys.stderr)):
+        if not run.claim(args.retry_failed, log=say):
             print(f"{prog}: already done: {out}", file=sys.stderr)
             return 0
         try:
