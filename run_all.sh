@@ -169,6 +169,10 @@ if [[ $SLURM == 0 ]]; then
       JOBS=$CORES; CPU_POOL=1   # one worker per core; threads per worker set per stage below
     fi
   fi
+  if [[ -n "${KD_THREADS_FIXED:-}" && -z "${KD_GPUS:-}" && "$OMP_NUM_THREADS" =~ ^[0-9]+$ ]] \
+     && (( OMP_NUM_THREADS * JOBS > CORES )); then
+    echo "run_all.sh: note: OMP_NUM_THREADS=$OMP_NUM_THREADS x $JOBS worker(s) > $CORES cores: the workers will slow each other down (unset OMP_NUM_THREADS to let run_all.sh choose, or pass --jobs)" >&2
+  fi
   t0=$SECONDS
   for stage in "${STAGES[@]}"; do
     todo=$(pending "$stage" | wc -l)

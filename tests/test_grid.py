@@ -21,11 +21,11 @@ DEMO_TINY_RUNS = 3 * 2 * 2 + 3 + 2 * 2 + 3
 MANIFESTS = ("pretrain", "teachers", "distill")  # the stages, one manifest of commands each
 
 
-def run_all(*args, timeout=900, **kw):
+def run_all(*args, timeout=900, env=None, **kw):
     return subprocess.run(
         ["bash", str(ROOT / "run_all.sh"), *map(str, args)],
         cwd=ROOT,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        env=env or dict(os.environ, OMP_NUM_THREADS="1"),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -208,8 +208,15 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_a_kill(tmp_path
 
 
 def test_failures_are_listed_with_logs_and_a_nonzero_exit(tmp_path):
-    r = run_all("demo-tiny", "--out", tmp_path, "--stop-after", "pretrain", "--extra", "--epochs 0")  # refused
+    """Refused commands are listed with their logs; more threads than cores (a fixed OMP_NUM_THREADS times the
+    workers) is said in one note."""
+    cores = len(os.sched_getaffinity(0))
+    env = dict(os.environ, OMP_NUM_THREADS=str(cores))
+    r = run_all(
+        "demo-tiny", "--out", tmp_path, "--stop-after", "pretrain", "--jobs", "2", "--extra", "--epochs 0", env=env
+    )
     assert r.returncode != 0
+    assert f"note: OMP_NUM_THREADS={cores} x 2 worker(s) > " in r.stderr, r.stderr
     assert "FAILED commands" in r.stderr and "logs/pretrain/" in r.stderr
     failed = list((tmp_path / ".failed").iterdir())
     assert failed and all("--epochs 0" in f.read_text() for f in failed)
