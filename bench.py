@@ -461,30 +461,9 @@ def section_lab_step(tmp, epochs, device, synth=LAB_SYNTH, pair=True):
     with contextlib.redirect_stderr(io.StringIO()):
         train_teacher.main(argv)
     tape = Path(tmp) / "lab-tape"
-    command = [
-        *data_flags,
-        "--teacher",
-        str(teacher),
-        "--student",
-        "test_resnet",
-        "--opt",
-        "sgd",
-        "--epochs",
-        str(epochs),
-        "--amp",
-        "--teacher-tape",
-        str(tape),
-        "--allow-weak-teacher",
-        "--baseline",
-        *grid.eval_last_quarter(epochs),
-        "--T",
-        "1",
-        "2",
-        "4",
-        "8",
-        "16",
-        "40",
-    ]
+    command = [*data_flags, "--teacher", str(teacher), "--student", "test_resnet", "--opt", "sgd", "--epochs",
+               str(epochs), "--amp", "--teacher-tape", str(tape), "--allow-weak-teacher", "--baseline",
+               *grid.eval_last_quarter(epochs), "--T", "1", "2", "4", "8", "16", "40"]  # fmt: skip
     command = [str(a) for a in command]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -666,13 +666,18 @@ def estimate_study_seconds(dataset, data_root, teacher, student, image_size, syn
     )
     classes, n_train, n_test, _ = check_study(o)
     g = build("study", "python", "out", data_root, [], o)
-    arch = study_student(dataset) if student is None else student
-    size = image_size or data_image_size(dataset)
+    return sum(g.stages["distill"].values()), study_seconds(g, o, classes, n_train, n_test, device, jobs)
+
+
+def study_seconds(g, o, classes, n_train, n_test, device, jobs):
+    """Wall seconds of the study grid `g` (options `o`) on `jobs` workers of `device`, from step rates measured
+    here (estimate.py) with the study's student, teacher architecture and resolution."""
     import estimate
 
+    student = o.student or study_student(o.dataset)
     teacher_arch = o.teacher_arch or STUDY["teacher_arch"]
-    seconds = estimate.estimate_seconds(g, classes, n_train, n_test, arch, teacher_arch, size, device, jobs)
-    return sum(g.stages["distill"].values()), seconds
+    size = o.image_size or data_image_size(o.dataset)
+    return estimate.estimate_seconds(g, classes, n_train, n_test, student, teacher_arch, size, device, jobs)
 
 
 def data_image_size(dataset):
@@ -770,11 +775,7 @@ def main(argv=None):
 
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         jobs = args.jobs or (torch.cuda.device_count() if device.type == "cuda" else os.cpu_count() or 1)
-        size = args.image_size or data_image_size(args.dataset)
-        student, arch = args.student or study_student(args.dataset), args.teacher_arch or STUDY["teacher_arch"]
-        import estimate
-
-        seconds = estimate.estimate_seconds(g, classes, n_train, n_test, student, arch, size, device, jobs)
+        seconds = study_seconds(g, args, classes, n_train, n_test, device, jobs)
         runs = sum(g.stages["distill"].values())
         print(
             f"study: {runs} distillation runs, estimated {seconds / 3600:.1f} h on {jobs} {device.type} worker(s) "

@@ -36,16 +36,8 @@ def test_levers_report_student_throughput(tiny, tmp_path, monkeypatch):
 def test_the_lab_step_times_the_same_runs_with_the_old_and_the_new_defaults(tmp_path):
     """The lab step runs one lab command twice: the same run ids (the levers are not part of a run's identity), the
     old defaults without channels_last and measuring the teacher again, the new ones with both; the ratio is theirs."""
-    tiny = [
-        "groups=2",
-        "classes_per_group=3",
-        "fine_groups=1",
-        "novel_groups=1",
-        "novel_classes_per_group=3",
-        "src_train_per_class=4",
-        "target_train_per_class=24",
-        "test_per_class=4",
-    ]
+    tiny = ["groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3",
+            "src_train_per_class=4", "target_train_per_class=24", "test_per_class=4"]  # fmt: skip
     with intra_op_threads(1):
         out = bench.section_lab_step(tmp_path, 1, torch.device("cpu"), synth=tiny)
     assert out["lab_step_ratio"] == out["lab_step_old_s"] / out["lab_step_new_s"]
