@@ -433,6 +433,17 @@ def test_report_cli_writes_csv_figures_and_findings(results):
     assert "torch: 2.5.1 (41 runs)" in report
 
 
+def test_the_report_does_not_import_torch():
+    """analysis/report.py reads result files only: no torch import (1.5 s per report here); the method order it
+    spells out is kd.METHODS's."""
+    code = "import sys; import analysis.report; print(sorted(m for m in ('torch', 'timm') if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+    import kd
+
+    assert figures.METHODS == list(kd.METHODS)
+
+
 def test_power_section_reads_seed_spread_and_last_quarter_movement(tmp_path):
     from analysis import report
 

@@ -57,7 +57,9 @@ def test_grid_through_sbatch_arrays_and_a_cancelled_task_completed_by_resubmissi
     deadline = time.time() + 600
     while time.time() < deadline:  # wait until the teachers' array runs, then cancel one of its tasks
         running = [ln.split()[0] for ln in queue(cluster) if ln.startswith(f"{job}_") and "RUNNING" in ln]
-        if running:
+        # a task cancelled while slurmd is still launching it can run to the end anyway (seen here once): cancel
+        # only once every running task's command has started, i.e. has written its log's header
+        if running and len(list((tmp_path / "logs" / "teachers").glob("*.log"))) >= len(running):
             subprocess.run(["scancel", running[0]], env=cluster, check=True)
             break
         time.sleep(0.5)
