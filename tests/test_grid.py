@@ -7,12 +7,14 @@ import random
 import shlex
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import grid
+import kd
 
 ROOT = Path(__file__).resolve().parent.parent
 # demo-tiny's runs: (T 1, 4 + labels only) x 2 optimizers x 2 budgets, 3 controls at T 4,
@@ -150,6 +152,16 @@ def test_every_generated_command_parses_and_passes_the_runtime_checks(preset):
             assert args.epochs is None or args.epochs >= 1, (stage, cmd)
 
 
+def test_the_grid_plans_without_torch_and_knows_kd_pys_methods():
+    """grid.py spells out kd.py's method names and two-view methods (run_all.sh starts it on every call; torch
+    costs 1.5 s there): they must be kd.py's."""
+    assert ["kd", *grid.METHODS] == list(kd.METHODS)
+    assert {name for name, m in kd.METHODS.items() if m.needs_two_views} == grid.TWO_VIEW_METHODS
+    code = "import sys, grid; grid.build('lab-full', 'python', 'out', 'data', []); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.stdout.strip() == "False", r.stdout + r.stderr
+
+
 def test_commands_that_share_a_tape_record_the_same_views():
     """A tape is per teacher, seed, batch size and views: MLKD's two-view sweeps get their own."""
     g = grid.build("lab-full", "python", "out", "data", [])
@@ -157,7 +169,7 @@ def test_commands_that_share_a_tape_record_the_same_views():
     for cmd in g.stages["distill"]:
         argv = shlex.split(cmd)
         tape = argv[argv.index("--teacher-tape") + 1]
-        two = grid.kd.METHODS[argv[argv.index("--method") + 1]].needs_two_views
+        two = kd.METHODS[argv[argv.index("--method") + 1]].needs_two_views
         views.setdefault(tape, set()).add(two)
     assert all(len(v) == 1 for v in views.values()) and {True, False} == set().union(*views.values())
 
