@@ -141,6 +141,7 @@ DEMO_TINY = dict(
     T=[1, 4],
     seeds=[0],
     budgets=[1, 2],
+    controls=[("smooth-global", None)],  # the other two signals: tests/test_engine.py
     control_T=[4],
     studies=LAB["studies"],
     distill_args=["--allow-weak-teacher"],  # its toy teachers are near chance by design

@@ -17,9 +17,9 @@ import grid
 import kd
 
 ROOT = Path(__file__).resolve().parent.parent
-# demo-tiny's runs: (T 1, 4 + labels only) x 2 optimizers x 2 budgets, 3 controls at T 4,
+# demo-tiny's runs: (T 1, 4 + labels only) x 2 optimizers x 2 budgets, 1 control at T 4,
 # 2 other teachers (long, scratch) x 2 T, novel classes (2 T + labels only)
-DEMO_TINY_RUNS = 3 * 2 * 2 + 3 + 2 * 2 + 3
+DEMO_TINY_RUNS = 3 * 2 * 2 + 1 + 2 * 2 + 3
 MANIFESTS = ("pretrain", "teachers", "distill")  # the stages, one manifest of commands each
 
 
@@ -135,14 +135,21 @@ def test_expected_runs_name_every_run_as_the_analysis_does():
     assert ctkd and all(e["T"] is None for e in ctkd)
 
 
-@pytest.mark.parametrize("preset", [*grid.BUILTIN, "paper"])
+@pytest.mark.parametrize("preset", [*grid.BUILTIN, "paper", "study --teacher", "study --source"])
 def test_every_generated_command_parses_and_passes_the_runtime_checks(preset):
     """The grid writes only commands its scripts accept (e.g. --eval-from >= 0 for a 1-epoch budget)."""
     import cli
     import distill
     import train_teacher
 
-    g = grid.build(preset, "python", "out", "data", [])
+    if preset.startswith("study"):  # a user's folder, with a teacher or with a source folder to make one
+        made = preset.endswith("--source")
+        o = grid.study_options(data_root="pets", teacher=None if made else "t.pt", source="src" if made else None)
+        g = grid.build("study", "python", "out", "pets", [], o)
+        teachers = {Path(shlex.split(c)[shlex.split(c).index("--teacher") + 1]).name for c in g.stages["distill"]}
+        assert teachers == ({"pets-ft4.pt", "pets-ft32.pt", "pets-scratch.pt"} if made else {"t.pt"}), teachers
+    else:
+        g = grid.build(preset, "python", "out", "data", [])
     for stage, cmds in g.stages.items():
         for cmd in cmds:
             argv = shlex.split(cmd)
