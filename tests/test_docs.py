@@ -11,7 +11,7 @@ from analysis import report
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = {  # page -> the findings.json copies whose summary tables it shows
     "README.md": ["docs/lab-findings.json"],
-    "docs/LAB.md": ["docs/lab-findings.json", "docs/lab-long-findings.json"],
+    "docs/LAB.md": ["docs/lab-findings.json", "docs/lab-long-findings.json", "docs/lab-full-findings.json"],
 }
 KEYS = {"id", "claim", "setting", "estimate", "low", "high", "low_adj", "high_adj", "margin", "label", "seeds", "runs"}
 
