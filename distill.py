@@ -226,18 +226,19 @@ def resolve_defaults(args, teacher):
     if not synth and same_data and isinstance(recorded.get("synth"), dict):
         synth = recorded["synth"]  # the built-in data the teacher learned, unless --synth says otherwise
     trained_at, image_size = models.trained_image_size(teacher), args.image_size
+    default_size = data.aug_config_for(args.dataset).image_size
     if image_size is None and trained_at is not None and same_data:
         image_size = trained_at  # the resolution the teacher learned
     elif image_size is not None and trained_at is not None and image_size != trained_at:
         say(f"note: --image-size {image_size}: the teacher was trained at {trained_at} px")
-    elif image_size is None and trained_at is not None and data.aug_config_for(args.dataset).image_size != trained_at:
+    elif image_size is None and trained_at is not None and default_size != trained_at:
         say(
-            f"note: {args.dataset} runs at its default {data.aug_config_for(args.dataset).image_size} px; the teacher "
-            f"was trained at {trained_at} px on {teacher['dataset']} (--image-size chooses)"
+            f"note: {args.dataset} runs at its default {default_size} px; the teacher was trained at {trained_at} px "
+            f"on {teacher['dataset']} (--image-size chooses)"
         )
     lr, wd = OPT_DEFAULTS[args.opt]
     device = cli.resolve_device(args.device)
-    size = image_size or data.aug_config_for(args.dataset).image_size
+    size = image_size or default_size
     return argparse.Namespace(
         **{
             **vars(args),

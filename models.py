@@ -255,24 +255,20 @@ def is_convnet(model) -> bool:
 @torch.no_grad()
 def one_pixel_convs(arch, image_size):
     """Names of the strided convolutions wider than 1x1 that see a 1x1 feature map when `arch` reads image_size px
-    images (one probe forward of a random 2-class model on the CPU)."""
+    images (one probe forward of a random 2-class model on the CPU, thrown away after)."""
     model = timm.create_model(arch, pretrained=False, num_classes=2).eval()
     seen = []
 
     def record(name):
         return lambda conv, inputs, out: seen.append(name) if inputs[0].shape[-2:] == (1, 1) else None
 
-    hooks = [
-        m.register_forward_hook(record(name))
-        for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) != (1, 1) and tuple(m.stride) != (1, 1)
-    ]
+    for name, m in model.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and tuple(m.kernel_size) != (1, 1) and tuple(m.stride) != (1, 1):
+            m.register_forward_hook(record(name))
     try:
         model(torch.zeros(1, 3, image_size, image_size))
     except RuntimeError:  # a model that cannot read this size: the run itself says so, in its own words
         return []
-    for hook in hooks:
-        hook.remove()
     return seen
 
 
