@@ -485,6 +485,7 @@ def lockstep(plan, pending):
                 **t_acc,
                 "dataset": ckpt["dataset"],
                 "origination": ckpt["origination"],
+                "recipe": ckpt.get("args"),  # how it was trained (train_teacher.py's identity): its seed included
                 "statistics": stats,
                 "wrong_class_mass": t_related,
             }

@@ -95,24 +95,28 @@ LAB = dict(
     ft_args=["--lr", "1e-3"],  # teacher fine-tuning, brief and long (1:8, as 5:40)
     scratch=100,
     scratch_args=["--lr", "2e-3"],  # a teacher trained from random weights
-    T=[1, 2, 4, 8, 16, 40],
+    T=[1, 2, 4, 8, 40],
+    # A replicate unit is a seed: its own teachers (fine-tuned from the one shared pretraining, as the paper's
+    # teachers share their ImageNet weights) and its own students. A replicate is 3 units; --replicates 2 adds 3.
     seeds=[0, 1, 2],
-    budgets=[16, 48, 128],  # distillation epochs; the longest is every other study's budget
+    teacher_per_seed=True,
+    budgets=[16, 128],  # distillation epochs; the longest is every other study's budget
     controls=[("smooth-global", None), ("smooth-instance", None), ("bottomk", 1)],
-    control_T=[1, 8, 40],
+    control_T=[40],
     studies=["config", "controls", "origination", "overlap"],
-    method_T=[1, 4, 16, 40],
+    method_T=[1, 4, 40],
     small_bs=16,  # lab-full only
     distill_args=["--amp"],  # bf16 autocast: accuracy parity with float32 in bench.py --parity
 )
 # The SGD cross-over where it could happen: the lab's SGD sweep at 512 epochs (3,584 steps), 4x the lab's
-# longest budget, paid for by the speed levers now on by default (docs/PERFORMANCE.md)
+# longest budget
 LAB_LONG = dict(LAB, studies=LAB["studies"] + ["long"], long_budgets=[512])
 LAB_FULL = dict(LAB_LONG, studies=LAB_LONG["studies"] + ["methods", "batch", "init", "granularity"])
 # The demo: the lab in miniature, under 10 minutes on 2 cores (a shorter pretraining, 3 temperatures, 2 budgets;
 # the training configuration and the teacher origination, 3 seeds)
 DEMO = dict(
     LAB,
+    teacher_per_seed=False,  # one teacher of each kind: the demo's intervals hold the students' noise only
     synth=["src_train_per_class=100", "target_train_per_class=20", "test_per_class=100"],
     pretrain_epochs=4,
     long=16,
@@ -163,6 +167,7 @@ class Grid:
         self.init_kinds = {"random": "random", "in1k": "in1k"}  # --student-init -> the analysis' name of it
         self.own_data = {}  # the study's data: name -> (data flags, the analysis' name of the dataset)
         self.trained = {}  # checkpoint path -> (data name, architecture, epochs)
+        self.replicate = 0  # the replicate the next distillation runs belong to (expected.json)
 
     def add(self, stage, argv, runs=1, cost=0, tape=None):
         cmd = " ".join(shlex.quote(str(a)) for a in [self.python] + argv + self.extra)
@@ -270,6 +275,8 @@ class Grid:
             bs=bs,
             epochs=epochs,
             seed=seed,
+            synth=dict(s.split("=", 1) for s in synth) or None,
+            replicate=self.replicate,
         )
         if name in DATASETS and DATASETS[name]["root"]:
             run["dataset"] = DATASETS[name]["root"]  # an image folder: the analysis names it by its folder
@@ -374,8 +381,9 @@ def eval_last_quarter(epochs):
     return ["--eval-every", every, "--eval-from", max(0, epochs - 2 * every)]
 
 
-def builtin(g, c):
-    """Every study in c["studies"] on synth-* (teacher fine-tuned from a synth-src pretraining)."""
+def builtin(g, c, replicates=1):
+    """Every study in c["studies"] on synth-* (teachers fine-tuned from one synth-src pretraining). Each seed is a
+    replicate unit with its own teachers when c["teacher_per_seed"]; replicate r runs c["seeds"] shifted by r x n."""
     syn, studies, longest = c["synth"], c["studies"], max(c["budgets"])
 
     def train(stage, view, arch, init, epochs, name, extra):
@@ -391,31 +399,30 @@ def builtin(g, c):
         "pretrained/synth-src-teacher.pt",
         c["pretrain_args"],
     )
-    # from random weights, so it trains beside the pretraining (stage 1), not after it
-    if "origination" in studies:
-        scratch = train(
-            "pretrain",
-            "synth-fine",
-            c["teacher"],
-            "random",
-            c["scratch"],
-            "teachers/synth-fine-scratch.pt",
-            c["scratch_args"],
-        )
 
-    def fine_tune(dataset, epochs):  # the synth-src teacher fine-tuned on `dataset`
-        name = f"teachers/{dataset}-ft{epochs}.pt"
-        return train("teachers", dataset, c["teacher"], src, epochs, name, c["ft_args"])
+    def teachers(t):
+        """The teachers of teacher seed t (the shared ones when t is None): {role: checkpoint path}."""
+        tag, seed = ("", []) if t is None else (f"-t{t}", ["--seed", t])
 
-    brief = fine_tune("synth-fine", c["brief"])
-    if "origination" in studies or "overlap" in studies:
-        long_ = fine_tune("synth-fine", c["long"])
-    if "overlap" in studies:
-        # Fig. 7 compares teachers fine-tuned equally long; briefly fine-tuned, the novel teacher is worse than a
-        # student trained on labels alone (its pretraining never told the sub-variants apart), so both are "long"
-        novel = fine_tune("synth-novel", c["long"])
-    if "granularity" in studies:
-        coarse = fine_tune("synth-coarse", c["brief"])
+        def fine_tune(dataset, epochs):  # the synth-src teacher fine-tuned on `dataset`
+            name = f"teachers/{dataset}-ft{epochs}{tag}.pt"
+            return train("teachers", dataset, c["teacher"], src, epochs, name, c["ft_args"] + seed)
+
+        out = {"brief": fine_tune("synth-fine", c["brief"])}
+        if "origination" in studies:  # from random weights, so it trains beside the pretraining (stage 1)
+            name = f"teachers/synth-fine-scratch{tag}.pt"
+            out["scratch"] = train("pretrain", "synth-fine", c["teacher"], "random", c["scratch"], name,
+                                   c["scratch_args"] + seed)  # fmt: skip
+        if "origination" in studies or "overlap" in studies:
+            out["long"] = fine_tune("synth-fine", c["long"])
+        if "overlap" in studies:
+            # Fig. 7 compares teachers fine-tuned equally long; briefly fine-tuned, the novel teacher is worse than
+            # a student trained on labels alone (its pretraining never told the sub-variants apart): both "long"
+            out["novel"] = fine_tune("synth-novel", c["long"])
+        if "granularity" in studies:
+            out["coarse"] = fine_tune("synth-coarse", c["brief"])
+        return out
+
     if "init" in studies:  # Table 2: a student pretrained on synth-src ("IN1K"), then fine-tuned ("FT"); "TT"
         src_student = train(
             "pretrain",
@@ -449,73 +456,79 @@ def builtin(g, c):
         }
         g.init_kinds.update({str(path): "pretrained" if kind == "IN1K" else kind for kind, path in inits.items()})
 
-    for seed in c["seeds"]:
+    shared = None if c.get("teacher_per_seed", True) else teachers(None)
+    n = len(c["seeds"])
+    for replicate in range(replicates):
+        for seed in [s + replicate * n for s in c["seeds"]]:
+            g.replicate = replicate
+            one_unit(g, c, seed, shared or teachers(seed), inits if "init" in studies else {})
 
-        def run(
-            part, view, teacher, temps=c["T"], bs=64, seed=seed, **kw
-        ):  # a lockstep sweep; a tape per teacher, seed
-            g.part = part
-            tape = g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs{bs}"
-            g.distill(
-                view,
-                teacher,
-                c["student"],
-                temps,
-                seed=seed,
-                synth=syn,
-                tape=tape,
-                bs=bs,
-                extra=c["distill_args"] + eval_last_quarter(kw["epochs"]),
-                **kw,
-            )
 
-        if "config" in studies:  # Figs. 2-3: optimizer x budget x T, each with its labels-only student
-            for opt in OPTIMIZERS:
-                for epochs in c["budgets"]:
-                    run(
-                        "training configuration (Figs. 2-3)", "synth-fine", brief, opt=opt, epochs=epochs, baseline=True
-                    )
-        if "controls" in studies:  # Fig. 5: smoothing with matched entropy and bottom-k vs the teacher
-            for signal, k in c["controls"]:
-                run("controls (Fig. 5)", "synth-fine", brief, c["control_T"], epochs=longest, signal=signal, k=k)
-        if "origination" in studies:  # Table 1: long fine-tuned and from-scratch teachers
-            for teacher in (long_, scratch):
-                run("teacher origination (Table 1)", "synth-fine", teacher, epochs=longest)
-        if "overlap" in studies:  # Fig. 7: fine classes absent from the pretraining labels
-            run("overlapping vs novel classes (Fig. 7)", "synth-novel", novel, epochs=longest, baseline=True)
-        if "long" in studies:  # Fig. 3 at budgets long enough to see whether SGD's shrinking gap crosses
-            for epochs in c["long_budgets"]:
-                for temps in (c["T"][: len(c["T"]) // 2], c["T"][len(c["T"]) // 2 :]):  # two halves: a balanced pool
-                    small = temps[0] == c["T"][0]
-                    run(
-                        "long SGD training (Fig. 3)",
-                        "synth-fine",
-                        brief,
-                        temps,
-                        opt="sgd",
-                        epochs=epochs,
-                        baseline=small,
-                    )
-        if "methods" in studies:  # Fig. 1: the other KD methods, each at its own defaults, with both optimizers
-            for opt in OPTIMIZERS:  # "consistently" needs more than one setting
-                for method in c.get("methods", METHODS):
-                    run("methods (Fig. 1)", "synth-fine", brief, c["method_T"], epochs=longest, method=method, opt=opt)
-        if "batch" in studies:  # the batch-size shift of the SGD cross-over, with a smaller batch
+def one_unit(g, c, seed, t, inits):
+    """The distillation commands of one replicate unit (seed) with its teachers `t`."""
+    syn, studies, longest, brief = c["synth"], c["studies"], max(c["budgets"]), t["brief"]
+
+    def run(part, view, teacher, temps=c["T"], bs=64, seed=seed, **kw):  # a lockstep sweep; a tape per teacher
+        g.part = part
+        tape = g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs{bs}"
+        g.distill(
+            view,
+            teacher,
+            c["student"],
+            temps,
+            seed=seed,
+            synth=syn,
+            tape=tape,
+            bs=bs,
+            extra=c["distill_args"] + eval_last_quarter(kw["epochs"]),
+            **kw,
+        )
+
+    if "config" in studies:  # Figs. 2-3: optimizer x budget x T, each with its labels-only student
+        for opt in OPTIMIZERS:
             for epochs in c["budgets"]:
+                run("training configuration (Figs. 2-3)", "synth-fine", brief, opt=opt, epochs=epochs, baseline=True)
+    if "controls" in studies:  # Fig. 5: smoothing with matched entropy and bottom-k vs the teacher
+        for signal, k in c["controls"]:
+            run("controls (Fig. 5)", "synth-fine", brief, c["control_T"], epochs=longest, signal=signal, k=k)
+    if "origination" in studies:  # Table 1: long fine-tuned and from-scratch teachers
+        for teacher in (t["long"], t["scratch"]):
+            run("teacher origination (Table 1)", "synth-fine", teacher, epochs=longest)
+    if "overlap" in studies:  # Fig. 7: fine classes absent from the pretraining labels
+        run("overlapping vs novel classes (Fig. 7)", "synth-novel", t["novel"], epochs=longest)
+    if "long" in studies:  # Fig. 3 at budgets long enough to see whether SGD's shrinking gap crosses
+        for epochs in c["long_budgets"]:
+            for temps in (c["T"][: len(c["T"]) // 2], c["T"][len(c["T"]) // 2 :]):  # two halves: a balanced pool
+                small = temps[0] == c["T"][0]
                 run(
-                    "batch size (Fig. 2)",
+                    "long SGD training (Fig. 3)",
                     "synth-fine",
                     brief,
+                    temps,
                     opt="sgd",
-                    bs=c["small_bs"],
                     epochs=epochs,
-                    baseline=True,
+                    baseline=small,
                 )
-        if "init" in studies:  # Table 2: student initialisations
-            for init in inits.values():
-                run("student initialization (Table 2)", "synth-fine", brief, epochs=longest, init=init, baseline=True)
-        if "granularity" in studies:  # Fig. 6: coarse-grained target
-            run("dataset granularity (Fig. 6)", "synth-coarse", coarse, epochs=longest, baseline=True)
+    if "methods" in studies:  # Fig. 1: the other KD methods, each at its own defaults, with both optimizers
+        for opt in OPTIMIZERS:  # "consistently" needs more than one setting
+            for method in c.get("methods", METHODS):
+                run("methods (Fig. 1)", "synth-fine", brief, c["method_T"], epochs=longest, method=method, opt=opt)
+    if "batch" in studies:  # the batch-size shift of the SGD cross-over, with a smaller batch
+        for epochs in c["budgets"]:
+            run(
+                "batch size (Fig. 2)",
+                "synth-fine",
+                brief,
+                opt="sgd",
+                bs=c["small_bs"],
+                epochs=epochs,
+                baseline=True,
+            )
+    if "init" in studies:  # Table 2: student initialisations
+        for init in inits.values():
+            run("student initialization (Table 2)", "synth-fine", brief, epochs=longest, init=init, baseline=True)
+    if "granularity" in studies:  # Fig. 6: coarse-grained target
+        run("dataset granularity (Fig. 6)", "synth-coarse", t["coarse"], epochs=longest, baseline=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -584,12 +597,12 @@ def study(g, o):
             )
 
 
-def build(preset, python, out, data_root, extra, options=None):
+def build(preset, python, out, data_root, extra, options=None, replicates=1):
     g = Grid(python, out, data_root, extra)
     if preset == "study":
         study(g, options)
     elif preset in BUILTIN:
-        builtin(g, BUILTIN[preset])
+        builtin(g, BUILTIN[preset], replicates)
     else:
         for s in STUDIES if preset == "paper" else [preset]:
             globals()[f"study_{s}"](g)
@@ -751,8 +764,12 @@ def main(argv=None):
     p.add_argument("--extra", default="", help="flags appended to every training command, e.g. '--amp --workers 8'")
     p.add_argument("--dry-run", action="store_true", help="print runs per stage and the first commands; write nothing")
     p.add_argument("--jobs", type=int, default=None, help="study: workers the estimate assumes (default: run_all.sh's)")
+    p.add_argument("--replicates", type=int, default=1, help="built-in presets: independent replicates of the seeds")
     add_study_args(p)
     args = p.parse_args(argv)
+    if args.replicates < 1 or (args.replicates > 1 and args.preset not in BUILTIN):
+        print("grid.py: error: --replicates: expected a positive integer, with a built-in preset", file=sys.stderr)
+        return 2
     if args.preset not in [*BUILTIN, "study", "paper", *STUDIES]:
         presets = ", ".join([*BUILTIN, "study", "paper", *STUDIES])
         print(f"grid.py: error: unknown preset '{args.preset}' (expected {presets})", file=sys.stderr)
@@ -773,7 +790,7 @@ def main(argv=None):
             return 2
         for line in notes:
             print(f"grid.py: {line}", file=sys.stderr)
-    g = build(args.preset, args.python, args.out, args.data_root, shlex.split(args.extra), args)
+    g = build(args.preset, args.python, args.out, args.data_root, shlex.split(args.extra), args, args.replicates)
     if args.preset == "study" and (args.dry_run or args.max_hours is not None):
         import torch
 

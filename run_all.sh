@@ -2,7 +2,8 @@
 # The whole study as one resumable grid:  bash run_all.sh PRESET [options]
 #
 #   bash run_all.sh demo                       # the study on the built-in dataset in 10 minutes on a CPU
-#   bash run_all.sh lab                        # its decisive version: 3 seeds, converged students, ~1 hour
+#   bash run_all.sh lab                        # its decisive version: 3 seeds, own teachers each, under 1 hour
+#   bash run_all.sh lab --replicates 2         # a second, independent replicate: 3 more seeds and teachers
 #   bash run_all.sh paper --data-root /data --extra "--amp --workers 8"
 #   bash run_all.sh config --slurm --partition gpu --time 04:00:00 --gpus 1 --max-concurrent 32
 #   bash run_all.sh paper --dry-run            # runs per stage and the first commands
@@ -63,6 +64,8 @@ Options:
   --jobs N              local workers (default: one per visible GPU, else one per CPU core)
   --extra "FLAGS"       flags appended to every training command (e.g. "--amp --workers 8")
   --dry-run             print runs per stage and the first commands, run nothing
+  --replicates N        lab presets: N independent replicates (each 3 more seeds with their own teachers);
+                        N=2 after a finished lab runs only the second, and the report compares the two
   --stop-after STAGE    pretrain, teachers or distill (default): e.g. check the teachers before distilling
   --slurm               submit each stage as an sbatch --array job (stages depend on each other)
   --wait                with --slurm: wait for the jobs, then list failures and run the analysis
@@ -102,7 +105,7 @@ while [[ $# -gt 0 ]]; do
     --partition|--time|--account|--gpus|--cpus|--mem)
       value "$@"; flag=${1#--}; [[ $flag == cpus ]] && flag=cpus-per-task; SB+=("--$flag=$2"); shift;;
     --max-concurrent) value "$@"; MAXC=$2; shift;;
-    --dataset|--teacher|--source|--source-dataset|--student|--teacher-arch|--image-size|--seeds|--max-hours)
+    --dataset|--teacher|--source|--source-dataset|--student|--teacher-arch|--image-size|--seeds|--max-hours|--replicates)
       value "$@"; STUDY+=("$1" "$2"); shift;;
     --budgets|--T|--synth)   # several values, up to the next option
       opt=$1; [[ $# -ge 2 && "$2" != --* ]] || die "$opt: expected values after it"; STUDY+=("$opt")
