@@ -107,11 +107,13 @@ LAB = dict(
     method_T=[1, 4, 40],
     small_bs=16,  # lab-full only
     distill_args=["--amp"],  # bf16 autocast: accuracy parity with float32 in bench.py --parity
+    findings=[1, 3, 4, 5, 6, 8, 9, 10, 11, 12, 13, 14, 17],  # the findings its runs test (tests/test_grid_findings.py)
 )
 # The SGD cross-over where it could happen: the lab's SGD sweep at 512 epochs (3,584 steps), 4x the lab's
 # longest budget
 LAB_LONG = dict(LAB, studies=LAB["studies"] + ["long"], long_budgets=[512])
-LAB_FULL = dict(LAB_LONG, studies=LAB_LONG["studies"] + ["methods", "batch", "init", "granularity"])
+LAB_FULL = dict(LAB_LONG, studies=LAB_LONG["studies"] + ["methods", "batch", "init", "granularity"],
+                findings=list(range(1, 18)))  # fmt: skip
 # The demo: the lab in miniature, under 10 minutes on 2 cores (a shorter pretraining, 3 temperatures, 2 budgets;
 # the training configuration and the teacher origination, 3 seeds)
 DEMO = dict(
@@ -124,6 +126,7 @@ DEMO = dict(
     T=[1, 4, 16],
     budgets=[16, 40],
     studies=["config", "origination"],
+    findings=[1, 3, 4, 5, 6, 11, 12, 13, 14],
 )
 DEMO_TINY = dict(
     DEMO,
@@ -163,7 +166,7 @@ class Grid:
         self.parts = OrderedDict()  # part of the study -> {command: runs}, for the dry-run breakdown
         self.part = None
         self.cost, self.tape_of = {}, {}  # command -> student-epochs; command -> its teacher tape
-        self.expected = []  # one dict per distillation run (analysis/integrity.py reads them)
+        self.expected = []  # one dict per distillation run (analysis/table.py matches them)
         self.init_kinds = {"random": "random", "in1k": "in1k"}  # --student-init -> the analysis' name of it
         self.own_data = {}  # the study's data: name -> (data flags, the analysis' name of the dataset)
         self.trained = {}  # checkpoint path -> (data name, architecture, epochs)
@@ -534,7 +537,8 @@ def one_unit(g, c, seed, t, inits):
 # ---------------------------------------------------------------------------------------------
 # Your own lab: the lab's protocol on your data and teacher (bash run_all.sh study ...)
 
-STUDY = dict(LAB, student="resnet18", teacher_arch="resnet18d", budgets=LAB["budgets"], seeds=3)
+STUDY = dict(LAB, student="resnet18", teacher_arch="resnet18d", budgets=LAB["budgets"], seeds=3,
+             findings=[1, 3, 4, 5, 6, 8], source_findings=[11, 12, 13, 14])  # fmt: skip
 
 
 def study_student(dataset):

@@ -200,7 +200,7 @@ if [[ $SLURM == 0 ]]; then
   if [[ $STOP == distill ]]; then
     echo "== analysis" >&2
     mkdir -p "$OUT/.locks"
-    flock "$OUT/.locks/analysis.lock" "$PY" analysis/report.py "$OUT" || echo "run_all.sh: analysis failed" >&2
+    flock "$OUT/.locks/analysis.lock" "$PY" -m analysis.report "$OUT" || echo "run_all.sh: analysis failed" >&2
     echo "== done in $((SECONDS - t0)) s: $OUT/REPORT.md" >&2
   else
     echo "== stopped after the $STOP stage in $((SECONDS - t0)) s (--stop-after)" >&2
@@ -228,7 +228,7 @@ done
 job=""; [[ ${#dep[@]} -gt 0 ]] && job=${dep[0]#--dependency=afterany:}
 if [[ $STOP == distill ]]; then
   job=$(sbatch --parsable --job-name=kd-analysis "${dep[@]}" "${SB[@]}" --output="$OUT/logs/slurm/analysis-%j.out" \
-        --wrap "cd '$HERE' && '$PY' analysis/report.py '$OUT'") || die "sbatch failed for the analysis"
+        --wrap "cd '$HERE' && '$PY' -m analysis.report '$OUT'") || die "sbatch failed for the analysis"
   job=${job%%;*}
   echo "submitted analysis: job $job" >&2
 fi

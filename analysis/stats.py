@@ -1,173 +1,139 @@
-"""How sure an effect is: seed noise, bootstrap intervals, Holm's family-wise levels and one table of labels.
+"""How sure a finding is: its statistic per replicate unit, a t-interval over units, Bonferroni, one table of labels.
 
-Seeds are blocks: every run with seed s starts from the same student weights and sees the same batches,
-whatever its temperature, optimizer or teacher. So cells (configurations) measured on the same seeds are a
-randomized-block design, y[c, s] = mu_c + b_s + e[c, s], and the seed noise sigma of a noise group of cells
-is estimated from its residuals with (C - 1)(S - 1) degrees of freedom. A finding passes only the cells its
-statistic uses, split into noise groups where it compares cells of visibly different noise (one optimizer,
-one setting): each group has its own sigma. Every statistic is a function of cell means oriented so that
-> 0 is the paper's claim, in points of top-1. Its interval comes from a parametric bootstrap: each group's
-cell means + N(0, sigma*^2 / S), sigma*^2 = sigma^2 df / chi2_df (the uncertainty of sigma counts), the
-basic bootstrap interval of the errors d = draw - estimate, and the two-sided p-value of "effect = 0" from
-the same draws, p = 2 min(P(d >= estimate), P(d <= estimate)), so the interval at level a excludes 0
-exactly when p <= a. For a difference of two cells this is the paired t-interval.
+The noise model. A replicate unit is a seed: in the lab each seed has its own teachers (fine-tuned or trained
+with that seed) and its own students, and nothing else is shared between seeds but the one pretraining. A
+finding's statistic is a linear contrast of cells (a difference of means over T, a difference of trends), so
+it can be computed inside each unit: d_u = sum_c w_c y[c, u]. Whatever the lines share or do not share inside a
+unit (one seed effect for every line, a seed effect per line or per teacher, noise 3x larger in one line),
+the d_u are independent and identically distributed over units, and the t-interval
+    mean(d) +- t_{1 - a/2, n - 1} sd(d) / sqrt(n)
+covers the contrast of the true cell means with probability 1 - a (exact for normal d_u; the calibration test
+simulates the lab's design under all three noise models). A finding that is the smallest (or largest) of
+several contrasts takes each at level a/k (Bonferroni) and combines the interval ends, which is valid for any
+function that rises with each contrast. tests/test_calibration.py checks the coverage by simulation.
 
-The smallest effect of interest is MARGIN = m = 1 point of top-1, for every statistic (a trend, a
-difference of trends, a range are all points of top-1). Why 1 point: (a) it is the noise floor, about one
-seed std of a single student's final top-1 in the lab (0.9 on average at 128 epochs; one run's binomial
-standard error on 7,200 test images is about 0.5), the smallest difference a practitioner choosing T would
-notice above run-to-run variation; (b) it is about 1/6 of what distillation adds over labels alone in the
-lab (+6.4). m is the value the project used before: it was fixed before any v3 number existed, and the
-numbers that justify it are the lab's v2 results.
+The family. A report's findings that have an interval form one family of K; each interval is at level
+1 - ALPHA/K (Bonferroni), so with probability at least 1 - ALPHA every interval covers its truth at once, and
+every label read off them is right at once: that is the guarantee. The raw 95% interval is printed beside.
 
-Labels from an interval (lo, hi), one table, symmetric around 0:
-    present     lo > 0; size "at least m" when lo >= m, "below m" when hi < m
-    opposite    hi < 0; size "at least m" when hi <= -m, "below m" when lo > -m
-    absent      -m < lo and hi < m (0 inside): no effect of m or more either way
-    undecided   otherwise (or no interval: fewer than 2 seeds)
-    not tested  runs missing
-A report's findings that have an interval form one family: Holm's procedure at ALPHA gives each its level,
-and a finding's label comes from its interval at that level (the raw 95% interval is printed beside).
+The smallest effect of interest is MARGIN = m = 1 point of top-1: about one seed std of a single student's
+final top-1 in the lab, and about 1/6 of what distillation adds over labels alone. Labels from (lo, hi):
+    present     lo > 0; "at least m" when lo >= m
+    opposite    hi < 0; "at least m" when hi <= -m
+    absent      -m < lo and hi < m: no effect of m or more either way
+    undecided   otherwise; "undecided: no noise estimate" when every unit gave the same value
+    not tested  runs missing, or fewer than 2 units
+Standard library only.
 """
 
 import math
-from dataclasses import dataclass, field
-
-import numpy as np
+from functools import cache
 
 PRESENT, OPPOSITE, ABSENT, UNDECIDED, UNTESTED = "present", "opposite", "absent", "undecided", "not tested"
-AT_LEAST, BELOW = "at least m", "below m"
-MARGIN = 1.0  # m, points of top-1: the smallest effect of interest (the module docstring says why)
-ALPHA = 0.05
-DRAWS = 100_000  # the tails at 0.05 / 17 need many draws
+NO_NOISE = "undecided: no noise estimate"
+AT_LEAST = "at least m"
+MARGIN = 1.0  # m, points of top-1
+ALPHA = 0.05  # the family-wise error of the labels
 
 
-def block_noise(values):
-    """(sigma, df, seeds) of one noise group: values {cell: {seed: top1}}, seeds kept where every cell has one.
-    sigma is None with fewer than 2 seeds or 2 cells."""
-    seeds = sorted(set.intersection(*(set(v) for v in values.values()))) if values else []
-    if len(seeds) < 2 or len(values) < 2:
-        return None, 0, seeds
-    y = np.array([[v[s] for s in seeds] for v in values.values()], dtype=float)
-    resid = y - y.mean(1, keepdims=True) - y.mean(0, keepdims=True) + y.mean()
-    df = (y.shape[0] - 1) * (y.shape[1] - 1)
-    return math.sqrt((resid**2).sum() / df), df, seeds
+# ---------------------------------------------------------------------------------------------
+# Student's t quantile (no scipy at run time): the regularized incomplete beta by its continued fraction
 
 
-def cell_means(values, seeds):
-    """{cell: mean over `seeds`}."""
-    return {c: float(np.mean([v[s] for s in seeds])) for c, v in values.items()}
+def incomplete_beta(a, b, x):
+    """I_x(a, b), by the continued fraction of Numerical Recipes (Press et al., 6.4), with Lentz's method."""
+    if x <= 0 or x >= 1:
+        return 0.0 if x <= 0 else 1.0
+    if x > (a + 1) / (a + b + 2):
+        return 1.0 - incomplete_beta(b, a, 1 - x)
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(1 - x)) / a
+    c, d, f = 1.0, 1.0 - (a + b) * x / (a + 1), 0.0
+    d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+    f = d
+    for i in range(2, 300):
+        m = i // 2
+        num = (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+            if i % 2 == 0
+            else -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+        )
+        d = 1.0 + num * d
+        d = 1.0 / (d if abs(d) > 1e-300 else 1e-300)
+        c = 1.0 + num / c
+        c = c if abs(c) > 1e-300 else 1e-300
+        f *= c * d
+        if abs(c * d - 1.0) < 1e-14:
+            break
+    return front * f
 
 
-def as_groups(values):
-    """Noise groups {group: {cell: {seed: top1}}}; a plain {cell: {seed: top1}} is one group, 'all'."""
-    first = next(iter(values.values()), {})
-    one_group = not first or not isinstance(next(iter(first.values())), dict)
-    return {"all": values} if one_group else values
+def t_cdf(t, df):
+    """P(T <= t) for Student's t with df degrees of freedom: 1 - I_{df/(df+t^2)}(df/2, 1/2) / 2 for t > 0."""
+    tail = 0.5 * incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t > 0 else tail
 
 
-@dataclass
-class Bootstrap:
-    """A statistic's estimate and its sorted bootstrap errors (None: some group has no sigma)."""
-
-    estimate: float | None
-    errors: np.ndarray | None = None
-    sigma: dict = field(default_factory=dict)  # {group: sigma or None}
-    seeds: dict = field(default_factory=dict)  # {group: the seeds its cell means average}
-
-
-def bootstrap(values, statistic, draws=DRAWS, seed=0):
-    """The Bootstrap of statistic(means): `values` {cell: {seed: top1}} or noise groups {group: {cell: ...}};
-    each cell's mean is over its group's common seeds. The statistic is called once with floats and once
-    with arrays of draws, so it uses numpy functions that work elementwise on both (np.max(np.stack(...), 0))."""
-    groups = as_groups(values)
-    cells = [c for v in groups.values() for c in v]
-    if len(cells) != len(set(cells)):
-        raise ValueError("a cell is in two noise groups")
-    noise = {g: block_noise(v) for g, v in groups.items()}
-    sigma = {g: n[0] for g, n in noise.items()}
-    seeds = {g: n[2] for g, n in noise.items()}
-    if not groups or not all(seeds.values()):
-        return Bootstrap(None, None, sigma, seeds)
-    means = {c: m for g, v in groups.items() for c, m in cell_means(v, seeds[g]).items()}
-    estimate = float(statistic(means))
-    if any(s is None for s in sigma.values()):
-        return Bootstrap(estimate, None, sigma, seeds)
-    rng = np.random.default_rng(seed)
-    drawn = {}
-    for g, v in groups.items():
-        s, df, used = noise[g]
-        scale = s * np.sqrt(df / rng.chisquare(df, draws)) / math.sqrt(len(used))
-        z = rng.standard_normal((len(v), draws))
-        drawn.update({c: means[c] + z[j] * scale for j, c in enumerate(v)})
-    errors = np.sort(np.asarray(statistic(drawn), dtype=float) - estimate)
-    return Bootstrap(estimate, errors, sigma, seeds)
+@cache
+def t_quantile(p, df):
+    """The t with P(T <= t) = p (bisection; p in (0.5, 1))."""
+    lo, hi = 0.0, 1e6
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+    return (lo + hi) / 2
 
 
-def interval_at(boot, level=ALPHA):
-    """(low, high): the basic bootstrap interval of confidence 1 - level, (None, None) without draws.
-    With n sorted errors and k = floor(n level / 2) it is (estimate - d[n-1-k], estimate - d[k]): it
-    excludes 0 exactly when p_value(boot) <= level."""
-    if boot.errors is None:
-        return None, None
-    n = len(boot.errors)
-    k = min(n - 1, math.floor(n * level / 2 + 1e-9))
-    return boot.estimate - float(boot.errors[n - 1 - k]), boot.estimate - float(boot.errors[k])
+# ---------------------------------------------------------------------------------------------
+# Intervals over units
 
 
-def p_value(boot):
-    """Two-sided p-value of 'effect = 0' from the same draws (None without draws)."""
-    if boot.errors is None:
+def summary(values):
+    """(mean, sample sd, n) of per-unit values."""
+    n = len(values)
+    mean = sum(values) / n
+    return mean, (sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else 0.0, n
+
+
+def t_interval(values, alpha):
+    """(low, high) of the two-sided 1 - alpha t-interval of the mean of per-unit values; None for n < 2."""
+    mean, sd, n = summary(values)
+    if n < 2:
         return None
-    n = len(boot.errors)
-    upper = n - np.searchsorted(boot.errors, boot.estimate, "left")  # errors >= estimate
-    lower = np.searchsorted(boot.errors, boot.estimate, "right")  # errors <= estimate
-    return min(1.0, 2 * min(int(upper), int(lower)) / n)
+    half = t_quantile(1 - alpha / 2, n - 1) * sd / math.sqrt(n)
+    return mean - half, mean + half
 
 
-def interval(values, statistic, seed=0, level=ALPHA):
-    """(estimate, low, high, sigma, seeds): the statistic, its interval of confidence 1 - level, the
-    seed noise of its (first) group and the seeds of that group."""
-    boot = bootstrap(values, statistic, seed=seed)
-    low, high = interval_at(boot, level)
-    first = next(iter(boot.sigma), None)
-    return boot.estimate, low, high, boot.sigma.get(first), boot.seeds.get(first, [])
-
-
-def holm(p_values, alpha=ALPHA):
-    """([level], [adjusted p]) of each p-value in the order given (Holm's step-down procedure): sorted by p,
-    the k-th (1-based) of n is tested at alpha / (n - k + 1) while every earlier one was rejected; the first
-    one not rejected and every later one are tested at alpha / (n - r), r = the number rejected."""
-    n = len(p_values)
-    levels, adjusted = [None] * n, [None] * n
-    rejecting, level, running = True, alpha, 0.0
-    for rank, i in enumerate(sorted(range(n), key=lambda i: p_values[i])):
-        if rejecting:
-            level = alpha / (n - rank)
-            rejecting = p_values[i] <= level * (1 + 1e-12)
-        levels[i] = level
-        running = max(running, min(1.0, (n - rank) * p_values[i]))
-        adjusted[i] = running
-    return levels, adjusted
+def interval(components, combine, alpha):
+    """(estimate, low, high) of combine(contrasts) from their per-unit values {name: [d_u]}: each contrast at
+    level alpha / k, the ends combined (combine rises with each contrast). low/high None with fewer than 2 units."""
+    names = list(components)
+    estimate = combine({k: summary(components[k])[0] for k in names})
+    ends = [t_interval(components[k], alpha / len(names)) for k in names]
+    if any(e is None for e in ends):
+        return estimate, None, None
+    low = combine({k: e[0] for k, e in zip(names, ends)})
+    high = combine({k: e[1] for k, e in zip(names, ends)})
+    return estimate, low, high
 
 
 def label(low, high, margin=MARGIN):
-    """(label, size) of an interval for a statistic whose > 0 is the claim (the table in the docstring)."""
+    """(label, size) of an interval: the table in the module docstring."""
     if low is None or high is None:
         return UNDECIDED, ""
     if low > 0:
-        return PRESENT, AT_LEAST if low >= margin else BELOW if high < margin else ""
+        return PRESENT, AT_LEAST if low >= margin else ""
     if high < 0:
-        return OPPOSITE, AT_LEAST if high <= -margin else BELOW if low > -margin else ""
+        return OPPOSITE, AT_LEAST if high <= -margin else ""
     if -margin < low and high < margin:
         return ABSENT, ""
     return UNDECIDED, ""
 
 
-def describe(estimate, low, high, unit=" points"):
-    """'+0.65 points (95% interval +0.41 to +0.90)'."""
-    if estimate is None:
-        return "no value"
-    if low is None:
-        return f"{estimate:+.2f}{unit} (one seed: no interval)"
-    return f"{estimate:+.2f}{unit} (95% interval {low:+.2f} to {high:+.2f})"
+def units_needed(estimate, sd, k, alpha, margin=MARGIN, most=1000):
+    """How many units a decision would take if the estimate and the per-unit sd stayed as observed: the smallest
+    n whose half-width at level alpha/k is below max(|estimate|, margin - |estimate|); None beyond `most`."""
+    target = max(abs(estimate), margin - abs(estimate))
+    for n in range(2, most + 1):
+        if t_quantile(1 - alpha / (2 * k), n - 1) * sd / math.sqrt(n) < target:
+            return n
+    return None

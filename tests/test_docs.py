@@ -1,5 +1,5 @@
-"""The README and docs/LAB.md tell the lab's results as the committed findings.json files say them: each table is
-report.summary_table of one file, verbatim, and the files are what report.py writes (every key, every id)."""
+"""README.md and docs/LAB.md tell the lab's results as the committed findings files say them: each table is
+report.summary_table (or report.replicate_table) of one file, verbatim, and the files are what report.py writes."""
 
 import json
 from pathlib import Path
@@ -9,25 +9,32 @@ import pytest
 from analysis import report
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = {  # page -> the findings.json copies whose summary tables it shows
+TABLES = {  # page -> the committed files whose tables it shows
     "README.md": ["docs/lab-findings.json"],
-    "docs/LAB.md": ["docs/lab-findings.json", "docs/lab-long-findings.json", "docs/lab-full-findings.json"],
+    "docs/LAB.md": ["docs/lab-findings.json", "docs/lab-replicates.json"],
 }
-KEYS = {"id", "claim", "setting", "estimate", "low", "high", "low_adj", "high_adj", "margin", "label", "seeds", "runs"}
+KEYS = {"id", "claim", "setting", "estimate", "low", "high", "raw_low", "raw_high", "level", "label", "units",
+        "scope", "runs", "units_needed"}  # fmt: skip
 
 
-@pytest.mark.parametrize("page", DOCS)
-def test_each_results_table_is_the_summary_of_a_committed_findings_file(page):
+def table_of(path):
+    found = json.loads((ROOT / path).read_text())
+    if isinstance(found, dict):  # replicates.json: {replicate: findings}
+        return report.replicate_table({int(r): f for r, f in found.items()})
+    return report.summary_table(found)
+
+
+@pytest.mark.parametrize("page", TABLES)
+def test_each_results_table_is_the_table_of_a_committed_file(page):
     text = (ROOT / page).read_text()
-    for path in DOCS[page]:
-        findings = json.loads((ROOT / path).read_text())
-        assert "\n".join(report.summary_table(findings)) in text, f"{page}: its table of {path} is out of date"
+    for path in TABLES[page]:
+        assert "\n".join(table_of(path)) in text, f"{page}: its table of {path} is out of date"
 
 
-def test_the_committed_findings_files_are_whole_reports():
-    for path in sorted({p for paths in DOCS.values() for p in paths}):
-        findings = json.loads((ROOT / path).read_text())
-        assert [f["id"] for f in findings] == list(range(1, 18)), path
-        assert all(set(f) >= KEYS for f in findings), path
-        tested = [f for f in findings if f["low_adj"] is not None]
-        assert tested and all(f["low_adj"] <= f["low"] and f["high"] <= f["high_adj"] for f in tested), path
+def test_the_committed_findings_file_is_a_whole_report():
+    found = json.loads((ROOT / "docs/lab-findings.json").read_text())
+    assert [f["id"] for f in found] == list(range(1, 18))
+    assert all(set(f) >= KEYS for f in found)
+    tested = [f for f in found if f["low"] is not None]
+    assert tested and all(f["low"] <= f["raw_low"] and f["raw_high"] <= f["high"] for f in tested)
+    assert all(f["scope"] for f in tested)

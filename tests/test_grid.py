@@ -19,7 +19,7 @@ import kd
 ROOT = Path(__file__).resolve().parent.parent
 # demo-tiny's runs: (T 1, 4 + labels only) x 2 optimizers x 2 budgets, 1 control at T 4,
 # 2 other teachers (long, scratch) x 2 T, novel classes (2 T + labels only)
-DEMO_TINY_RUNS = 3 * 2 * 2 + 1 + 2 * 2 + 3
+DEMO_TINY_RUNS = 3 * 2 * 2 + 1 + 2 * 2 + 2
 MANIFESTS = ("pretrain", "teachers", "distill")  # the stages, one manifest of commands each
 
 
@@ -72,27 +72,32 @@ def test_paper_grid_arithmetic():
 
 
 def test_lab_grid_shape():
-    """The lab decides the central findings: 3 seeds, 6 temperatures from 1 to 40, 3 budgets for both
-    optimizers, every setting with a labels-only student; lab-full adds the rest of the study."""
+    """The lab decides the central findings: 3 seeds, each with its own teachers, 5 temperatures from 1 to 40, 2
+    budgets for both optimizers with a labels-only student; a second replicate adds 3 seeds; lab-full the rest."""
     g = grid.build("lab", "python", "out", "data", [])
     runs = {part: sum(cmds.values()) for part, cmds in g.parts.items() if part != "teachers"}
-    # (6 T + 1 labels-only) x 2 optimizers x 3 budgets x 3 seeds
-    assert runs["training configuration (Figs. 2-3)"] == 7 * 2 * 3 * 3
-    assert runs["controls (Fig. 5)"] == 3 * 3 * 3  # smooth-global, smooth-instance, bottom-1 at 3 T
-    assert runs["teacher origination (Table 1)"] == 2 * 6 * 3  # long fine-tuned and from-scratch teachers
-    assert runs["overlapping vs novel classes (Fig. 7)"] == 7 * 3
-    assert grid.LAB["seeds"] == [0, 1, 2] and {1, 2, 4, 8, 16, 40} <= set(grid.LAB["T"])
-    assert len(grid.LAB["budgets"]) >= 3
+    assert runs["training configuration (Figs. 2-3)"] == 6 * 2 * 2 * 3  # (5 T + labels) x 2 opts x 2 budgets x 3
+    assert runs["controls (Fig. 5)"] == 3 * 1 * 3  # smooth-global, smooth-instance, bottom-1 at T = 40
+    assert runs["teacher origination (Table 1)"] == 2 * 5 * 3  # long fine-tuned and from-scratch teachers
+    assert runs["overlapping vs novel classes (Fig. 7)"] == 5 * 3
+    assert grid.LAB["seeds"] == [0, 1, 2] and grid.LAB["T"] == [1, 2, 4, 8, 40]
     distill = list(g.stages["distill"])
-    assert len(distill) == 36 and all(" --amp " in c for c in distill)
-    assert sum(" --baseline " in c for c in distill) == 2 * 3 * 3 + 3  # one labels-only student per setting
+    assert len(distill) == 30 and all(" --amp " in c for c in distill)
+    assert sum(" --baseline " in c for c in distill) == 2 * 2 * 3  # one labels-only student per config setting
     trained = {c.split(" --out ")[1].split()[0] for stage in ("pretrain", "teachers") for c in g.stages[stage]}
     assert {c.split(" --teacher ")[1].split()[0] for c in distill} <= trained  # every teacher is trained first
+    for seed in (0, 1, 2):  # each seed distils from teachers trained with that seed
+        teachers = {c.split(" --teacher ")[1].split()[0] for c in distill if f" --seed {seed} " in c}
+        assert teachers and all(t.endswith(f"-t{seed}.pt") for t in teachers)
+    assert sum(" --seed " in c for c in g.stages["pretrain"]) == 3  # scratch teachers; one shared pretraining
+    two = grid.build("lab", "python", "out", "data", [], replicates=2)
+    assert set(g.stages["distill"]) < set(two.stages["distill"]) and len(two.stages["distill"]) == 60
+    assert {e["replicate"] for e in two.expected if e["seed"] >= 3} == {1}
     long = grid.build("lab-long", "python", "out", "data", [])
     assert set(long.parts) - set(g.parts) == {"long SGD training (Fig. 3)"}
     longest = [c for c in long.stages["distill"] if " --epochs 512 " in c]
     assert len(longest) == 2 * 3 and all(" --opt sgd " in c for c in longest)  # two halves of the T grid per seed
-    assert sum(long.parts["long SGD training (Fig. 3)"].values()) == 7 * 3  # 6 T + labels only, 3 seeds
+    assert sum(long.parts["long SGD training (Fig. 3)"].values()) == 6 * 3  # 5 T + labels only, 3 seeds
     full = grid.build("lab-full", "python", "out", "data", [])
     assert set(full.parts) - set(long.parts) == {
         "methods (Fig. 1)",
@@ -112,25 +117,30 @@ def test_the_pool_starts_the_longest_commands_first_and_spreads_the_tapes():
     order = g.ordered("distill")
     assert sorted(order) == sorted(g.stages["distill"])
     costs = [g.cost[c] for c in order]
-    assert costs == sorted(costs, reverse=True) and costs[0] == 4 * 512  # the longest: 4 students x 512 epochs
-    firsts = [c for c in order if g.cost[c] == 7 * 128]
+    assert costs == sorted(costs, reverse=True) and costs[0] == 3 * 512  # the longest: 3 students x 512 epochs
+    firsts = [c for c in order if g.cost[c] == 6 * 128]
     assert g.tape_of[firsts[0]] != g.tape_of[firsts[1]]
 
 
 def test_expected_runs_name_every_run_as_the_analysis_does():
-    """manifest/expected.json lists each distillation run in the analysis' terms (analysis/integrity.py)."""
-    from analysis import integrity
+    """manifest/expected.json lists each distillation run in the analysis' terms (analysis/table.py)."""
+    from analysis import table
 
     for preset in ("lab-full", "paper"):
         g = grid.build(preset, "python", "out", "data", [])
         assert len(g.expected) == sum(g.stages["distill"].values())
-        assert len({integrity.run_key(e) for e in g.expected}) == len(g.expected)  # every run once
+        assert len({table.expected_key(e) for e in g.expected}) == len(g.expected)  # every run once
     g = grid.build("lab-full", "python", "out", "data", [])
     labels = [e for e in g.expected if e["method"] == "labels"]
     assert labels and all(e["teacher"] is None and e["T"] is None and e["signal"] is None for e in labels)
     inits = {e["student_init"] for e in g.expected}
     assert inits == {"random", "TT", "pretrained", "FT"}
-    assert {e["teacher"] for e in g.expected} >= {"synth-fine-ft4", "synth-fine-ft32", "synth-fine-scratch", None}
+    assert {e["teacher"] for e in g.expected} >= {
+        "synth-fine-ft4-t0",
+        "synth-fine-ft32-t1",
+        "synth-fine-scratch-t2",
+        None,
+    }
     ctkd = [e for e in g.expected if e["method"] == "ctkd"]
     assert ctkd and all(e["T"] is None for e in ctkd)
 
