@@ -68,6 +68,14 @@ def replicate_table(by_replicate):
     return lines
 
 
+def decided_lines(found, most=10):
+    """One line per decided finding (present, opposite, absent), then the ids of the others."""
+    decided = [f for f in found if f["label"] in (stats.PRESENT, stats.OPPOSITE, stats.ABSENT)]
+    lines = [f"- {f['id']}. {label_text(f)}: {f['claim']} {effect(f)}" for f in decided[:most]]
+    rest = [str(f["id"]) for f in found if f not in decided[:most]]
+    return lines + [f"- not decided here: {', '.join(rest) or 'none'}"]
+
+
 def opening(found, which, family):
     """At most 15 lines: which T per setting (the first few), one line per decided finding."""
     lines = ["**Which T** (highest mean top-1; in brackets the T not distinguishable from it, raw 95%):"]
@@ -75,13 +83,8 @@ def opening(found, which, family):
         lines.append(f"- {w['setting']}: T = {w['best_T']:g} [{', '.join(f'{t:g}' for t in w['within_noise'])}]")
     if len(which) > 4:
         lines.append(f"- and {len(which) - 4} more settings: see Which T below")
-    decided = [f for f in found if f["label"] in (stats.PRESENT, stats.OPPOSITE, stats.ABSENT)]
     lines.append(f"\n**Findings** ({family} with intervals; every label holds at once with probability >= 95%):")
-    for f in decided[: 13 - len(lines)]:
-        lines.append(f"- {f['id']}. {label_text(f)}: {f['claim']} {effect(f)}")
-    rest = [str(f["id"]) for f in found if f not in decided]
-    lines.append(f"- not decided here: {', '.join(rest) or 'none'} (see below)")
-    return lines
+    return lines + decided_lines(found, most=13 - len(lines))  # 15 lines with the blank one
 
 
 def finding_detail(f):

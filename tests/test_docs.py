@@ -10,7 +10,6 @@ from analysis import report
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLES = {  # page -> the committed files whose tables it shows
-    "README.md": ["docs/lab-findings.json"],
     "docs/LAB.md": ["docs/lab-findings.json", "docs/lab-replicates.json"],
 }
 KEYS = {"id", "claim", "setting", "estimate", "low", "high", "raw_low", "raw_high", "level", "label", "units",
@@ -22,6 +21,14 @@ def table_of(path):
     if isinstance(found, dict):  # replicates.json: {replicate: findings}
         return report.replicate_table({int(r): f for r, f in found.items()})
     return report.summary_table(found)
+
+
+def test_the_readme_gives_the_labs_decided_findings_as_its_findings_file_says():
+    found = json.loads((ROOT / "docs/lab-findings.json").read_text())
+    block = (
+        "<!-- answer: docs/lab-findings.json -->\n" + "\n".join(report.decided_lines(found)) + "\n<!-- end answer -->"
+    )
+    assert block in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("page", TABLES)
