@@ -517,10 +517,6 @@ class MLKDLoss(Distiller):
     HPARAMS = {"ce_weight": (0.1, *WEIGHT), "T": (4.0, *T_RANGE), "kd_weight": (0.9, *WEIGHT),
                "temperatures": ((3.0, 5.0, 2.0, 6.0), *T_RANGE)}  # fmt: skip
 
-    def __init__(self, **hparams):
-        super().__init__(**hparams)
-        self.temps = (self.T,) + tuple(self.temperatures)
-
     def kd_term(self, s, t, labels, epoch):
         return self.kd_weight * mlkd_loss(s, t, self.T, self.temperatures)
 
@@ -556,13 +552,6 @@ class DISTLoss(Distiller):
 # Every method by name (the one list the scripts, the grid and the tests use). The CE each adds by
 # default (ce_weight): kd 0 (none), dkd 1, eakd 0.1, ctkd 0.1, lskd 0.1, mlkd 0.1 per view, rld 1, dist 1.
 METHODS = {cls.name: cls for cls in (KDLoss, DKDLoss, EAKDLoss, CTKDLoss, LSKDLoss, MLKDLoss, RLDLoss, DISTLoss)}
-
-
-def default_hparams(name):
-    """{hyperparameter: default} of method `name`."""
-    if name not in METHODS:
-        raise ValueError(f"unknown KD method {name!r}; valid: {', '.join(METHODS)}")
-    return {key: spec[0] for key, spec in METHODS[name].HPARAMS.items()}
 
 
 def build_loss(name, **hparams):
@@ -656,24 +645,6 @@ def soft_targets(teacher_logits, T, signal="teacher", k=None, generator=None, me
 
 # ==============================================================================================
 # Teacher statistics (Frank & Davis, Table 1 and Fig. 4)
-
-
-def relative_entropy(probs):
-    """H(p) / log K per row, (B, K) probabilities -> (B,) in [0, 1]."""
-    p = f32(probs)
-    return -torch.xlogy(p, p).sum(-1) / math.log(p.shape[-1])
-
-
-def relative_entropy_without_max(probs):
-    """H(p without its argmax, renormalised) / log(K-1), (B, K) -> (B,). Needs K >= 3.
-
-    For near-one-hot rows prefer `relative_entropies(logits, T)` (no 1 - p_max cancellation)."""
-    p = f32(probs)
-    if p.shape[-1] < 3:
-        raise ValueError("relative_entropy_without_max needs K >= 3 classes")
-    rest = p.scatter(-1, p.argmax(-1, keepdim=True), 0.0)
-    rest = rest / rest.sum(-1, keepdim=True).clamp_min(torch.finfo(p.dtype).tiny)
-    return -torch.xlogy(rest, rest).sum(-1) / math.log(p.shape[-1] - 1)
 
 
 @torch.no_grad()

@@ -356,8 +356,7 @@ def test_mlkd_faithful_bookkeeping():
     """The official objective, term by term; strong-view taus 2 and 6 read the weak logits."""
     (s_w, t_w, _), (s_s, t_s, _) = random_logits(14, B=6), random_logits(15, B=6)
     mlkd = kd.build_loss("mlkd", ce_weight=0.0, kd_weight=1.0)
-    assert mlkd.temps == (4.0, 3.0, 5.0, 2.0, 6.0)
-    assert kd.build_loss("mlkd", T=1.0).temps == (1.0, 3.0, 5.0, 2.0, 6.0)  # ImageNet
+    assert (mlkd.T, mlkd.temperatures) == (4.0, (3.0, 5.0, 2.0, 6.0))
     f_b, f_c = kd.mlkd_mask_fractions(t_w)
 
     def probs(z, T):
@@ -547,7 +546,7 @@ def test_bottomk_random_logits_identity_and_reproducibility():
         again = kd.soft_targets(t, 2.0, "bottomk", k=k, generator=torch.Generator().manual_seed(1))
         assert torch.equal(out, again)
         assert torch.equal(out.sort(1).values, p.sort(1).values)
-        assert torch.allclose(kd.relative_entropy(out), kd.relative_entropy(p), atol=1e-6)
+        assert torch.allclose(torch.xlogy(out, out).sum(1), torch.xlogy(p, p).sum(1), atol=1e-6)
         top = t.topk(k, 1).indices
         assert torch.equal(out.gather(1, top), p.gather(1, top))
     with pytest.raises(ValueError, match="k"):
@@ -573,7 +572,6 @@ def test_bottomk_random_logits_identity_and_reproducibility():
 )
 def test_relative_entropy_values(p, full, rest):
     p = torch.tensor([p])
-    assert close(kd.relative_entropy(p), [full]) and close(kd.relative_entropy_without_max(p), [rest])
     h_full, h_rest = kd.relative_entropies(p.log() * 3, 3.0)
     assert close(h_full, [full]) and close(h_rest, [rest])
 
@@ -636,7 +634,7 @@ def test_build_loss_interface_and_errors():
     for name in METHODS:
         loss = kd.build_loss(name)
         assert isinstance(loss, torch.nn.Module) and loss.name == name
-        assert loss.hparams == kd.default_hparams(name)
+        assert loss.hparams == {key: spec[0] for key, spec in kd.METHODS[name].HPARAMS.items()}
     flags = {
         name: (
             kd.build_loss(name, ce_weight=0.0).needs_labels,
