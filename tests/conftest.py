@@ -1,20 +1,18 @@
-"""Shared pytest setup: the repo's flat modules import from any working directory, the network is
-blocked in this process and in every Python process a test starts (tests/offline/sitecustomize.py),
+"""Shared pytest setup: the network is blocked in this process and in every Python process a test starts
+(tests/offline/sitecustomize.py; pyproject.toml puts the repo root, tests/ and tests/offline/ on the path),
 and one tiny teacher is trained once for the whole session."""
 
 import os
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE / "offline"))
-os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE / "offline"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-import pytest  # noqa: E402
-import sitecustomize  # noqa: E402,F401  (blocks sockets in the test process too)
+import pytest
+import sitecustomize  # noqa: F401  (blocks sockets in the test process too)
 
-import train_teacher  # noqa: E402
-from helpers import teacher_args  # noqa: E402
+import train_teacher
+from helpers import teacher_args
+
+OFFLINE = Path(__file__).resolve().parent / "offline"
+os.environ["PYTHONPATH"] = os.pathsep.join([str(OFFLINE), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import random
 import pytest
 
 from analysis import findings, stats
-from tests.fabricate import expected_runs, rows_for
+from fabricate import expected_runs, rows_for
 
 DRAWS = int(__import__("os").environ.get("KD_DRAWS", 1000))
 M = stats.MARGIN

@@ -6,7 +6,7 @@ import pytest
 
 import grid
 from analysis import findings, stats
-from tests.fabricate import expected_runs, rows_for
+from fabricate import expected_runs, rows_for
 
 SEED_NOISE = [0.1, -0.15, 0.05, 0.0, 0.1, -0.1]
 

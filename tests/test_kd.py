@@ -17,12 +17,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import kd
+import naive_reference as ref
 
-import kd  # noqa: E402
-import naive_reference as ref  # noqa: E402
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 LN = math.log
 TOY_A_T = torch.tensor([[0.0, LN(3)]])  # teacher p(T=1) = [0.25, 0.75]
