@@ -10,14 +10,11 @@ import argparse
 import io
 from pathlib import Path
 
-import matplotlib
+from matplotlib.figure import Figure  # the object API: no pyplot, no backend to choose
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the backend)
-
-from analysis import findings, table  # noqa: E402
-from analysis.findings import kd, line, where  # noqa: E402
-from runs import atomic_write  # noqa: E402
+from analysis import findings, table
+from analysis.findings import kd, line, where
+from runs import atomic_write
 
 # Okabe & Ito's colour-blind-safe palette, with a marker per colour as a second cue
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
@@ -53,7 +50,8 @@ def save_panels(panels, path, heading):
         return None
     cols = min(3, len(panels))
     rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+    fig = Figure(figsize=(4.6 * cols, 3.4 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, (title, lines) in zip(axes.flat, panels):
         curves(ax, lines, title)
     for ax in list(axes.flat)[len(panels) :]:
@@ -62,7 +60,6 @@ def save_panels(panels, path, heading):
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return atomic_write(path, buffer.getvalue())
 
 
@@ -150,7 +147,8 @@ def softmax_figure(rows, path):
     }
     if not seen:
         return None
-    fig, ax = plt.subplots(figsize=(5, 3.4))
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
     for i, ((teacher, weights), p) in enumerate(sorted(seen.items())):
         ax.plot(range(1, len(p) + 1), p, color=PALETTE[i % len(PALETTE)], label=f"{teacher} {weights[:6]}", lw=1)
     ax.set_xlabel("class rank")
@@ -159,7 +157,6 @@ def softmax_figure(rows, path):
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100)
-    plt.close(fig)
     return atomic_write(path, buffer.getvalue())
 
 
