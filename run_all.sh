@@ -31,7 +31,9 @@ key() { printf '%s' "$1" | sha1sum | cut -c1-16; }
 
 # Internal: run line $3 of manifest $2 (stage $1) once, with a lock, a log and a done-marker.
 run_one() {
-  local out=$1 stage=$2 file=$3 n=$4 cmd k log rc
+  local out=$1 stage=$2 file=$3 n=${4:-} cmd k log rc
+  # a Slurm task whose list a later submission rewrote shorter finds no line: nothing to run
+  [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "run_all.sh: no manifest line for this task: nothing to run" >&2; exit 0; }
   cmd=$(sed -n "${n}p" "$file")
   k=$(key "$cmd")
   log="$out/logs/$stage/$k.log"
@@ -39,8 +41,10 @@ run_one() {
   exec 9>"$out/.locks/$k.lock"
   flock 9
   if [[ -e "$out/.done/$k" ]]; then exit 0; fi
-  if [[ -n "${KD_SLOT:-}" && -n "${KD_GPUS:-}" ]]; then   # local pool: one GPU per worker slot
-    export CUDA_VISIBLE_DEVICES=$(echo "$KD_GPUS" | cut -d, -f$((KD_SLOT + 1)))
+  if [[ -n "${KD_SLOT:-}" && -n "${KD_GPUS:-}" ]]; then   # local pool: slot i on GPU i (round-robin when fewer)
+    local gpus
+    IFS=, read -r -a gpus <<<"$KD_GPUS"
+    export CUDA_VISIBLE_DEVICES=${gpus[KD_SLOT % ${#gpus[@]}]}
   fi
   echo "[$stage] $cmd" >&2
   echo "== $(date '+%F %T') on $(hostname): $cmd" >>"$log"   # one header per execution (logs append)
@@ -61,7 +65,8 @@ usage() { sed -n '2,/^set -uo/p' "$0" | grep '^#' | sed 's/^# \{0,1\}//'; cat <<
 Options:
   --out DIR             results folder (default: results/<preset>)
   --data-root DIR       folder holding the real datasets (default: data)
-  --jobs N              local workers (default: one per visible GPU, else one per CPU core)
+  --jobs N              local workers (default: one per GPU, else one per CPU core); worker i sees one GPU, the
+                        i-th of CUDA_VISIBLE_DEVICES (else of nvidia-smi -L), shared round-robin if fewer
   --extra "FLAGS"       flags appended to every training command (e.g. "--amp --workers 8")
   --dry-run             print runs per stage and the first commands, run nothing
   --replicates N        lab presets: N independent replicates (each 3 more seeds with their own teachers);
@@ -69,8 +74,11 @@ Options:
   --stop-after STAGE    pretrain, teachers or distill (default): e.g. check the teachers before distilling
   --slurm               submit each stage as an sbatch --array job (stages depend on each other)
   --wait                with --slurm: wait for the jobs, then list failures and run the analysis
-  --partition P, --time T, --account A, --gpus G, --cpus C, --mem M
-                        passed to sbatch; --max-concurrent N caps running array tasks (default 16)
+  --partition P, --time T, --account A, --gpus G
+                        passed to sbatch; --max-concurrent N caps a stage's running array tasks (default 16)
+  --cpus C              CPUs per task (default: the stage's loader workers, --workers in its commands, + 1)
+  --mem M               memory per task, e.g. 32G (default 16G)
+                        a stage over the cluster's MaxArraySize goes as several arrays (the cap shared among them)
   --sbatch-args "..."   any other sbatch flags
 
 The study preset (your own lab; --dry-run prints the runs and a wall time estimated from step rates measured here):
@@ -90,6 +98,7 @@ case "$PRESET" in
   *) die "unknown preset '$PRESET' (expected lab, lab-long, lab-full, demo, study, paper, methods, config, origination, init or granularity)";;
 esac
 OUT=results/$PRESET DATA_ROOT=data JOBS="" EXTRA="" DRY=0 SLURM=0 WAIT=0 MAXC=16 SB=() STOP=distill STUDY=()
+CPUS="" MEM=16G
 # An option's value must be there and must not look like another option (--out --dry-run is refused).
 value() { [[ $# -ge 2 && -n "$2" && "$2" != --* ]] || die "$1: expected a value after it, got '${2:-}'"; }
 while [[ $# -gt 0 ]]; do
@@ -102,8 +111,9 @@ while [[ $# -gt 0 ]]; do
     --dry-run) DRY=1;;
     --slurm) SLURM=1;;
     --wait) WAIT=1;;
-    --partition|--time|--account|--gpus|--cpus|--mem)
-      value "$@"; flag=${1#--}; [[ $flag == cpus ]] && flag=cpus-per-task; SB+=("--$flag=$2"); shift;;
+    --partition|--time|--account|--gpus) value "$@"; SB+=("$1=$2"); shift;;
+    --cpus) value "$@"; CPUS=$2; shift;;
+    --mem) value "$@"; MEM=$2; shift;;
     --max-concurrent) value "$@"; MAXC=$2; shift;;
     --dataset|--teacher|--source|--source-dataset|--student|--teacher-arch|--image-size|--seeds|--max-hours|--replicates)
       value "$@"; STUDY+=("$1" "$2"); shift;;
@@ -119,6 +129,8 @@ done
 [[ "$MAXC" =~ ^[1-9][0-9]*$ ]] || die "--max-concurrent: expected a positive integer, got '$MAXC'"
 case "$STOP" in pretrain|teachers|distill) ;; *) die "--stop-after: expected pretrain, teachers or distill, got '$STOP'";; esac
 [[ -z "$JOBS" || "$JOBS" =~ ^[1-9][0-9]*$ ]] || die "--jobs: expected a positive integer, got '$JOBS'"
+[[ -z "$CPUS" || "$CPUS" =~ ^[1-9][0-9]*$ ]] || die "--cpus: expected a positive integer, got '$CPUS'"
+[[ "$MEM" =~ ^[1-9][0-9]*[KMGT]?$ ]] || die "--mem: expected a size such as 16G or 16000 (MB), got '$MEM'"
 
 if [[ $DRY == 1 ]]; then
   exec "$PY" grid.py "$PRESET" --out "$OUT" --data-root "$DATA_ROOT" --python "$PY" --extra "$EXTRA" \
@@ -161,16 +173,27 @@ list_failures() {   # of this grid's commands only: a failure of a command the g
   return 0
 }
 
+# The local pool's GPUs, comma-separated: CUDA_VISIBLE_DEVICES if set (empty: none), else nvidia-smi -L's indices.
+gpu_list() {
+  if [[ -n "${CUDA_VISIBLE_DEVICES+set}" ]]; then tr -d ' ' <<<"$CUDA_VISIBLE_DEVICES"; return; fi
+  command -v nvidia-smi >/dev/null || return 0
+  nvidia-smi -L 2>/dev/null | grep '^GPU [0-9]' | awk '{sub(":", "", $2); print $2}' | paste -sd, -
+}
+
 if [[ $SLURM == 0 ]]; then
   [[ -n "${OMP_NUM_THREADS:-}" ]] && KD_THREADS_FIXED=1
   CORES=$(env -u OMP_NUM_THREADS nproc)   # nproc itself obeys OMP_NUM_THREADS
-  if [[ -z "$JOBS" ]]; then
-    GPUS=$(command -v nvidia-smi >/dev/null && nvidia-smi -L 2>/dev/null | wc -l || echo 0)
-    if [[ $GPUS -gt 0 ]]; then
-      JOBS=$GPUS; export KD_GPUS=${CUDA_VISIBLE_DEVICES:-$(seq -s, 0 $((GPUS - 1)))}
-    else
-      JOBS=$CORES; CPU_POOL=1   # one worker per core; threads per worker set per stage below
+  KD_GPUS=$(gpu_list)
+  GPUS=$(awk -F, '{print NF}' <<<"$KD_GPUS")
+  if [[ $GPUS -gt 0 ]]; then
+    export KD_GPUS; JOBS=${JOBS:-$GPUS}
+    if [[ $JOBS -gt $GPUS ]]; then
+      echo "run_all.sh: note: --jobs $JOBS > $GPUS GPU(s) ($KD_GPUS): workers share them round-robin" >&2
     fi
+  else
+    unset KD_GPUS
+    echo "run_all.sh: note: no GPU (CUDA_VISIBLE_DEVICES empty or nvidia-smi -L lists none): running on the CPU" >&2
+    [[ -z "$JOBS" ]] && JOBS=$CORES CPU_POOL=1   # one worker per core; threads per worker set per stage below
   fi
   if [[ -n "${KD_THREADS_FIXED:-}" && -z "${KD_GPUS:-}" && "$OMP_NUM_THREADS" =~ ^[0-9]+$ ]] \
      && (( OMP_NUM_THREADS * JOBS > CORES )); then
@@ -209,31 +232,57 @@ if [[ $SLURM == 0 ]]; then
   exit $?
 fi
 
-# Slurm: one array job per stage, each depending on the previous stage; the analysis last.
+# Slurm: each stage as sbatch arrays, each array depending on every array of the stage before; the analysis last.
+# A stage with more commands than the cluster allows in one array (MaxArraySize - 1 with indices from 1) is split
+# into several, its pending lines dealt round-robin (each array keeps the longest-first order and a like share).
+max_array_size() {   # the cluster's MaxArraySize; Slurm's default (1001) if scontrol cannot tell
+  local n
+  n=$(scontrol show config 2>/dev/null | awk '$1 == "MaxArraySize" {print $3}')
+  if [[ "$n" =~ ^[0-9]+$ && $n -ge 2 ]]; then echo "$n"; else echo 1001; fi
+}
+stage_workers() {   # the most loader workers (--workers N) any command of the stage asks for; 0 if none does
+  { echo 0; grep -o -- '--workers [0-9]*' "$OUT/manifest/$1.txt" | awk '{print $2}'; } | sort -n | tail -1
+}
+# submit_array STAGE LIST CAP DEPENDENCY...: one array over the manifest lines listed in LIST; prints its job id
+submit_array() {
+  local stage=$1 list=$2 cap=$3 m job cpus
+  shift 3
+  m=$(wc -l <"$list")
+  cpus=${CPUS:-$(($(stage_workers "$stage") + 1))}
+  # array task i runs line (line i of LIST) of the manifest
+  job=$(sbatch --parsable --job-name="kd-$stage" --array="1-$m%$cap" --cpus-per-task="$cpus" --mem="$MEM" \
+        "$@" "${SB[@]}" --output="$OUT/logs/slurm/$stage-%A_%a.out" --wrap \
+        "export OMP_NUM_THREADS=\${SLURM_CPUS_PER_TASK:-1}; bash '$HERE/run_all.sh' __one '$OUT' '$stage' '$OUT/manifest/$stage.txt' \$(sed -n \"\${SLURM_ARRAY_TASK_ID}p\" '$list')") \
+    || die "sbatch failed for stage $stage"
+  echo "${job%%;*}"
+}
 mkdir -p "$OUT/logs/slurm"
-dep=()
+PER_ARRAY=$(($(max_array_size) - 1))
+dep=() last=()
 for stage in "${STAGES[@]}"; do
   pending "$stage" >"$OUT/manifest/$stage.pending"
   n=$(wc -l <"$OUT/manifest/$stage.pending")
   [[ $n -gt 0 ]] || continue
-  # array task i runs line (line i of .pending) of the manifest
-  job=$(sbatch --parsable --job-name="kd-$stage" --array="1-$n%$MAXC" "${dep[@]}" "${SB[@]}" \
-        --output="$OUT/logs/slurm/$stage-%A_%a.out" --wrap \
-        "export OMP_NUM_THREADS=\${SLURM_CPUS_PER_TASK:-1}; bash '$HERE/run_all.sh' __one '$OUT' '$stage' '$OUT/manifest/$stage.txt' \$(sed -n \"\${SLURM_ARRAY_TASK_ID}p\" '$OUT/manifest/$stage.pending')") \
-    || die "sbatch failed for stage $stage"
-  job=${job%%;*}
-  echo "submitted $stage: job $job ($n tasks)" >&2
-  dep=("--dependency=afterany:$job")
+  arrays=$(((n + PER_ARRAY - 1) / PER_ARRAY))
+  last=()
+  for ((a = 1; a <= arrays; a++)); do
+    list="$OUT/manifest/$stage.pending.$a"
+    awk -v k="$arrays" -v a="$a" 'NR % k == a % k' "$OUT/manifest/$stage.pending" >"$list"
+    cap=$((MAXC / arrays + (a <= MAXC % arrays))); [[ $cap -ge 1 ]] || cap=1   # the stage's cap, shared
+    last+=("$(submit_array "$stage" "$list" "$cap" "${dep[@]}")") || exit 2
+  done
+  if [[ $arrays == 1 ]]; then echo "submitted $stage: job ${last[0]} ($n tasks)" >&2
+  else echo "submitted $stage: jobs ${last[*]} ($n tasks in $arrays arrays: the cluster's MaxArraySize is $((PER_ARRAY + 1)))" >&2; fi
+  dep=("--dependency=afterany:$(IFS=:; echo "${last[*]}")")
 done
-job=""; [[ ${#dep[@]} -gt 0 ]] && job=${dep[0]#--dependency=afterany:}
 if [[ $STOP == distill ]]; then
   job=$(sbatch --parsable --job-name=kd-analysis "${dep[@]}" "${SB[@]}" --output="$OUT/logs/slurm/analysis-%j.out" \
         --wrap "cd '$HERE' && '$PY' -m analysis.report '$OUT'") || die "sbatch failed for the analysis"
-  job=${job%%;*}
-  echo "submitted analysis: job $job" >&2
+  last=("${job%%;*}")
+  echo "submitted analysis: job ${last[0]}" >&2
 fi
 if [[ $WAIT == 1 ]]; then
-  while [[ -n "$job" ]] && squeue -h -j "$job" 2>/dev/null | grep -q .; do sleep 2; done
+  while [[ ${#last[@]} -gt 0 ]] && squeue -h -j "$(IFS=,; echo "${last[*]}")" 2>/dev/null | grep -q .; do sleep 2; done
   list_failures
   exit $?
 fi
