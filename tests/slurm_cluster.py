@@ -46,8 +46,9 @@ def _start_munge():
         subprocess.run(["munged", "--force"], check=True, capture_output=True)
 
 
-def start(folder):
-    """Start a one-node cluster whose state lives in `folder`; returns the environment to use it."""
+def start(folder, max_array_size=1001):
+    """Start a one-node cluster whose state lives in `folder` (arrays of indices below `max_array_size`); returns
+    the environment to use it."""
     folder = Path(folder)
     for d in ("state", "spool", "log"):
         (folder / d).mkdir(parents=True, exist_ok=True)
@@ -76,6 +77,7 @@ MpiDefault=none
 SchedulerType=sched/backfill
 SchedulerParameters=defer_batch=0
 MinJobAge=600
+MaxArraySize={max_array_size}
 NodeName={host} CPUs={os.cpu_count()} RealMemory={mem} State=UNKNOWN
 PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """)

@@ -1,7 +1,7 @@
 """run_all.sh --slurm on a real single-node Slurm cluster started on this machine (Debian's
 slurm-wlm + munge, as root): the stages run as dependent sbatch arrays; a cancelled array task is
 completed by re-submitting, which runs only what is missing, so every command runs once and the
-cancelled one once more."""
+cancelled one once more; a stage longer than the cluster's MaxArraySize (20 here) goes as several arrays."""
 
 import re
 import subprocess
@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 import slurm_cluster
+from test_cluster import stub_env, stub_log
 from test_grid import ROOT, executions
 
 pytestmark = pytest.mark.slow
+MAX_ARRAY_SIZE = 20  # the lab's distillation stage (36 commands) needs two arrays
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +27,23 @@ def cluster(tmp_path_factory):
     except (subprocess.SubprocessError, OSError) as e:
         pytest.skip(f"no Slurm test here: cannot install slurm-wlm/munge ({e})")
     folder = tmp_path_factory.mktemp("slurm")
-    env = slurm_cluster.start(folder)
+    env = slurm_cluster.start(folder, max_array_size=MAX_ARRAY_SIZE)
     yield env
     slurm_cluster.stop(folder)
 
 
-def submit(env, out, *extra, timeout=900):
-    return subprocess.run(
-        ["bash", str(ROOT / "run_all.sh"), "demo-tiny", "--slurm", "--out", str(out), *extra],
+def submit(env, out, *extra, preset="demo-tiny", timeout=900):
+    return subprocess.run(  # 1G a task: the default (16G) may exceed a small machine's node
+        ["bash", str(ROOT / "run_all.sh"), preset, "--slurm", "--out", str(out), "--mem", "1G", *extra],
         cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+STAGES = ("pretrain", "teachers", "distill")
 
 
 def queue(env):
@@ -79,3 +84,19 @@ def test_grid_through_sbatch_arrays_and_a_cancelled_task_completed_by_resubmissi
     n_cmds = sum(len((tmp_path / "manifest" / f"{s}.txt").read_text().splitlines()) for s in stages)
     assert len(after) == n_cmds and len(rerun) == 1 and after[rerun[0]] == before.get(rerun[0], 0) + 1
     assert all(v == 1 for k, v in after.items() if k not in rerun)  # every other command ran exactly once
+
+
+def test_a_stage_longer_than_max_array_size_runs_every_command_once_before_the_analysis(cluster, tmp_path):
+    """The lab's grid with its commands stubbed (each writes one line and ends): the distillation stage's 36
+    commands go as two arrays; every command runs once, each stage after every array of the one before, the
+    analysis last."""
+    env = dict(cluster, **{k: v for k, v in stub_env(tmp_path).items() if k in ("PATH", "PYTHON", "KD_STUB_LOG")})
+    r = submit(env, tmp_path / "grid", "--wait", "--max-concurrent", "4", preset="lab", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"(36 tasks in 2 arrays: the cluster's MaxArraySize is {MAX_ARRAY_SIZE})" in r.stderr, r.stderr
+    manifests = {s: (tmp_path / "grid" / "manifest" / f"{s}.txt").read_text().splitlines() for s in STAGES}
+    ran = executions(tmp_path / "grid")  # one log header per execution
+    assert len(ran) == sum(map(len, manifests.values())) and set(ran.values()) == {1}, ran
+    order = [line[0] for line in stub_log(tmp_path / "stub.log")]
+    scripts = ["train_teacher.py"] * (len(manifests["pretrain"]) + len(manifests["teachers"]))
+    assert order == scripts + ["distill.py"] * len(manifests["distill"]) + ["analysis/report.py"], order
