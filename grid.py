@@ -5,7 +5,7 @@ runs the stages in order: pretrain -> teachers (and student initial weights) -> 
 Every value below comes from docs/STUDY.md; those marked (default) are the project's choices where
 the paper's text lost the number. Temperature sweeps are one lockstep command per configuration.
 
-    python grid.py paper --dry-run          # runs per stage and the first commands
+    python grid.py paper --dry-run          # runs per stage, the first commands, GPU-hours and disk
     python grid.py demo --out demo          # writes demo/manifest/*.txt
 """
 
@@ -48,9 +48,10 @@ INITS = ["random", "tt", "in1k", "ft"]  # student initializations (paper)
 # Per dataset: teacher fine-tuning epochs (Pets 20, CIFAR-100 40: paper), the origination study's
 # fine-tuning durations, the five distillation budgets and the baseline budget (default), epochs from
 # scratch for teachers and target-trained students (default).
-def spec(dataset, ft, baseline, durations=(), budgets=(), root="", scratch=200):
+def spec(dataset, ft, baseline, size, durations=(), budgets=(), root="", scratch=200):
     """A dataset's grid entry: teacher fine-tuning epochs, the origination study's durations, the distillation
-    budgets, the baseline budget, the epochs from scratch, and its folder under --data-root (image folders)."""
+    budgets, the baseline budget, the epochs from scratch, and its folder under --data-root (image folders);
+    size: (classes, train images, test images), for the dry-run's costs (training at 224 px, data.py)."""
     return dict(
         dataset=dataset,
         root=root,
@@ -59,18 +60,53 @@ def spec(dataset, ft, baseline, durations=(), budgets=(), root="", scratch=200):
         budgets=list(budgets),
         baseline=baseline,
         scratch=scratch,
+        classes=size[0],
+        train_images=size[1],
+        test_images=size[2],
     )
 
 
 # In steps at batch 64: Pets' 3,680 training images make 57 steps per epoch, so its longest budget (300 epochs) is
 # about 17,100 steps; CIFAR-100's (120 epochs of 50,000 images) about 93,700. The lab's longest is 3,584 (lab-long).
 DATASETS = {
-    "pets": spec("pets", ft=20, baseline=100, durations=[5, 10, 20, 40], budgets=[25, 50, 100, 200, 300]),
-    "cifar100": spec("cifar100", ft=40, baseline=40, durations=[10, 20, 40, 80], budgets=[10, 20, 40, 80, 120]),
-    "cars": spec("cars", ft=20, baseline=100, budgets=[25, 50, 100, 200, 300]),
-    "tiny-imagenet": spec("tiny-imagenet", ft=40, baseline=40, budgets=[10, 20, 40, 80, 120]),
-    "imagenet-birds": spec("imagefolder", ft=20, baseline=100, root="imagenet-birds"),
-    "finer-birds": spec("imagefolder", ft=20, baseline=100, root="finer-birds"),
+    "pets": spec("pets", 20, 100, (37, 3680, 3669), durations=[5, 10, 20, 40], budgets=[25, 50, 100, 200, 300]),
+    "cifar100": spec(
+        "cifar100", 40, 40, (100, 50000, 10000), durations=[10, 20, 40, 80], budgets=[10, 20, 40, 80, 120]
+    ),
+    "cars": spec("cars", 20, 100, (196, 8144, 8041), budgets=[25, 50, 100, 200, 300]),
+    "tiny-imagenet": spec("tiny-imagenet", 40, 40, (200, 100000, 10000), budgets=[10, 20, 40, 80, 120]),
+    "imagenet-birds": spec("imagefolder", 20, 100, (52, 52 * 30, 52 * 20), root="imagenet-birds"),
+    "finer-birds": spec("imagefolder", 20, 100, (52, 52 * 30, 52 * 20), root="finer-birds"),
+}
+PAPER_IMAGE_SIZE = 224  # every real dataset trains at 224 px (data.py)
+
+# The dry-run's GPU-hours: ASSUMED training rates in images/s (forward + backward, bf16 autocast, channels_last) on
+# one H100-class GPU, per image size and model. Unmeasured on a GPU (none was lent to this project): guesses of the
+# order public benchmarks give, to plan an allocation; a teacher's forward pass alone (recording a tape) is taken
+# as TEACHER_FORWARD_SPEEDUP times its training rate. Data loading and evaluation are not counted.
+ASSUMED_TRAIN_RATES = {
+    224: {
+        "resnet18": 5000,
+        "mobilenetv4_conv_medium": 3500,
+        "convnext_pico": 3000,
+        "mobilevitv2_150": 1200,
+        "resnet50": 2000,
+        "vit_small_patch16_224": 2500,
+        "convnext_tiny": 1200,
+        "regnety_064": 1000,
+    },
+}
+TEACHER_FORWARD_SPEEDUP = 3
+# Parameters (millions, timm's ImageNet-1k models): a checkpoint holds 4 bytes each, a run's ckpt.pt with AdamW 12
+PARAMS_M = {
+    "resnet18": 11.7,
+    "mobilenetv4_conv_medium": 9.7,
+    "convnext_pico": 9.1,
+    "mobilevitv2_150": 10.6,
+    "resnet50": 25.6,
+    "vit_small_patch16_224": 22.1,
+    "convnext_tiny": 28.6,
+    "regnety_064": 30.6,
 }
 BASELINE_DATASETS = ["pets", "cifar100"]
 STUDIES = ["methods", "config", "origination", "init", "granularity"]
@@ -171,6 +207,7 @@ class Grid:
         self.own_data = {}  # the study's data: name -> (data flags, the analysis' name of the dataset)
         self.trained = {}  # checkpoint path -> (data name, architecture, epochs)
         self.replicate = 0  # the replicate the next distillation runs belong to (expected.json)
+        self.plan = {}  # distillation command -> what the dry-run's costs need (data, models, runs, epochs, tape)
 
     def add(self, stage, argv, runs=1, cost=0, tape=None):
         cmd = " ".join(shlex.quote(str(a)) for a in [self.python] + argv + self.extra)
@@ -262,9 +299,12 @@ class Grid:
         argv += (["--baseline"] if baseline else []) + ["--T", *temps]
         runs = (1 if method == "ctkd" else len(temps)) + baseline
         known = len(self.stages["distill"])
-        self.add("distill", argv, runs=runs, cost=runs * epochs, tape=tape)
+        cmd = self.add("distill", argv, runs=runs, cost=runs * epochs, tape=tape)
         if len(self.stages["distill"]) == known:  # a command another study added already: its runs are listed
             return
+        views = 2 if method in TWO_VIEW_METHODS else 1
+        plan = dict(name=name, teacher=teacher, student=student, runs=runs, epochs=epochs, bs=bs, views=views)
+        self.plan[cmd] = dict(plan, tape=tape)
         label = self.own_data[name][1] if name in self.own_data else self.data_args(name, synth)[1]
         run = dict(
             dataset=label,
@@ -302,6 +342,11 @@ def teacher_path(g, name, arch, epochs=None, scratch=False):
     return g.train("teachers", name, arch, "in1k", epochs, f"teachers/{name}-{arch}-ft{epochs}.pt")
 
 
+def tape_path(g, teacher, seed, bs=64):
+    """The teacher tape of a teacher, seed and batch size (Grid.distill gives two-view methods their own)."""
+    return g.out / "tapes" / f"{Path(teacher).stem}-s{seed}-bs{bs}"
+
+
 def study_methods(g, names=BASELINE_DATASETS):
     g.part = "methods (Fig. 1)"
     for name in names:
@@ -310,7 +355,8 @@ def study_methods(g, names=BASELINE_DATASETS):
             for s in STUDENTS:
                 for seed in SEEDS:
                     for method in ["kd"] + METHODS:
-                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"], method=method)
+                        epochs, tape = DATASETS[name]["baseline"], tape_path(g, teacher, seed)
+                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=epochs, method=method, tape=tape)
 
 
 def study_config(g, names=BASELINE_DATASETS, controls=True, part="training configuration (Figs. 2-3)"):
@@ -323,12 +369,12 @@ def study_config(g, names=BASELINE_DATASETS, controls=True, part="training confi
                     for opt in OPTIMIZERS:
                         for bs in BATCH_SIZES:
                             for epochs in DATASETS[name]["budgets"]:
-                                g.distill(name, teacher, s, T_GRID, seed=seed, opt=opt, bs=bs, epochs=epochs)
+                                tape = tape_path(g, teacher, seed, bs)
+                                g.distill(name, teacher, s, T_GRID, seed=seed, opt=opt, bs=bs, epochs=epochs, tape=tape)
                     g.part = "controls (Fig. 5)"
                     for signal, k in CONTROLS if controls else []:
-                        g.distill(
-                            name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"], signal=signal, k=k
-                        )
+                        epochs, tape = DATASETS[name]["baseline"], tape_path(g, teacher, seed)
+                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=epochs, signal=signal, k=k, tape=tape)
 
 
 def study_origination(g, names=BASELINE_DATASETS):
@@ -341,7 +387,8 @@ def study_origination(g, names=BASELINE_DATASETS):
         for teacher in teachers:
             for s in STUDENTS:
                 for seed in SEEDS:
-                    g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"])
+                    epochs, tape = DATASETS[name]["baseline"], tape_path(g, teacher, seed)
+                    g.distill(name, teacher, s, T_GRID, seed=seed, epochs=epochs, tape=tape)
 
 
 def study_init(g, names=BASELINE_DATASETS):
@@ -360,7 +407,10 @@ def study_init(g, names=BASELINE_DATASETS):
                 teacher = teacher_path(g, name, t)
                 for seed in SEEDS:
                     for init in INITS:
-                        g.distill(name, teacher, s, T_GRID, seed=seed, epochs=d["baseline"], init=inits[init])
+                        tape = tape_path(g, teacher, seed)
+                        g.distill(
+                            name, teacher, s, T_GRID, seed=seed, epochs=d["baseline"], init=inits[init], tape=tape
+                        )
 
 
 def study_granularity(g):
@@ -371,7 +421,8 @@ def study_granularity(g):
             teacher = teacher_path(g, name, t)
             for s in STUDENTS:
                 for seed in SEEDS:
-                    g.distill(name, teacher, s, T_GRID, seed=seed, epochs=DATASETS[name]["baseline"])
+                    epochs, tape = DATASETS[name]["baseline"], tape_path(g, teacher, seed)
+                    g.distill(name, teacher, s, T_GRID, seed=seed, epochs=epochs, tape=tape)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -601,6 +652,79 @@ def study(g, o):
             )
 
 
+# ---------------------------------------------------------------------------------------------
+# The paper grid's cost, for the dry-run: GPU-hours at ASSUMED_TRAIN_RATES, the disk of its tapes and checkpoints
+
+
+def train_rate(arch):
+    return ASSUMED_TRAIN_RATES[PAPER_IMAGE_SIZE][arch]
+
+
+def can_cost(g):
+    """Whether every command's data and models have an entry above (the paper's grid, not the built-in data's)."""
+    names = {n for n, _, _ in g.trained.values()} | {p["name"] for p in g.plan.values()}
+    archs = {a for _, a, _ in g.trained.values()} | {p["student"] for p in g.plan.values()}
+    return bool(g.plan) and names <= set(DATASETS) and archs <= set(ASSUMED_TRAIN_RATES[PAPER_IMAGE_SIZE])
+
+
+def teacher_passes(g):
+    """The teacher forward passes of the grid: one per tape (its longest command's epochs; shorter budgets replay a
+    prefix), or one per command without a tape; each with its data, teacher architecture, batch size and views."""
+    passes = {}
+    for cmd, p in g.plan.items():
+        arch = g.trained[Path(p["teacher"])][1]
+        t = dict(name=p["name"], arch=arch, bs=p["bs"], views=p["views"], taped=p["tape"] is not None, epochs=0)
+        t = passes.setdefault(p["tape"] or cmd, t)
+        t["epochs"] = max(t["epochs"], p["epochs"])
+    return passes
+
+
+def gpu_hours(g):
+    """(distillation, teachers) GPU-hours: every student's and trained checkpoint's training images at its model's
+    rate, and the teacher forward passes (teacher_passes) at TEACHER_FORWARD_SPEEDUP times the teacher's."""
+    images = {name: d["train_images"] for name, d in DATASETS.items()}
+    students = sum(p["runs"] * p["epochs"] * images[p["name"]] / train_rate(p["student"]) for p in g.plan.values())
+    forward = sum(
+        t["epochs"] * t["views"] * images[t["name"]] / (TEACHER_FORWARD_SPEEDUP * train_rate(t["arch"]))
+        for t in teacher_passes(g).values()
+    )
+    teachers = sum(epochs * images[name] / train_rate(arch) for name, arch, epochs in g.trained.values())
+    return (students + forward) / 3600, teachers / 3600
+
+
+def tape_bytes(t):
+    """A tape's float32 logits: every full batch of every epoch and view, and the evaluation logits (train + test)."""
+    d = DATASETS[t["name"]]
+    logits = t["epochs"] * (d["train_images"] // t["bs"] * t["bs"]) * t["views"] + d["train_images"] + d["test_images"]
+    return logits * d["classes"] * 4
+
+
+def disk_bytes(g):
+    """(tapes, kept checkpoints, the largest distillation command's checkpoints while it runs) in bytes: float32
+    weights; a run's ckpt.pt also holds AdamW's two moments and is deleted when the run finishes."""
+    tapes = sum(tape_bytes(t) for t in teacher_passes(g).values() if t["taped"])
+    kept = sum(PARAMS_M[arch] * 1e6 * 4 for _, arch, _ in g.trained.values())
+    running = max(p["runs"] * PARAMS_M[p["student"]] * 1e6 * 12 for p in g.plan.values())
+    return tapes, kept, running
+
+
+def size_text(n):
+    return f"{n / 1e12:,.1f} TB" if n >= 1e12 else f"{n / 1e9:,.1f} GB"
+
+
+def cost_lines(g):
+    distill, teachers = gpu_hours(g)
+    tapes, kept, running = disk_bytes(g)
+    n_tapes = sum(t["taped"] for t in teacher_passes(g).values())
+    return [
+        f"GPU-hours: {distill + teachers:,.0f} ({distill:,.0f} distillation, {teachers:,.0f} teachers and student "
+        f"initializations) on one H100-class GPU at grid.ASSUMED_TRAIN_RATES (assumed, unmeasured on a GPU; "
+        f"data loading and evaluation not counted)",
+        f"disk: {size_text(tapes)} of teacher tapes ({n_tapes}), {size_text(kept)} of teacher and student checkpoints, "
+        f"and up to {size_text(running)} per running distillation command (its runs' ckpt.pt, deleted as each ends)",
+    ]
+
+
 def build(preset, python, out, data_root, extra, options=None, replicates=1):
     g = Grid(python, out, data_root, extra)
     if preset == "study":
@@ -817,6 +941,8 @@ def main(argv=None):
         print(f"{part}: {sum(cmds.values())} distillation runs in {len(cmds)} commands")
     for stage, cmds in g.stages.items():
         print(f"{stage}: {len(cmds)} commands, {sum(cmds.values())} runs")
+        if stage == "distill" and args.dry_run and can_cost(g):
+            print("\n".join(cost_lines(g)))
         if args.dry_run:
             for cmd in list(cmds)[:3]:
                 print(f"  {cmd}")

@@ -6,7 +6,7 @@
 #   bash run_all.sh lab --replicates 2         # a second, independent replicate: 3 more seeds and teachers
 #   bash run_all.sh paper --data-root /data --extra "--amp --workers 8"
 #   bash run_all.sh config --slurm --partition gpu --time 04:00:00 --gpus 1 --max-concurrent 32
-#   bash run_all.sh paper --dry-run            # runs per stage and the first commands
+#   bash run_all.sh paper --dry-run            # runs per stage, the first commands, GPU-hours and disk
 #   bash run_all.sh study --data-root DIR --teacher CKPT --student resnet18   # the lab's protocol on your data
 #
 # Presets: lab, lab-long (the lab plus SGD at 512 epochs), lab-full (lab-long plus Fig. 1, the batch size,
@@ -68,7 +68,8 @@ Options:
   --jobs N              local workers (default: one per GPU, else one per CPU core); worker i sees one GPU, the
                         i-th of CUDA_VISIBLE_DEVICES (else of nvidia-smi -L), shared round-robin if fewer
   --extra "FLAGS"       flags appended to every training command (e.g. "--amp --workers 8")
-  --dry-run             print runs per stage and the first commands, run nothing
+  --dry-run             print runs per stage and the first commands (the paper's: its GPU-hours at assumed
+                        rates, grid.ASSUMED_TRAIN_RATES, and the disk of its tapes and checkpoints); run nothing
   --replicates N        lab presets: N independent replicates (each 3 more seeds with their own teachers);
                         N=2 after a finished lab runs only the second, and the report compares the two
   --stop-after STAGE    pretrain, teachers or distill (default): e.g. check the teachers before distilling

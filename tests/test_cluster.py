@@ -52,13 +52,20 @@ def stub_env(tmp_path, **extra):
 
 def run_all(env, *args):
     return subprocess.run(
-        ["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        ["bash", str(ROOT / "run_all.sh"), *map(str, args)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def stub_nvidia_smi(tmp_path, gpus):
     lines = "".join(f"echo 'GPU {i}: NVIDIA H100 80GB HBM3 (UUID: GPU-{i:04d})'\n" for i in range(gpus))
-    write_exe(tmp_path / "bin" / "nvidia-smi", "#!/usr/bin/env bash\n" + (lines or "echo 'No devices were found'; exit 6\n"))
+    write_exe(
+        tmp_path / "bin" / "nvidia-smi", "#!/usr/bin/env bash\n" + (lines or "echo 'No devices were found'; exit 6\n")
+    )
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,51 @@ def test_commands_that_share_a_tape_record_the_same_views():
     assert all(len(v) == 1 for v in views.values()) and {True, False} == set().union(*views.values())
 
 
+def test_the_paper_grid_records_one_tape_per_teacher_seed_and_batch_size():
+    """Every paper distillation replays its teacher from a tape shared by the commands of one teacher, seed, batch
+    size and views (two-view methods have their own): each tape is valid for all of its commands (tape.KEY_FIELDS)."""
+    g = grid.build("paper", "python", "out", "data", [])
+    shared = {}
+    for cmd in g.stages["distill"]:
+        argv = shlex.split(cmd)
+        assert argv.count("--teacher-tape") == 1, cmd
+        value = {flag: argv[argv.index(flag) + 1] for flag in ("--teacher", "--seed", "--bs", "--dataset")}
+        value["two views"] = kd.METHODS[argv[argv.index("--method") + 1]].needs_two_views
+        value["data"] = argv[argv.index("--data-root") + 1]
+        shared.setdefault(argv[argv.index("--teacher-tape") + 1], set()).add(tuple(value.items()))
+    assert all(len(v) == 1 for v in shared.values())  # one teacher, seed, batch size, data and views per tape
+    assert len({v for vs in shared.values() for v in vs}) == len(shared)  # and one tape for each
+
+
+def test_the_paper_dry_run_prints_its_gpu_hours_and_disk_consistent_with_its_counts(monkeypatch):
+    """The methods study by hand: 64 runs per (dataset, teacher, student, seed) at the baseline budget, one tape per
+    teacher and seed plus MLKD's two-view one, the teachers' fine-tuning; twice the seeds, twice the distillation's
+    hours and tapes, the same teachers; the dry-run prints the figures."""
+    rates = grid.ASSUMED_TRAIN_RATES[grid.PAPER_IMAGE_SIZE]
+    students, forward, teachers = 0.0, 0.0, 0.0
+    for name in grid.BASELINE_DATASETS:
+        d = grid.DATASETS[name]
+        images = d["baseline"] * d["train_images"]
+        students += sum(2 * 3 * (7 * 9 + 1) * images / rates[s] for s in grid.STUDENTS)
+        forward += sum(3 * (1 + 2) * images / (grid.TEACHER_FORWARD_SPEEDUP * rates[t]) for t in grid.TEACHERS)
+        teachers += sum(d["ft"] * d["train_images"] / rates[t] for t in grid.TEACHERS)
+    g = grid.build("methods", "python", "out", "data", [])
+    hours = grid.gpu_hours(g)
+    assert hours == pytest.approx(((students + forward) / 3600, teachers / 3600))
+    tapes, kept, _ = grid.disk_bytes(g)
+    assert kept == pytest.approx(2 * sum(grid.PARAMS_M[t] * 4e6 for t in grid.TEACHERS))
+    monkeypatch.setattr(grid, "SEEDS", [0, 1, 2, 3, 4, 5])
+    doubled = grid.build("methods", "python", "out", "data", [])
+    assert sum(doubled.stages["distill"].values()) == 2 * sum(g.stages["distill"].values())
+    assert grid.gpu_hours(doubled) == pytest.approx((2 * hours[0], hours[1]))
+    assert grid.disk_bytes(doubled)[:2] == pytest.approx((2 * tapes, kept))
+    monkeypatch.undo()
+    r = run_all("paper", "--dry-run")
+    paper = grid.build("paper", "python", "out", "data", [])
+    assert r.returncode == 0 and all(line in r.stdout.splitlines() for line in grid.cost_lines(paper)), r.stdout
+    assert "GPU-hours: " in r.stdout and "of teacher tapes (174)" in r.stdout
+
+
 def test_dry_run_prints_counts_and_commands():
     r = run_all("paper", "--dry-run")
     assert r.returncode == 0, r.stderr
