@@ -100,4 +100,4 @@ def test_a_stage_longer_than_max_array_size_runs_every_command_once_before_the_a
     assert len(ran) == sum(map(len, manifests.values())) and set(ran.values()) == {1}, ran
     order = [line[0] for line in stub_log(tmp_path / "stub.log")]
     scripts = ["train_teacher.py"] * (len(manifests["pretrain"]) + len(manifests["teachers"]))
-    assert order == scripts + ["distill.py"] * len(manifests["distill"]) + ["analysis/report.py"], order
+    assert order == scripts + ["distill.py"] * len(manifests["distill"]) + ["analysis.report"], order
