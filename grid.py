@@ -732,8 +732,10 @@ def build(preset, python, out, data_root, extra, options=None, replicates=1):
     elif preset in BUILTIN:
         builtin(g, BUILTIN[preset], replicates)
     else:
+        paper = {"methods": study_methods, "config": study_config, "origination": study_origination,
+                 "init": study_init, "granularity": study_granularity}  # fmt: skip
         for s in STUDIES if preset == "paper" else [preset]:
-            globals()[f"study_{s}"](g)
+            paper[s](g)
     return g
 
 
