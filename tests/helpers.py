@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -27,25 +28,20 @@ TINY = [
     "unused",
 ]
 FAST = ["--bs", "12", "--device", "cpu"]
+BASH = shutil.which("bash")
 
 
-def start_script(script, *args, **kw):
-    """Start a script in a subprocess (a Popen), one thread, unbuffered output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=ROOT, env=env, **kw)
-
-
-def run_script(script, *args, timeout=300):
-    """Run a script in a subprocess (as users do); returns CompletedProcess with text output."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_script(script, *args, background=False, env=None, timeout=900, **kw):
+    """Run a script as users do, in a subprocess: a .py with this Python, a .sh with bash, or `-c CODE`; one thread,
+    unbuffered output, `env` added to the environment. The CompletedProcess with text output, or with
+    background=True the Popen (pipes as given in kw)."""
+    exe = BASH if script.endswith(".sh") else sys.executable
+    argv = [exe, str(ROOT / script) if script.endswith((".py", ".sh")) else script, *map(str, args)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    kw = {"cwd": ROOT, "env": env, **kw}
+    if background:
+        return subprocess.Popen(argv, **kw)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
 
 
 def results_in(folder):

@@ -1,5 +1,6 @@
 """data.py: real on-disk formats fabricated in tmp_path, the deterministic stream, MixUp/CutMix, few-shot."""
 
+import hashlib
 import json
 import pickle
 import sys
@@ -7,16 +8,14 @@ import types
 
 import numpy as np
 import pytest
+import scipy.io as sio
 import torch
 from PIL import Image
 from torchvision.transforms import v2
 
+import cli
 import data
-
-try:
-    import scipy.io as sio
-except ImportError:
-    sio = None
+from helpers import TINY
 
 
 def random_image(h, w, seed):
@@ -189,7 +188,6 @@ def test_imagefolder_classes_from_train_folder(tmp_path):
         data.load_split("imagefolder", "test", tmp_path, image_size=7)
 
 
-@pytest.mark.skipif(sio is None, reason="scipy not installed (optional: only Stanford Cars' .mat files need it)")
 def test_cars_mat_annotations(tmp_path):
     make_cars(tmp_path)
     train = data.load_split("cars", "train", tmp_path, image_size=14)
@@ -199,8 +197,8 @@ def test_cars_mat_annotations(tmp_path):
     assert data.load_split("cars", "test", tmp_path, image_size=14).labels.tolist() == [0, 1]
 
 
-@pytest.mark.skipif(sio is not None, reason="scipy is installed")
-def test_cars_without_scipy_says_how_to_install(tmp_path):
+def test_cars_without_scipy_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "scipy.io", None)  # import scipy.io raises ImportError
     with pytest.raises(data.DatasetError, match="cars.*pip install scipy"):
         data.load_split("cars", "train", tmp_path)
 
@@ -208,7 +206,7 @@ def test_cars_without_scipy_says_how_to_install(tmp_path):
 # ----------------------------------------------------------------------------- errors
 
 
-@pytest.mark.parametrize("name", ["pets", "cifar100", "tiny-imagenet", "imagefolder"] + ["cars"] * (sio is not None))
+@pytest.mark.parametrize("name", ["pets", "cifar100", "tiny-imagenet", "imagefolder", "cars"])
 def test_missing_dataset_names_dataset_path_and_remedy(tmp_path, name):
     with pytest.raises(data.DatasetError) as error:
         data.load_split(name, "train", tmp_path / "nowhere")
@@ -527,3 +525,27 @@ def test_make_fewshot_refuses_small_classes_naming_them(tmp_path):
     with pytest.raises(data.DatasetError, match=r"fewer than .* 5 images: jay \(3\), owl \(4\)$"):
         data.make_fewshot(tmp_path / "src", tmp_path / "out", n_train=3, n_test=2)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source", ["synth-src", "synth-fine", "synth-coarse", "synth-novel", "export", "fewshot"])
+def test_no_image_is_in_both_train_and_test(tmp_path, source):
+    """By a hash of the pixels: the built-in data, its export as an image folder, and a few-shot folder picked from
+    distinct images hold no image twice, in one split or across train and test."""
+    synth = cli.parse_key_values(TINY[1 : TINY.index("--data-root")], "--synth")
+    root = tmp_path / "out"
+    if source == "fewshot":
+        make_image_folder(tmp_path / "src", {"robin": 7, "jay": 6})
+        data.make_fewshot(tmp_path / "src", root, n_train=3, n_test=3)
+    elif source == "export":
+        data.export_imagefolder("synth-fine", root, synth)
+    load = lambda split: (
+        data.load_split(source, split, "unused", synth=synth)
+        if source.startswith("synth")
+        else data.load_split("imagefolder", split, root, image_size=12, crop_pct=1.0)
+    )
+    train, test = (
+        [hashlib.sha1(x.contiguous().numpy().tobytes()).digest() for x in load(s).images] for s in ("train", "test")
+    )
+    assert len(set(train)) == len(train) and len(set(test)) == len(test) and not set(train) & set(test)
+    if source == "fewshot":
+        assert len(train) == len(test) == 6

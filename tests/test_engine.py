@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import data
 import distill
 import engine
+import kd
 import models
 import runs
 import train_teacher
@@ -270,40 +271,75 @@ def test_weak_teacher_is_refused_unless_allowed(tmp_path, capsys):
     assert distill.main(args) == 0  # allowed explicitly
 
 
-@pytest.mark.parametrize("method", ["kd", "dkd", "eakd", "ctkd", "lskd", "mlkd", "rld", "dist"])
-def test_every_method_trains_and_records_its_setup(teacher, tmp_path, method):
-    """Each KD method runs through the same loop with its couplings (labels, epoch, CTKD's learned T in
-    the optimizer and checkpoint, MLKD's second view)."""
-    args = distill_args(teacher, tmp_path, "--T", "2", "4", "--method", method, "--epochs", "2", "--keep-ckpt")
+# The loss of one step of each --method at its defaults and of each --signal, spelled out with kd.py's functions:
+# (student logits, teacher logits, soft labels, T, the teacher's mean train-set entropy at T in nats) -> loss.
+# Epoch 1: DKD's and RLD's warmup factor is 1/20; CTKD's temperature starts at 1 + 20 sigmoid(theta_init = 1).
+CTKD_T0 = 1 + 20 * torch.sigmoid(torch.tensor(1.0))
+EXPECTED_LOSS = {
+    "kd": lambda s, t, y, T, h: kd.kd_loss(s, t, T),
+    "dkd": lambda s, t, y, T, h: kd.cross_entropy(s, y) + kd.dkd_loss(s, t, y, T) / 20,
+    "eakd": lambda s, t, y, T, h: 0.1 * kd.cross_entropy(s, y) + 0.9 * kd.eakd_loss(s, t, T),
+    "ctkd": lambda s, t, y, T, h: 0.1 * kd.cross_entropy(s, y) + 0.9 * kd.ctkd_loss(s, t, CTKD_T0),
+    "lskd": lambda s, t, y, T, h: 0.1 * kd.cross_entropy(s, y) + 9 * kd.lskd_loss(s, t, T),
+    "mlkd": lambda s, t, y, T, h: 0.1 * sum(kd.cross_entropy(v, y) for v in s) + 0.9 * kd.mlkd_loss(s, t, T),
+    "rld": lambda s, t, y, T, h: kd.cross_entropy(s, y) + kd.rld_loss(s, t, y, T) / 20,
+    "dist": lambda s, t, y, T, h: kd.cross_entropy(s, y) + kd.dist_loss(s, t, T, weight=2.0),
+    "smooth-global": lambda s, t, y, T, h: kd.soft_target_loss(
+        s, kd.soft_targets(t, T, "smooth-global", mean_entropy=h), T
+    ),
+    "smooth-instance": lambda s, t, y, T, h: kd.soft_target_loss(s, kd.soft_targets(t, T, "smooth-instance"), T),
+    # the run draws the permutation from a generator seeded with (seed + 1, epoch 1, step 0)
+    "bottomk": lambda s, t, y, T, h: kd.soft_target_loss(
+        s, kd.soft_targets(t, T, "bottomk", k=1, generator=torch.Generator().manual_seed(engine.step_seed(1, 1, 0))), T
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def sharp_teacher(teacher, tmp_path_factory):
+    """The session's teacher with its head scaled by 20: logits of a few units, where T and each method's
+    nonlinearity change the loss by far more than rounding (the tiny teacher's own logits are below 0.5)."""
+    ckpt = models.load_checkpoint(teacher)
+    for key in ("fc.weight", "fc.bias"):
+        ckpt["state_dict"][key] *= 20
+    path = tmp_path_factory.mktemp("sharp") / "teacher.pt"
+    torch.save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", list(EXPECTED_LOSS))
+def test_the_logged_loss_is_the_kd_function_of_the_method_or_signal(sharp_teacher, tmp_path, kind):
+    """One step at lr 0 (the whole train set in one batch): log.jsonl's loss equals the kd.py function of the
+    method (or control signal) applied to the student's and the teacher's logits on the step's batch."""
+    assert sorted(EXPECTED_LOSS) == sorted([*kd.METHODS, *kd.SIGNALS[1:]])  # every method and signal
+    teacher = sharp_teacher
+    flags = ["--method", kind] if kind in kd.METHODS else ["--signal", kind] + (["--k", "1"] * (kind == "bottomk"))
+    args = distill_args(teacher, tmp_path, "--T", "1", "--lr", "0", "--epochs", "1", "--bs", "36", "--keep-ckpt")
+    args += [*flags, "--channels-last", "off"]
     assert distill.main(args) == 0
-    results = results_in(tmp_path)
-    assert len(results) == (1 if method == "ctkd" else 2)
-    for r in results.values():
-        assert r["status"] == "ok" and r["config"]["method"] == method and math.isfinite(r["curve"][-1]["train_loss"])
-    if method == "ctkd":
-        (r,) = results.values()
-        assert r["T"] is None and 1 < r["curve"][-1]["T_learned"] < 21
-        state = torch.load(next(tmp_path.glob("*/ckpt.pt")), weights_only=True)
-        assert (
-            "theta" in state["objective"]
-            and len(state["optimizer"]["param_groups"][0]["params"])
-            == len(list(models.create_model("test_resnet", 3)[0].parameters())) + 1
-        )
-
-
-@pytest.mark.parametrize(
-    "signal, extra",
-    [
-        ("smooth-global", []),
-        ("smooth-global", ["--smooth-entropy", "batch"]),
-        ("smooth-instance", []),
-        ("bottomk", ["--k", "1"]),
-    ],
-)
-def test_control_signals(teacher, tmp_path, signal, extra):
-    assert distill.main(distill_args(teacher, tmp_path, "--T", "1", "10", "--signal", signal, *extra)) == 0
-    results = results_in(tmp_path)
-    assert len(results) == 2 and all(r["config"]["signal"] == signal for r in results.values())
+    (run,) = tmp_path.iterdir()
+    (record,) = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    # the step's batch, the teacher (eval mode) and the student (train mode, its weights unchanged at lr 0)
+    plan = distill.make_plan(distill.get_args(args))
+    batch = plan.stream.batch(0, 0)
+    ckpt = models.load_checkpoint(teacher)
+    t_model = models.model_from_checkpoint(ckpt, teacher).eval()
+    student = models.create_model("test_resnet", 3)[0]
+    state = torch.load(run / "ckpt.pt", weights_only=True)
+    student.load_state_dict(state["model"])
+    views = [batch[k] for k in ("x", "x2") if k in batch]
+    t_norm = models.checkpoint_normalization(ckpt)
+    with torch.no_grad():
+        t = [t_model(models.model_input(x, *t_norm)) for x in views]
+        p_train = F.softmax(t_model(models.model_input(data.eval_images(plan.train, plan.aug), *t_norm)), 1)
+        s = [student.train()(models.model_input(x, *models.normalization(student))) for x in views]
+    s, t = (tuple(v) if kind == "mlkd" else v[0] for v in (s, t))
+    h = -torch.xlogy(p_train, p_train).sum(1).mean()
+    expected = EXPECTED_LOSS[kind](s, t, batch["y_soft"], 1.0, h).item()
+    assert record["train_loss"] == pytest.approx(expected, rel=1e-5)
+    if kind == "ctkd":  # the learned temperature: in the optimizer and the checkpoint, unchanged at lr 0
+        assert record["T_learned"] == pytest.approx(CTKD_T0.item()) and state["objective"]["theta"].item() == 1.0
+        assert len(state["optimizer"]["param_groups"][0]["params"]) == len(list(student.parameters())) + 1
 
 
 def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
@@ -446,42 +482,36 @@ def test_compile_flag_compiles_once_for_all_lockstep_students(teacher, tmp_path)
     assert [r["status"] for r in results_in(tmp_path / "3").values()] == ["ok"] * 3
 
 
-def test_student_init_from_checkpoint_and_from_local_timm_weights(teacher, tmp_path):
-    """TT/FT students start from a checkpoint; --init in1k reads timm weights from a local file offline."""
-    weights = tmp_path / "timm-weights.pth"
+@pytest.mark.parametrize("init", ["checkpoint", "in1k"])
+def test_the_student_starts_from_its_checkpoints_weights(teacher, tmp_path, monkeypatch, init):
+    """At step 0 the student holds every tensor of its checkpoint but the head: timm-style in1k weights from a local
+    file (--image-size read too), or a checkpoint fine-tuned from them on 6 classes by train_teacher.py (head reset)."""
     torch.manual_seed(1)
-    torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
-    ft = tmp_path / "ft.pt"
-    flags = ["--init", "in1k", "--pretrained-file", str(weights), "--opt", "sgd", "--label-smoothing", "0.2"]
-    assert train_teacher.main(teacher_args(ft, *flags)) == 0
-    origination = models.load_checkpoint(ft)["origination"]
-    assert origination["pretrained"].startswith("timm:test_resnet") and origination["from_scratch"] is False
-    assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--student-init", str(ft))) == 0
-    (r,) = results_in(tmp_path / "runs").values()
-    assert r["student_origination"]["init"] == str(ft) and r["student_origination"]["from_scratch"] is False
-
-
-def test_image_size_and_in1k_student_from_a_local_file(teacher, tmp_path):
-    """--image-size resizes the stream; --student-init in1k --pretrained-file reads timm weights offline."""
-    weights = tmp_path / "timm-weights.pth"
-    torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), weights)
-    assert (
-        distill.main(
-            distill_args(
-                teacher,
-                tmp_path / "runs",
-                "--T",
-                "4",
-                "--image-size",
-                "24",
-                "--student-init",
-                "in1k",
-                "--pretrained-file",
-                str(weights),
-            )
+    torch.save(models.create_model("test_resnet", 1000)[0].state_dict(), tmp_path / "w.pth")
+    in1k = ["--init", "in1k", "--pretrained-file", str(tmp_path / "w.pth")]
+    if init == "in1k":
+        flags, saved = ["--student-init", *in1k[1:], "--image-size", "24"], torch.load(tmp_path / "w.pth")
+    else:
+        ft = tmp_path / "ft.pt"
+        assert (
+            train_teacher.main(teacher_args(ft, *in1k, "--opt", "sgd", "--label-smoothing", "0.2", dataset="synth-src"))
+            == 0
         )
-        == 0
-    )
-    (r,) = results_in(tmp_path / "runs").values()
-    assert r["config"]["aug"]["image_size"] == 24 and r["config"]["student_init"] == "in1k"
-    assert r["student_origination"]["pretrained"].startswith("timm:test_resnet")
+        ckpt = models.load_checkpoint(ft)
+        assert ckpt["origination"]["pretrained"].startswith("timm:test_resnet") and ckpt["num_classes"] == 6
+        flags, saved = ["--student-init", str(ft)], ckpt["state_dict"]
+    at_step_0 = []
+    real_step = engine.train_step
+
+    def train_step(m, xs, *a):
+        if not at_step_0:
+            at_step_0.extend([{k: v.clone() for k, v in m.model.state_dict().items()}, xs[0].shape])
+        return real_step(m, xs, *a)
+
+    monkeypatch.setattr(engine, "train_step", train_step)
+    assert distill.main(distill_args(teacher, tmp_path / "runs", "--T", "4", "--epochs", "1", *flags)) == 0
+    weights, shape = at_step_0
+    assert weights.keys() == saved.keys() and weights["fc.weight"].shape == (3, saved["fc.weight"].shape[1])
+    for key, value in saved.items():
+        assert key.startswith("fc.") or torch.equal(weights[key], value), key
+    assert shape[-2:] == ((24, 24) if init == "in1k" else (32, 32))

@@ -3,43 +3,25 @@
 
 import json
 import os
-import random
 import shlex
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
 import grid
 import kd
+from helpers import ROOT, run_script
 
-ROOT = Path(__file__).resolve().parent.parent
 # demo-tiny's runs: (T 1, 4 + labels only) x 2 optimizers x 2 budgets, 1 control at T 4,
 # 2 other teachers (long, scratch) x 2 T, novel classes (2 T + labels only)
 DEMO_TINY_RUNS = 3 * 2 * 2 + 1 + 2 * 2 + 2
 MANIFESTS = ("pretrain", "teachers", "distill")  # the stages, one manifest of commands each
 
 
-def run_all(*args, timeout=900, env=None, **kw):
-    return subprocess.run(
-        ["bash", str(ROOT / "run_all.sh"), *map(str, args)],
-        cwd=ROOT,
-        env=env or dict(os.environ, OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kw,
-    )
-
-
-def start_run_all(*args, **kw):
-    """run_all.sh in the background (a Popen)."""
-    return subprocess.Popen(
-        ["bash", str(ROOT / "run_all.sh"), *map(str, args)], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), **kw
-    )
+def run_all(*args, **kw):
+    return run_script("run_all.sh", *args, **kw)
 
 
 def run_ids(out):
@@ -175,7 +157,7 @@ def test_the_grid_plans_without_torch_and_knows_kd_pys_methods():
     assert ["kd", *grid.METHODS] == list(kd.METHODS)
     assert {name for name, m in kd.METHODS.items() if m.needs_two_views} == grid.TWO_VIEW_METHODS
     code = "import sys, grid; grid.build('lab-full', 'python', 'out', 'data', []); print('torch' in sys.modules)"
-    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    r = run_script("-c", code)
     assert r.stdout.strip() == "False", r.stdout + r.stderr
 
 
@@ -255,14 +237,14 @@ def test_bad_preset_and_options():
 
 @pytest.mark.slow
 def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_a_kill(tmp_path):
-    """Two run_all.sh started together on one folder, one SIGKILLed at a random moment: the other finishes the
+    """Two run_all.sh started together on one folder, one SIGKILLed as it starts a distillation: the other finishes the
     grid; every command ran once, except those the killed pool was running (two workers: up to two commands ran
     twice, the second time resuming)."""
     out = tmp_path / "grid"
     kw = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    killed, survivor = [start_run_all("demo-tiny", "--out", out, **kw) for _ in range(2)]
-    time.sleep(random.Random(0).uniform(8, 30))  # the whole grid takes about 50 s here
-    if killed.poll() is None:  # a much faster machine may have finished the grid already
+    killed, survivor = [run_all("demo-tiny", "--out", out, background=True, **kw) for _ in range(2)]
+    next((line for line in killed.stderr if line.startswith("[distill] ")), None)  # None: the other did them all
+    if killed.poll() is None:
         os.killpg(killed.pid, signal.SIGKILL)
     killed.communicate()
     err = survivor.communicate(timeout=900)[1]
@@ -285,7 +267,7 @@ def test_failures_are_listed_with_logs_and_a_nonzero_exit(tmp_path):
     """Refused commands are listed with their logs; more threads than cores (a fixed OMP_NUM_THREADS times the
     workers) is said in one note."""
     cores = len(os.sched_getaffinity(0))
-    env = dict(os.environ, OMP_NUM_THREADS=str(cores))
+    env = {"OMP_NUM_THREADS": str(cores)}
     r = run_all(
         "demo-tiny", "--out", tmp_path, "--stop-after", "pretrain", "--jobs", "2", "--extra", "--epochs 0", env=env
     )

@@ -5,11 +5,9 @@ All of them but one case (distill.py --parallel 0, refused already) failed on th
 (commit 25b69e5); the probes failed on its first fix too (commit 77c78a9)."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
@@ -21,7 +19,7 @@ import distill
 import models
 import train_teacher
 from analysis import advise
-from helpers import ROOT, TINY, distill_args, main_error, results_in, teacher_args, without_synth
+from helpers import TINY, distill_args, main_error, results_in, run_script, teacher_args, without_synth
 
 SYNTH = TINY[1 : TINY.index("--data-root")]  # the KEY=VALUE sizes of TINY, for advise.py
 
@@ -47,15 +45,7 @@ def same_training(a, b):
 
 def start_distill(args):
     """distill.py in a subprocess, stdout and stderr merged into one pipe."""
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "distill.py"), *map(str, args)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return run_script("distill.py", *args, background=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def wait_for_first_epoch(p):
@@ -279,14 +269,7 @@ def test_one_process_per_run_folder_and_the_lock_dies_with_its_holder(teacher, t
 def test_run_all_options_refuse_a_missing_value_or_another_option(tmp_path):
     """P6: `--out --dry-run` took --dry-run as the results folder; `--out` alone failed on an unbound variable."""
     for args in (["--out", "--dry-run", "--out", str(tmp_path / "o"), "--dry-run"], ["--out"]):
-        r = subprocess.run(
-            ["bash", str(ROOT / "run_all.sh"), "demo-tiny", *args],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        r = run_script("run_all.sh", "demo-tiny", *args, cwd=tmp_path)
         assert r.returncode == 2 and r.stderr.startswith("run_all.sh: error: --out: expected a value"), r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stdout == ""
     assert not any(tmp_path.iterdir())

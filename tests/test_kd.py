@@ -9,7 +9,6 @@ import builtins
 import math
 import pathlib
 import re
-import subprocess
 import sys
 import textwrap
 
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 import kd
 import naive_reference as ref
+from helpers import run_script
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -719,7 +719,7 @@ def test_kd_imports_without_numpy_timm_torchvision():
         "import sys; sys.modules['timm'] = None; sys.modules['torchvision'] = None; "
         "sys.modules['numpy'] = None; import kd"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    result = run_script("-c", code)
     assert result.returncode == 0, result.stderr
 
 

@@ -3,27 +3,19 @@ dry run (runs and an estimated wall time), and its refusals of bad input (one li
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 import grid
-from helpers import write_image_folder
+from helpers import run_script, write_image_folder
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_RUNS = ["--image-size", "32", "--budgets", "1", "--T", "1", "4", "--student", "test_resnet"]
 
 
 def study(*args, timeout=900):
-    return subprocess.run(
-        ["bash", str(ROOT / "run_all.sh"), "study", *map(str, args)],
-        cwd=ROOT,
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_script("run_all.sh", "study", *args, timeout=timeout)
 
 
 def test_the_dry_run_counts_the_runs_and_estimates_the_time(teacher, tmp_path):
