@@ -106,6 +106,11 @@ def add_data_args(parser):
         "--data-root", default="data", help="folder holding the dataset (for imagefolder: the dataset folder itself)"
     )
     g.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where decoded images are cached (default: .data-cache beside the results; the data root may be read-only)",
+    )
+    g.add_argument(
         "--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)"
     )
     g.add_argument(
@@ -199,6 +204,12 @@ def add_runtime_args(parser):
         default=0,
         help="with --eval-every: the first epoch to evaluate at (e.g. the last quarter)",
     )
+    g.add_argument(
+        "--ckpt-every-min",
+        type=float,
+        default=10.0,
+        help="checkpoint every N minutes of training (and at SIGTERM/SIGINT); 0: at the end of every epoch",
+    )
     g.add_argument("--keep-ckpt", action="store_true", help="keep ckpt.pt (model + optimizer) after the run finishes")
     g.add_argument("--retry-failed", action="store_true", help="start runs that failed (diverged) again from scratch")
     return g
@@ -209,6 +220,7 @@ def check_runtime_args(args):
     check_range("--workers", args.workers, 0, 256, integer=True)
     check_range("--eval-every", args.eval_every, 0, None, integer=True)
     check_range("--eval-from", args.eval_from, 0, None, integer=True)
+    check_range("--ckpt-every-min", args.ckpt_every_min, 0)
 
 
 def resolve_device(name):
@@ -254,8 +266,15 @@ def augment_device(augment_on, device, workers):
     return device if augment_on == "device" or (augment_on == "auto" and auto) else None
 
 
-def load_data(args, aug, views=1):
-    """(train split, test split, training stream) of the script's data flags."""
+def cache_dir(args, results):
+    """--cache-dir, or .data-cache beside the results folder (distill.py's --out, train_teacher.py's --out's folder):
+    the decoded images never need a writable data root."""
+    return Path(args.cache_dir) if args.cache_dir else Path(results).expanduser().absolute().parent / ".data-cache"
+
+
+def load_data(args, aug, views=1, results="."):
+    """(train split, test split, training stream) of the script's data flags; `results`: the folder the script
+    writes into (cache_dir)."""
     splits = [
         data.load_split(
             args.dataset,
@@ -265,6 +284,7 @@ def load_data(args, aug, views=1):
             image_size=args.image_size,
             crop_pct=aug.crop_pct,
             synth=args.synth,
+            cache_dir=cache_dir(args, results),
         )
         for split in ("train", "test")
     ]

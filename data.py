@@ -16,6 +16,7 @@ import math
 import os
 import pickle
 import shutil
+import signal
 import sys
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +35,7 @@ from runs import atomic_torch_save, atomic_write
 
 # ----------------------------------------------------------------------------- datasets
 
-CACHE_VERSION = 2  # 2: with the split's fingerprint
+CACHE_VERSION = 3  # 2: with the split's fingerprint; 3: small images stored at their own size (never enlarged)
 TINY_IMAGENET_URL = "http://cs231n.stanford.edu/tiny-imagenet-200.zip"
 
 # native: stored at the files' own size (else short side store_size()); get: how a user obtains the files
@@ -155,11 +156,13 @@ def load_split(
     image_size: int | None = None,
     crop_pct: float | None = None,
     synth: dict | None = None,
+    cache_dir: str | Path | None = None,
 ) -> Split:
     """Load split "train" or "test" of dataset `name` (synth-*: synth.make_synth(view, split, **synth)).
 
-    Real datasets are decoded once, their short side resized to store_size(name, image_size, crop_pct), and
-    cached in data_root/.cache (delete it after changing the files)."""
+    Real datasets are decoded once, their short side reduced to store_size(name, image_size, crop_pct) (smaller
+    images keep their own size: the transforms enlarge them a batch at a time), and cached in cache_dir (default
+    data_root/.cache; delete it after changing the files)."""
     dataset_spec(name)
     if split not in ("train", "test"):
         raise DatasetError(f"{name}: unknown split {split!r}; expected 'train' or 'test'")
@@ -173,7 +176,7 @@ def load_split(
 
     root = Path(data_root).expanduser()
     size = store_size(name, image_size, crop_pct)
-    cache = root / ".cache" / f"{name}-{split}-{size or 'native'}.pt"
+    cache = Path(cache_dir or root / ".cache").expanduser() / f"{name}-{split}-{size or 'native'}.pt"
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("version") == CACHE_VERSION:
@@ -209,12 +212,12 @@ def check_synth_args(name: str, synth: dict):
 
 
 def write_cache(path: Path, split: Split):
-    """Save the split's tensors atomically; warn instead of failing if the folder is read-only."""
+    """Save the split's tensors atomically; warn instead of failing if the folder is read-only (--cache-dir)."""
     try:
         saved = {"images": split.images, "labels": split.labels, "classes": split.classes}
         atomic_torch_save({"version": CACHE_VERSION, **saved, "fingerprint": split.fingerprint}, path)
     except OSError as e:
-        print(f"data: could not write cache {path} ({e}); continuing without it", file=sys.stderr)
+        print(f"data: could not write cache {path} ({e}); continuing without it (--cache-dir)", file=sys.stderr)
 
 
 def download_dataset(name: str, root: Path):
@@ -238,7 +241,9 @@ def missing(name: str, path: Path, expected: str) -> DatasetError:
 
 
 def decode_images(name: str, paths: list[Path], short_side: int | None):
-    """Decode image files to uint8 RGB, resized (antialiased) so the short side is `short_side`.
+    """Decode image files to uint8 RGB, reduced (antialiased) so the short side is at most `short_side`: smaller
+    images stay as they are, so that a split of small images takes its files' size in memory, not the training
+    resolution's (the transforms resize every batch anyway).
 
     Returns a (N,3,H,W) tensor if all shapes agree, else a list of (3,H_i,W_i) tensors."""
     resize = v2.Resize(short_side, antialias=True) if short_side else None
@@ -253,7 +258,7 @@ def decode_images(name: str, paths: list[Path], short_side: int | None):
                 f"{name}: cannot decode image {path} ({e}); the file is missing, "
                 f"unreadable or truncated: restore or re-download it"
             ) from e
-        return resize(image) if resize and min(image.shape[-2:]) != short_side else image  # already there: as is
+        return resize(image) if resize and min(image.shape[-2:]) > short_side else image  # never enlarged
 
     print(f"data: decoding {len(paths)} {name} images (cached after this)", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -617,29 +622,45 @@ def draw_samples(split: Split, aug: AugConfig, index: torch.Tensor, *, seed: int
 
 def augment_batch(images, aug: AugConfig, index: torch.Tensor, draws: list) -> torch.Tensor:
     """augment_samples, a batch at a time: uint8 (B,3,S,S) on the device of `images` (a split's images
-    moved there once: uint8 (N,3,H,W) or a list of (3,H,W)), with draw_samples' parameters."""
+    moved there once: uint8 (N,3,H,W) or a list of (3,H,W)), with draw_samples' parameters. The batch's
+    parameters reach the device as one tensor (batch_parameters); an "rrc" crop is one call per sample (an
+    antialiased resize of boxes of different sizes does not batch without changing the bytes)."""
     size, rows = aug.image_size, index.tolist()
+    device = images.device if isinstance(images, torch.Tensor) else images[0].device
+    packed, groups = batch_parameters(index, draws, aug.randaug_n)
+    params = packed.to(device, non_blocking=True)  # the one host -> device copy of the batch's draws
     if aug.crop == "resize":
-        x = fit_square(
-            images[index.to(images.device)] if isinstance(images, torch.Tensor) else [images[i] for i in rows],
-            size,
-            size,
-        )
+        x = fit_square(images[params[0]] if isinstance(images, torch.Tensor) else [images[i] for i in rows], size, size)
     else:
         x = torch.stack(
             [TF.resized_crop(images[i], *box, [size, size], antialias=True) for i, (box, _, _) in zip(rows, draws)]
         )
-    flip = torch.tensor([f for _, f, _ in draws], device=x.device)
-    x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-    for k in range(aug.randaug_n):
-        groups = {}
-        for j, (_, _, ops) in enumerate(draws):
-            groups.setdefault(ops[k], []).append(j)
-        for (name, magnitude), members in groups.items():
-            if name != "Identity":
-                at = torch.tensor(members, device=x.device)
-                x[at] = randaug_op(x[at], name, magnitude)
+    x = torch.where(params[1].bool()[:, None, None, None], x.flip(-1), x)
+    for k, round_groups in enumerate(groups):
+        for name, magnitude, start, stop in round_groups:
+            at = params[2 + k, start:stop]  # a view of the copied tensor: no copy per group
+            x[at] = randaug_op(x[at], name, magnitude)
     return x
+
+
+def batch_parameters(index: torch.Tensor, draws: list, randaug_n: int) -> tuple:
+    """(int64 (2 + randaug_n, B): the dataset rows, the flips and, per RandAugment round, the batch positions
+    ordered by operation; per round [(name, magnitude, start, stop)]: where each operation's samples sit in that
+    order, Identity left out)."""
+    rows = [index.tolist(), [int(flip) for _, flip, _ in draws]]
+    groups = []
+    for k in range(randaug_n):
+        by_op = {}
+        for j, (_, _, ops) in enumerate(draws):
+            by_op.setdefault(ops[k], []).append(j)
+        order, spans = [], []
+        for (name, magnitude), members in by_op.items():
+            if name != "Identity":
+                spans.append((name, magnitude, len(order), len(order) + len(members)))
+            order += members
+        rows.append(order)
+        groups.append(spans)
+    return torch.tensor(rows, dtype=torch.int64).reshape(2 + randaug_n, len(draws)), groups
 
 
 def mix_batch(
@@ -711,6 +732,13 @@ def step_draws(split: Split, aug: AugConfig, epoch: int, step: int, *, seed: int
 
 def _as_is(item):
     return item
+
+
+def _leave_stop_signals_to_the_main_process(worker_id):
+    """A loader worker ignores SIGTERM/SIGINT: Slurm signals the whole process group, and the main process checkpoints
+    and exits 75 (engine.StopSignals), shutting its workers down; a worker killed first would end it in an error."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class TrainStream:
@@ -787,6 +815,7 @@ class TrainStream:
             generator=torch.Generator(),
             pin_memory=self.device is None and torch.cuda.is_available(),
             collate_fn=None if self.device is None else _as_is,
+            worker_init_fn=_leave_stop_signals_to_the_main_process,
         )  # draws stay tuples
         if self.device is None:
             yield from enumerate(loader, start=start_step)
@@ -795,8 +824,22 @@ class TrainStream:
 
 
 def eval_images(split: Split, aug: AugConfig) -> torch.Tensor:
-    """uint8 (N,3,S,S): Resize(round(S / crop_pct)) + CenterCrop(S). Deterministic: compute once, keep."""
+    """uint8 (N,3,S,S): Resize(round(S / crop_pct)) + CenterCrop(S), all at once (small splits: see EvalImages)."""
     return fit_square(split.images, round(aug.image_size / aug.crop_pct), aug.image_size)
+
+
+class EvalImages:
+    """eval_images computed a slice at a time: images[i:j] is uint8 (j-i,3,S,S). A split at the training resolution
+    is never held whole (CIFAR-100's 50,000 train images at 224 px are 7.5 GB); models.predict reads it in batches."""
+
+    def __init__(self, split: Split, aug: AugConfig):
+        self.images, self.resize_to, self.size = split.images, round(aug.image_size / aug.crop_pct), aug.image_size
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        return fit_square(self.images[rows], self.resize_to, self.size)
 
 
 # ----------------------------------------------------------------------------- few-shot folders

@@ -164,7 +164,7 @@ def make_plan(args):
     if flags.teacher_tape is not None:
         cli.check_writable(flags.teacher_tape, "--teacher-tape")
     aug = cli.aug_config(flags)
-    train, test, stream = cli.load_data(flags, aug, views=2 if two_views else 1)
+    train, test, stream = cli.load_data(flags, aug, views=2 if two_views else 1, results=flags.out)
     if teacher["num_classes"] != len(train.classes):
         raise ValueError(
             f"--teacher: '{flags.teacher}' was trained on {teacher['num_classes']} classes "
@@ -439,10 +439,10 @@ def lockstep(plan, pending):
         teacher.to(memory_format=torch.channels_last)
     t_norm = models.checkpoint_normalization(ckpt)
     forward = teacher_forward(teacher, t_norm, t_channels_last)
-    test_images = data.eval_images(plan.test, plan.aug)
+    test_images = data.EvalImages(plan.test, plan.aug)
 
     def measure_teacher():  # its logits on the test and the train images, under the evaluation transform
-        images = (test_images, data.eval_images(plan.train, plan.aug))
+        images = (test_images, data.EvalImages(plan.train, plan.aug))  # a batch at a time: bounded memory
         return [models.predict(teacher, x, t_norm, f.device, amp=f.amp, channels_last=t_channels_last) for x in images]
 
     if f.teacher_tape and any(T is not None for T in pending):  # the tape records the teacher once for every run

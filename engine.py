@@ -126,6 +126,7 @@ class Recipe:
     eval_from: int = 0  # ... from this epoch on (e.g. the last quarter, where convergence is read)
     batched: bool = False  # step the members as one vmapped computation (batched.py)
     keep_ckpt: bool = False
+    ckpt_every_s: float = 0  # checkpoint when this much time has passed (and at a stop signal); 0: every epoch
 
 
 def recipe_from_args(args, model):
@@ -146,6 +147,7 @@ def recipe_from_args(args, model):
         eval_from=args.eval_from,
         batched=getattr(args, "batched", False),
         keep_ckpt=args.keep_ckpt,
+        ckpt_every_s=60 * args.ckpt_every_min,
     )
 
 
@@ -185,10 +187,13 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
     after the last epoch, before result.json (e.g. to save the trained model)."""
     spe, device = stream.steps_per_epoch, recipe.device
     total, warmup = recipe.epochs * spe, recipe.warmup_epochs * spe
+    if recipe.compile:
+        allow_compiles(members)
     for m in members:
         prepare(m, recipe, spe, log)
     batched = batch_members(members, recipe, getattr(stream, "views", 1), log)
     start, t_start = min(m.position for m in members), time.time()
+    timer = CheckpointTimer(recipe.ckpt_every_s)
     with StopSignals() as stop:
         for epoch in range(start // spe, recipe.epochs):
             t_epoch, seen = time.time(), 0
@@ -208,11 +213,14 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                     seed_step(recipe.seed, epoch, step, device)  # every member draws the same random numbers
                     train_step(m, xs, batch, t_logits, epoch, step, lr, recipe)
                 seen += len(xs[0])
-                if stop.signal and step + 1 < spe:  # at an epoch's last step, the checkpoints below do
+                if (stop.signal or timer.due(mid_epoch=True)) and step + 1 < spe:  # an epoch's end: saved below
                     for m in active:
                         m.run.save_state(checkpoint(m))
-                    stop.exit(log, f"epoch {epoch + 1} step {step + 1}")
+                    timer.saved()
+                    if stop.signal:
+                        stop.exit(log, f"epoch {epoch + 1} step {step + 1}")
             img_per_s = seen / max(time.time() - t_epoch, 1e-9)
+            save = recipe.keep_ckpt or bool(stop.signal) or timer.due(mid_epoch=False)
             eta = (time.time() - t_start) / max(1, (epoch + 1) * spe - start) * (recipe.epochs - epoch - 1) * spe
             for m in members:
                 if m.failed or m.position != (epoch + 1) * spe or (m.curve and m.curve[-1]["epoch"] >= epoch + 1):
@@ -223,8 +231,10 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                     continue
                 if evaluation_due(recipe, epoch + 1):
                     record.update(evaluate(m, test, recipe))
-                save_epoch(m, record, recipe, keep_ckpt=recipe.keep_ckpt or bool(stop.signal))
+                save_epoch(m, record, recipe, save)
                 log(epoch_line(m, record, recipe.epochs, eta))
+            if save:
+                timer.saved()
             if stop.signal:
                 stop.exit(log, f"the end of epoch {epoch + 1}")
     results = []
@@ -301,6 +311,17 @@ def prepare(m, recipe, spe, log):
     m.model.train()
 
 
+def allow_compiles(members):
+    """Raise torch._dynamo's recompile limit (8 on older torch) above the lockstep members' count: each member's
+    compile of the same code counts against it, and past the limit the last members silently run eagerly."""
+    import torch._dynamo
+
+    config = torch._dynamo.config
+    for name in ("cache_size_limit", "recompile_limit"):  # renamed in torch 2.6; both where both exist
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), 8 * (len(members) + 1)))
+
+
 def checkpoint(m):
     """What resuming needs: model, optimizer, objective (CTKD's temperature), position and this epoch's loss.
     Tensors are copied: a batched member's weights are views of a larger stack (batched.py)."""
@@ -340,12 +361,35 @@ def stop_diverged(m, epoch, common_result, log):
     finish(m, common_result, keep_ckpt=True)
 
 
-def save_epoch(m, record, recipe, keep_ckpt):
-    """Append the record to the curve and log.jsonl; checkpoint (a finished run deletes it at once: skipped)."""
+def save_epoch(m, record, recipe, save):
+    """Append the record to the curve and log.jsonl; checkpoint if `save` (a finished run deletes it at once: skipped
+    unless it is kept)."""
     m.curve.append(record)
     m.run.append_log(record)
-    if record["epoch"] < recipe.epochs or keep_ckpt:
+    if save and (record["epoch"] < recipe.epochs or recipe.keep_ckpt):
         m.run.save_state(checkpoint(m))
+
+
+def clock():
+    """Seconds on a monotonic clock (the checkpoint timer's; tests replace it)."""
+    return time.monotonic()
+
+
+class CheckpointTimer:
+    """When to checkpoint: every `every_s` seconds of training (a sweep of ten ResNet18 students writes 1.3 GB per
+    checkpoint: every epoch of a few seconds would be most of the I/O); every_s = 0: at every epoch's end."""
+
+    def __init__(self, every_s):
+        self.every_s, self.last = every_s, clock()
+
+    def due(self, mid_epoch):
+        """Whether a checkpoint is due now (at an epoch's end, or within one)."""
+        if self.every_s <= 0:
+            return not mid_epoch
+        return clock() - self.last >= self.every_s
+
+    def saved(self):
+        self.last = clock()
 
 
 def epoch_line(m, record, epochs, eta):

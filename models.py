@@ -58,7 +58,7 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
             f"--arch/--student: unknown timm architecture '{arch}' (e.g. {', '.join(list(PRETRAINED_TAGS)[:4])})"
         )
     if init == "random":
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+        model = fp32_head(timm.create_model(arch, pretrained=False, num_classes=num_classes))
         return model, {
             "init": "random",
             "pretrained": None,
@@ -80,7 +80,7 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
                 f"in1k: cannot load timm weights '{name}' {where} ({str(e).splitlines()[0][:120]}); "
                 "offline, download them elsewhere and pass --pretrained-file"
             ) from None
-        return model, {
+        return fp32_head(model), {
             "init": "in1k",
             "pretrained": f"timm:{name}",
             "from_scratch": False,
@@ -93,6 +93,7 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
     model = model_from_checkpoint(ckpt, init)
     if ckpt["num_classes"] != num_classes:
         model.reset_classifier(num_classes)
+        fp32_head(model)
     parent, same = ckpt["origination"], same_data(ckpt, data)
     chain = [p for p in (parent.get("pretrained"), ckpt["dataset"]) if p]
     origination = {
@@ -105,6 +106,23 @@ def create_model(arch, num_classes, init="random", pretrained_file=None, pretrai
         "head_reset": ckpt["num_classes"] != num_classes,
     }
     return model, origination
+
+
+class Float32Linear(torch.nn.Linear):
+    """A classifier that computes its logits in float32 under bf16 autocast (the same weights and state_dict keys):
+    bf16 logits round by about 0.06 at 10, as large as late KD gradients (docs/PERFORMANCE.md, bf16 logits)."""
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, enabled=False):
+            return torch.nn.functional.linear(x.float(), self.weight, self.bias)
+
+
+def fp32_head(model):
+    """The model, its classifier (a Linear, as timm's get_classifier names it) turned into a Float32Linear."""
+    head = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if type(head) is torch.nn.Linear:
+        head.__class__ = Float32Linear
+    return model
 
 
 def same_data(ckpt, data):
@@ -126,6 +144,7 @@ def model_from_checkpoint(ckpt, path):
     try:
         model = timm.create_model(ckpt["arch"], pretrained=False, num_classes=ckpt["num_classes"])
         model.load_state_dict(ckpt["state_dict"])
+        fp32_head(model)
     except (RuntimeError, KeyError, TypeError, ValueError) as e:
         reason = str(e).strip().splitlines()[0][:160]
         raise CheckpointError(

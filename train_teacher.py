@@ -124,7 +124,7 @@ def main(argv=None):
     try:
         args = resolve(args)  # from here on: the resolved flags
         aug = cli.aug_config(args)
-        train_split, test_split, stream = cli.load_data(args, aug)
+        train_split, test_split, stream = cli.load_data(args, aug, results=Path(args.out).parent)
         out = Path(args.out)
         identity = {
             "kind": "train",
@@ -196,7 +196,7 @@ def main(argv=None):
         )
 
     member = engine.Member(name=out.stem, run=run, model=model, objective=objective, norm=models.normalization(model))
-    test_images = data.eval_images(test_split, aug)
+    test_images = data.EvalImages(test_split, aug)  # a batch at a time: bounded memory
     common = {
         "kind": "train",
         "checkpoint": str(out),
