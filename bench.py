@@ -17,7 +17,12 @@ levers student img/s of a lockstep sweep of the lab's student (tape replayed) wi
 parity final top-1 with each lever vs float32 (mean and seed std over 3 seeds): a lever is kept only
        when its mean is within the seed std of float32's
 lab    one command of the lab (bash run_all.sh lab) with the old defaults and with today's -> ratio
-cuda   absolute distillation img/s at 224 px with data included (CUDA only)
+gpu    --gpu: one step of every lever and method, the host syncs of a step, img/s and peak memory of ResNet50 ->
+       9 ResNet18 at 224 px (serial, --batched, --compile; batch 64 and 256), GPU vs CPU augmentation; exit 1 on a
+       failure (--tiny, or without CUDA: toy sizes on the CPU)
+host   --host: peak RSS of train_teacher.py and of distill.py (9 T) on a CIFAR-100-sized image folder at 224 px, and
+       checkpoint bytes per epoch, with the code before issue 26 and with this code
+bf16   --bf16: the KD-gradient error of bf16 vs float32 logits at T = 1, 4, 40
 
 Prints a table and one JSON line with every figure, the device, models, resolution and batch size.
 """
@@ -36,6 +41,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -232,7 +238,7 @@ def train_teacher_quickly(arch, train, test, epochs, device):
     return model.to(device).eval()
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--quick", action="store_true", help="CPU-sized: 32 px built-in data, small models, < 2 minutes on 2 cores"
@@ -253,7 +259,13 @@ def main():
         help="this project's loop, 32 px sections: as distill.py --channels-last (auto: on a GPU, for convnets)",
     )
     p.add_argument("--lab-epochs", type=int, default=16, help="lab step: the epochs of the lab command timed")
-    p.add_argument("--only-cuda", action="store_true", help="run only the 224 px CUDA section")
+    p.add_argument("--gpu", action="store_true", help="only the GPU check: every lever one step, syncs, img/s, parity")
+    p.add_argument("--tiny", action="store_true", help="--gpu at toy sizes (automatic without CUDA)")
+    p.add_argument("--host", action="store_true", help="only peak RSS and checkpoint bytes/epoch, before and after")
+    p.add_argument("--host-images", type=int, default=50000, help="--host: train images of the fabricated folder")
+    p.add_argument("--before-images", type=int, default=5000, help="--host: the same for the old code (memory)")
+    p.add_argument("--before", default="565127d", help="--host: git revision of the old code (before issue 26)")
+    p.add_argument("--bf16", action="store_true", help="only the KD-gradient error of bf16 vs float32 logits")
     p.add_argument("--parity", action="store_true", help="only the accuracy of every lever vs float32 (minutes)")
     p.add_argument(
         "--parity-teacher",
@@ -269,8 +281,24 @@ def main():
         default=None,
         help="--parity: only the levers whose names start so (float32 always)",
     )
-    args = p.parse_args()
+    args = p.parse_args(argv)
     device = cli.resolve_device(args.device)
+    if args.gpu:
+        tiny = args.tiny or device.type != "cuda"
+        print(f"GPU check on {runs.provenance(device)['device']}{' (tiny sizes)' if tiny else ''}", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            failures = gpu_check(device, tiny, tmp)
+        print("\n".join(["FAILURES:", *failures]) if failures else "GPU check: all parts passed")
+        sys.exit(1 if failures else 0)
+    if args.host:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = section_host(args.host_images, args.before, args.before_images, tmp)
+        print(json.dumps({"host": platform.node(), "cpu": runs.provenance(torch.device("cpu"))["device"], **out}))
+        return
+    if args.bf16:
+        for (gap, T), (bf16, head) in bf16_kd_error().items():
+            print(f"  gap {gap:<5} T {T:<3} KD-gradient error: bf16 logits {bf16:.4f}, float32 head {head:.4f}")
+        return
     if args.parity:
         if not Path(args.parity_teacher).is_file():
             raise SystemExit(
@@ -289,12 +317,6 @@ def main():
             )
         print_parity(out)
         print(json.dumps({"device": runs.provenance(device)["device"], "parity_top1": out}))
-        return
-    if args.only_cuda:
-        row = {"device": runs.provenance(device)["device"], "host": platform.node(), "torch": torch.__version__}
-        row.update(cuda_224(device, args.workers or 16))
-        print_table(row)
-        print(json.dumps(row))
         return
     torch.manual_seed(0)
     per_class = max(1, args.images // 24)
@@ -398,8 +420,6 @@ def main():
             train, test, teacher, args.student, lever_temps, 2, args.bs, device, tmp
         )
         row.update(section_lab_step(tmp, args.lab_epochs, device))
-    if device.type == "cuda" and not args.quick:
-        row.update(cuda_224(device, args.workers or 16))
     print_table(row)
     print(json.dumps(row))
 
@@ -616,59 +636,280 @@ class CachedStream:
         yield from ((i, self.batches[i]) for i in range(start_step, self.steps_per_epoch))
 
 
-def cuda_224(device, workers, n=4096, bs=256, epochs=2):
-    """Absolute img/s at 224 px, data included (uint8 in memory, augmented per sample in `workers`
-    processes or a batch at a time on the GPU), and without it (a few batches replayed)."""
+def gpu_check(device, tiny, tmp):
+    """One step of every lever and method, the host syncs of a step, img/s and peak memory of a ResNet50 teacher with
+    9 ResNet18 students at 224 px (tiny: test_resnet at 32 px on the CPU), and GPU vs CPU augmentation parity.
+    Returns the failures (each part that raised), printing as it goes."""
+    failures = []
+    for name, part in (
+        ("levers and methods", lambda: check_levers(device, tiny, Path(tmp))),
+        ("host syncs of one step", lambda: print_syncs(device, tiny)),
+        ("throughput", lambda: check_throughput(device, tiny)),
+        ("augmentation parity", lambda: check_aug_parity(device, tiny)),
+    ):
+        print(f"== {name}", flush=True)
+        try:
+            part()
+        except Exception as e:  # every part runs; the exit code says whether one failed
+            failures.append(f"{name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            print(f"FAILED {failures[-1]}", flush=True)
+    return failures
+
+
+def check_levers(device, tiny, tmp):
+    """distill.py, one epoch of a few steps, with each lever and method; RuntimeError naming the first that fails."""
+    import distill
+    import train_teacher
+
+    sizes = ["groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3"]
+    common = ["--synth", *sizes, "src_train_per_class=8", "target_train_per_class=8", "test_per_class=4"]
+    common += ["--device", str(device), "--bs", "8", "--epochs", "1"]
+    teacher = tmp / "teacher.pt"
+    if train_teacher.main(["--dataset", "synth-fine", "--arch", "test_resnet", "--out", str(teacher), *common]) != 0:
+        raise RuntimeError("train_teacher.py failed")
+    variants = {
+        "serial": [],
+        "--batched": ["--batched"],
+        "--compile": ["--compile"],
+        "device augmentation": ["--augment-on", "device"],
+        "worker augmentation": ["--augment-on", "workers", "--workers", "2"],
+        "tape record": ["--teacher-tape", str(tmp / "tape")],
+        "tape replay": ["--teacher-tape", str(tmp / "tape")],
+        "mlkd (two views)": ["--method", "mlkd", "--T", "4"],
+        **{f"signal {s}": ["--signal", s, "--k", "1"][: 4 if s == "bottomk" else 2] for s in kd.SIGNALS[1:]},
+    }
+    for name, flags in variants.items():
+        if tiny and "--compile" in flags:  # minutes of C++ compilation on a CPU; tests/test_engine.py compiles
+            print(f"  {name:<24} skipped at tiny sizes")
+            continue
+        t0 = time.time()
+        argv = ["--teacher", str(teacher), "--student", "test_resnet", "--allow-weak-teacher", *common]
+        code = distill.main([*argv, "--T", "1", "4", "--out", str(tmp / name.replace(" ", "-")), *flags])
+        print(f"  {name:<24} exit {code}  {time.time() - t0:.1f} s", flush=True)
+        if code != 0:
+            raise RuntimeError(f"distill.py {' '.join(flags)} exited {code}")
+
+
+def fabricated(n, size, classes=100):
+    """A split of n random uint8 images (size x size), labels cycling over `classes`."""
+    images = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    return data.Split(images, torch.arange(n) % classes, [str(k) for k in range(classes)])
+
+
+def lockstep_setup(device, tiny, bs, k=9):
+    """(teacher forward, k students, augmentation, split): ResNet50 -> ResNet18 at 224 px (tiny: test_resnet, 32)."""
+    t_arch, s_arch, size = ("test_resnet", "test_resnet", 32) if tiny else ("resnet50", "resnet18", 224)
+    torch.manual_seed(0)
+    teacher = models.create_model(t_arch, 100)[0].to(device).to(memory_format=torch.channels_last)
+    forward = teacher_forward(teacher, models.normalization(teacher), True)
+    students = [models.create_model(s_arch, 100)[0] for _ in range(k)]
+    return forward, students, data.aug_config_for("pets", size), fabricated(4 * bs, size + size // 7)
+
+
+def lockstep_rate(device, tiny, bs, steps, **levers):
+    """(student img/s of the last of two epochs, peak device memory in GB or None on the CPU) of 9 lockstep students
+    on `steps` pre-augmented batches, with the engine.Recipe `levers`."""
+    forward, students, aug, split = lockstep_setup(device, tiny, bs, k=2 if tiny else 9)
+    cached = CachedStream(data.TrainStream(split, aug, batch_size=bs, seed=0, device=device), steps)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        members = []
+        for i, student in enumerate(students):
+            run = runs.RunDir(Path(tmp) / f"s{i}", {"i": i})
+            run.start({})
+            loss = kd.build_loss("kd", T=1.0 + i)
+            objective = lambda s, b, t, e, j, loss=loss: loss(s, t)  # noqa: E731
+            members.append(engine.Member(f"s{i}", run, student, objective, models.normalization(student)))
+        recipe = engine.Recipe(epochs=2, opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True, **levers)
+        test = (data.eval_images(split, aug)[:bs], split.labels[:bs], None)
+        results = engine.train(members, cached, test, recipe, teacher=forward, log=lambda line: None)
+    peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
+    return sum(r["curve"][-1]["img_per_s"] for r in results), peak
+
+
+def check_throughput(device, tiny):
+    """img/s and peak memory: serial vs --batched vs --compile, at batch 64 and 256 (tiny: 8)."""
+    for bs in (8,) if tiny else (64, 256):
+        for name, levers in (("serial", {}), ("--batched", {"batched": True}), ("--compile", {"compile": True}))[
+            : 2 if tiny else 3
+        ]:
+            rate, peak = lockstep_rate(device, tiny, bs, 2 if tiny else 6, channels_last=True, **levers)
+            memory = f"{peak:.1f} GB peak" if peak is not None else "peak memory n/a on the CPU"
+            print(f"  batch {bs:<4} {name:<10} {rate:8.0f} student img/s  {memory}", flush=True)
+
+
+def print_syncs(device, tiny):
+    """The host syncs (torch.cuda.set_sync_debug_mode) of one lockstep step: augmentation, teacher, 9 students."""
+    if device.type != "cuda":
+        print("  n/a on the CPU (no device to sync with)")
+        return
+    import warnings
+
+    forward, students, aug, split = lockstep_setup(device, tiny, 64)
+    stream = data.TrainStream(split, aug, batch_size=64, seed=0, device=device)
+    recipe = engine.Recipe(epochs=1, opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True, channels_last=True)
+    loss = kd.build_loss("kd", T=4.0)
+    members = []
+    for i, student in enumerate(students):
+        m = engine.Member(f"s{i}", None, student, lambda s, b, t, e, j: loss(s, t), models.normalization(student))
+        m.model.to(device).to(memory_format=torch.channels_last)
+        m.optimizer = engine.build_optimizer(student.parameters(), "adamw", 1e-3, 0.05)
+        m.forward, m.loss_sum = student, torch.zeros((), device=device)
+        members.append(m)
+    for record in (False, True):  # the first step warms up (allocator, cudnn); the second is listed
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn" if record else 0)
+            xs, batch = engine.to_device(stream.batch(0, int(record)), device)
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                t_logits = forward(batch, xs, 0, 0)
+            for m in members:
+                engine.train_step(m, xs, batch, t_logits, 0, 0, 1e-3, recipe)
+            torch.cuda.set_sync_debug_mode(0)
+    syncs = sorted({str(w.message).splitlines()[0] for w in caught})
+    print(f"  {len(caught)} syncs in one step ({len(syncs)} kinds)" + "".join(f"\n    {s}" for s in syncs))
+
+
+def check_aug_parity(device, tiny):
+    """augment_batch on the device vs augment_samples on the CPU (the Pets recipe); AssertionError past 1/255 mean."""
+    aug = data.aug_config_for("pets", 32 if tiny else 224)
+    split = fabricated(64, 36 if tiny else 256)
+    index = torch.arange(64)
+    cpu = data.augment_samples(split, aug, index, seed=0, epoch=0)
+    on_device = data.augment_batch(
+        split.images.to(device), aug, index, data.draw_samples(split, aug, index, seed=0, epoch=0)
+    )
+    diff = (on_device.cpu().int() - cpu.int()).abs()
+    print(
+        f"  {device.type} vs cpu: {100 * (diff > 0).float().mean():.3f}% of pixels differ, mean |diff| "
+        f"{diff.float().mean():.4f}, max {diff.max()}"
+    )
+    assert diff.float().mean() <= 1.0, "device augmentation drifts from the CPU's (mean |diff| > 1)"
+
+
+# A script run under this probe reports its peak RSS and the bytes it wrote (write() calls) when it exits, and trains
+# at most STEPS steps per epoch (0: all; then no epoch completes and a stub result stands for the unevaluated run):
+# enough for the peaks, which come from loading the data and measuring the teacher.
+PROBE = """
+import atexit, resource, runpy, sys
+STEPS = int(sys.argv[1])
+def report():
+    io = dict(line.split(': ') for line in open('/proc/self/io').read().splitlines())
+    print(f"PROBE {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} {io['wchar']}", file=sys.stderr)
+atexit.register(report)
+sys.path.insert(0, '.')
+import data, engine
+epoch = data.TrainStream.epoch
+if STEPS:
+    data.TrainStream.epoch = lambda self, e, start=0: (b for _, b in zip(range(STEPS), epoch(self, e, start)))
+    engine.finish = lambda m, *a, **k: {'run_id': m.run.path.name, 'final': {'top1': 0.0}, 'best': {'top1': 0.0}}
+sys.argv = sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name='__main__')
+"""
+
+
+def probe(code, script, args, steps=0):
+    """(peak RSS in GB, bytes written) of `script` of the code in folder `code` run with `args` (PROBE)."""
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    cmd = [sys.executable, "-c", PROBE, str(steps), script, *map(str, args)]
+    r = subprocess.run(cmd, cwd=code, env=env, capture_output=True, text=True)
+    line = next((x for x in r.stderr.splitlines() if x.startswith("PROBE ")), None)
+    if r.returncode != 0 or line is None:
+        raise RuntimeError(f"{script} {' '.join(map(str, args))} exited {r.returncode}: {r.stderr.strip()[-800:]}")
+    kb, written = map(int, line.split()[1:])
+    return kb / 1e6, written
+
+
+def image_folder(root, n_train, n_test, classes=100, size=32):
+    """A CIFAR-100-shaped image folder of random PNGs: root/{train,test}/<class>/<i>.png, `size` px."""
+    g = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for k in range(classes):
+            (root / split / f"{k:03d}").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            pixels = g.integers(0, 256, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / split / f"{i % classes:03d}" / f"{i:05d}.png")
+
+
+def old_code(rev, tmp):
+    """The project at git revision `rev`, extracted into tmp/code-<rev> (the "before" of a measurement)."""
+    folder = Path(tmp) / f"code-{rev}"
+    folder.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def host_memory(code, folder, tmp, steps=2):
+    """(train_teacher.py's, distill.py's with 9 temperatures) peak RSS in GB on the image folder at 224 px, each
+    training `steps` steps: train_teacher.py writes the teacher that distill.py then measures."""
+    data_args = ["--dataset", "imagefolder", "--data-root", folder, "--image-size", "224", "--device", "cpu"]
+    teacher = Path(tmp) / f"teacher-{code.name}.pt"
+    t_args = [*data_args, "--arch", "test_resnet", "--epochs", "1", "--bs", "32", "--out", teacher]
+    temps = ["1", "2", "3", "4", "5", "10", "20", "30", "40"]
+    d_args = [*data_args, "--teacher", teacher, "--student", "resnet18", "--T", *temps, "--epochs", "1", "--bs", "32"]
+    d_args += ["--allow-weak-teacher", "--out", Path(tmp) / f"runs-{code.name}"]
+    return probe(code, "train_teacher.py", t_args, steps)[0], probe(code, "distill.py", d_args, steps)[0]
+
+
+def ckpt_bytes_per_epoch(code, tmp, epochs=3):
+    """Bytes distill.py writes per epoch for 9 ResNet18 students (a 1.2 GB checkpoint set) on a small synth set."""
+    sizes = ["--synth", "target_train_per_class=8", "test_per_class=2", "--device", "cpu", "--bs", "32"]
+    teacher = Path(tmp) / f"synth-teacher-{code.name}.pt"
+    probe(code, "train_teacher.py", ["--arch", "test_resnet", "--epochs", "1", "--out", teacher, *sizes])
+    temps = ["1", "2", "3", "4", "5", "10", "20", "30", "40"]
+    args = ["--teacher", teacher, "--student", "resnet18", "--T", *temps, "--epochs", epochs, "--allow-weak-teacher"]
+    return probe(code, "distill.py", [*args, *sizes, "--out", Path(tmp) / f"bytes-{code.name}"])[1] / epochs
+
+
+def section_host(images, before_rev, before_images, tmp):
+    """Peak RSS (train_teacher.py, distill.py) on a CIFAR-100-sized folder and checkpoint bytes per epoch, with the
+    code at `before_rev` and with this code; the old code's peaks at `before_images` (it may not fit at `images`)."""
+    old, out = old_code(before_rev, tmp), {}
+    for name, code, n in (("before", old, before_images), ("after", ROOT, images)):
+        folder = Path(tmp) / f"folder-{n}"
+        if not folder.is_dir():
+            image_folder(folder, n, n // 5)
+        teacher_gb, distill_gb = host_memory(code, folder, tmp)
+        out[name] = {"train_images": n, "train_teacher_peak_gb": teacher_gb, "distill_9T_peak_gb": distill_gb}
+        out[name]["ckpt_bytes_per_epoch"] = ckpt_bytes_per_epoch(code, tmp)
+        print(f"  {name} ({before_rev if code is old else 'this code'}): {json.dumps(out[name])}", flush=True)
+    return out
+
+
+def bf16_kd_error(temps=(1, 4, 40), gaps=(1.0, 0.1, 0.01), seed=0):
+    """{(gap, T): (relative error of the KD gradient with bf16 logits, with a float32 head on bf16 features)} vs
+    float32 logits: a head of 512 ReLU features to 100 classes (logits up to about 10), the student's features off
+    the teacher's by `gap` (late training: small)."""
+    g = torch.Generator().manual_seed(seed)
+    head = torch.nn.Linear(512, 100)
+    with torch.no_grad():
+        head.weight.mul_(6)
+    teacher = torch.randn(256, 512, generator=g).relu()
+
+    @torch.no_grad()
+    def logits(x, precision):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):
+            return (models.Float32Linear.forward(head, x.bfloat16()) if precision == "fp32-head" else head(x)).float()
+
+    def kd_grad(s, t, T):
+        s = s.clone().requires_grad_()
+        loss = F.kl_div((s / T).log_softmax(1), (t / T).log_softmax(1), log_target=True, reduction="batchmean")
+        (loss * T * T).backward()
+        return s.grad
+
     out = {}
-    imgs = torch.randint(0, 256, (n, 3, 256, 256), dtype=torch.uint8)
-    split = data.Split(images=imgs, labels=torch.arange(n) % 100, classes=[str(i) for i in range(100)])
-    aug = data.aug_config_for("pets", 224)
-    test = data.eval_images(data.Split(imgs[:bs], split.labels[:bs], split.classes), aug)
-    for t_arch, s_arch in [("resnet50", "resnet18"), ("vit_small_patch16_224", "mobilenetv4_conv_medium")]:
-        torch.manual_seed(0)
-        teacher = models.create_model(t_arch, 100)[0].to(device).eval().to(memory_format=torch.channels_last)
-        forward = teacher_forward(teacher, models.normalization(teacher), True)
-        on_workers = data.TrainStream(split, aug, batch_size=bs, seed=0, workers=workers)
-        on_device = data.TrainStream(split, aug, batch_size=bs, seed=0, device=device)  # copies the images
-        for name, stream in (("workers", on_workers), ("device", on_device)):
-            t0 = time.time()
-            cached = CachedStream(stream, 8)
-            torch.cuda.synchronize()
-            out[f"cuda_data_224_{name}_img_s"] = cached.steps_per_epoch * bs / (time.time() - t0)
-        for name, source in (
-            ("data_workers_and_step", on_workers),
-            ("data_device_and_step", on_device),
-            ("step_only", cached),
-        ):
-            with tempfile.TemporaryDirectory() as tmp:
-                student = models.create_model(s_arch, 100)[0]
-                run = runs.RunDir(Path(tmp) / "s", {})
-                run.start({})
-                loss = kd.build_loss("kd", T=4.0)
-                m = engine.Member(
-                    name="s",
-                    run=run,
-                    model=student,
-                    norm=models.normalization(student),
-                    objective=lambda s, b, t, e, i, loss=loss: loss(s, t),
-                )
-                recipe = engine.Recipe(
-                    epochs=epochs, opt="adamw", lr=1e-3, wd=0.05, device=device, amp=True, channels_last=True
-                )
-                r = engine.train(
-                    [m], source, (test, split.labels[:bs], None), recipe, teacher=forward, log=lambda s: None
-                )[0]
-            out[f"cuda_{t_arch}_to_{s_arch}_bs{bs}_{name}_img_s"] = r["curve"][-1]["img_per_s"]  # last epoch: warm
+    for gap in gaps:
+        student = teacher + gap * torch.randn(teacher.shape, generator=g) / 6
+        for T in temps:
+            ref = kd_grad(logits(student, "fp32"), logits(teacher, "fp32"), T)
+            errs = [kd_grad(logits(student, p), logits(teacher, p), T) for p in ("bf16", "fp32-head")]
+            out[(gap, T)] = tuple(((e - ref).norm() / ref.norm()).item() for e in errs)
     return out
 
 
 def print_table(r):
-    if "step_plain_img_s" not in r:  # --only-cuda
-        print(f"device: {r['device']}")
-        for k, v in r.items():
-            if k.startswith("cuda_"):
-                print(f"  {k:<60} {v:>8.0f} img/s")
-        return
     print(
         f"device: {r['device']}  teacher {r['teacher']} -> student {r['student']}  {r['resolution']} px  "
         f"batch {r['batch_size']}  {r['train_images']} images x {r['epochs']} epoch(s)  workers {r['workers']}  "
@@ -728,7 +969,6 @@ def print_table(r):
                 f"{r['lab_pair_ratio']:.2f}x",
             )
         )
-    rows += [(k, f"{v:.0f} img/s", "") for k, v in r.items() if k.startswith("cuda_")]
     w = max(len(a) for a, _, _ in rows)
     for a, b, c in rows:
         print(f"  {a:<{w}}  {b:>12}  {c}")

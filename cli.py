@@ -108,7 +108,7 @@ def add_data_args(parser):
     g.add_argument(
         "--cache-dir",
         default=None,
-        help="where decoded images are cached (default: .data-cache beside the results; the data root may be read-only)",
+        help="folder of the decoded-image cache (default: .data-cache beside the results; data root may be read-only)",
     )
     g.add_argument(
         "--download", action="store_true", help="let torchvision download the dataset where it can (needs internet)"

@@ -220,7 +220,7 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                     if stop.signal:
                         stop.exit(log, f"epoch {epoch + 1} step {step + 1}")
             img_per_s = seen / max(time.time() - t_epoch, 1e-9)
-            save = recipe.keep_ckpt or bool(stop.signal) or timer.due(mid_epoch=False)
+            due = bool(stop.signal) or timer.due(mid_epoch=False)
             eta = (time.time() - t_start) / max(1, (epoch + 1) * spe - start) * (recipe.epochs - epoch - 1) * spe
             for m in members:
                 if m.failed or m.position != (epoch + 1) * spe or (m.curve and m.curve[-1]["epoch"] >= epoch + 1):
@@ -231,9 +231,9 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                     continue
                 if evaluation_due(recipe, epoch + 1):
                     record.update(evaluate(m, test, recipe))
-                save_epoch(m, record, recipe, save)
+                save_epoch(m, record, recipe, due, stopping=bool(stop.signal))
                 log(epoch_line(m, record, recipe.epochs, eta))
-            if save:
+            if due:
                 timer.saved()
             if stop.signal:
                 stop.exit(log, f"the end of epoch {epoch + 1}")
@@ -361,12 +361,13 @@ def stop_diverged(m, epoch, common_result, log):
     finish(m, common_result, keep_ckpt=True)
 
 
-def save_epoch(m, record, recipe, save):
-    """Append the record to the curve and log.jsonl; checkpoint if `save` (a finished run deletes it at once: skipped
-    unless it is kept)."""
+def save_epoch(m, record, recipe, due, stopping=False):
+    """Append the record to the curve and log.jsonl; checkpoint if one is `due`, and after the last epoch only if it
+    is kept (--keep-ckpt) or the process stops before writing the result."""
     m.curve.append(record)
     m.run.append_log(record)
-    if save and (record["epoch"] < recipe.epochs or recipe.keep_ckpt):
+    last = record["epoch"] == recipe.epochs
+    if (due and not last) or (last and (recipe.keep_ckpt or stopping)):
         m.run.save_state(checkpoint(m))
 
 

@@ -547,3 +547,17 @@ def test_no_image_is_in_both_train_and_test(tmp_path, source):
     assert len(set(train)) == len(train) and len(set(test)) == len(test) and not set(train) & set(test)
     if source == "fewshot":
         assert len(train) == len(test) == 6
+
+
+def test_a_batchs_draws_reach_the_device_as_one_tensor():
+    """batch_parameters packs rows, flips and each RandAugment round's samples grouped by operation in one tensor."""
+    split = toy_split(n=32)
+    index = torch.randperm(32)[:16]
+    draws = data.draw_samples(split, FULL, index, seed=0, epoch=0)
+    packed, groups = data.batch_parameters(index, draws, FULL.randaug_n)
+    assert packed.shape == (2 + FULL.randaug_n, 16) and packed.dtype == torch.int64
+    assert packed[0].tolist() == index.tolist() and packed[1].tolist() == [int(f) for _, f, _ in draws]
+    for k, spans in enumerate(groups):
+        assert sorted(packed[2 + k].tolist()) == list(range(16))
+        for name, magnitude, start, stop in spans:
+            assert name != "Identity" and all(draws[j][2][k] == (name, magnitude) for j in packed[2 + k, start:stop])

@@ -134,7 +134,12 @@ sys.exit(script.main(sys.argv[2:]))
 @pytest.mark.parametrize("script", ["distill", "train_teacher"])
 def test_a_full_disk_during_training_is_one_line_exit_75_and_the_same_command_resumes(teacher, tmp_path, script):
     out = tmp_path / "out"
-    args = distill_args(teacher, out) if script == "distill" else teacher_args(out / "t.pt", "--epochs", "2")
+    every_epoch = ["--ckpt-every-min", "0"]  # the default timer would write no checkpoint in so short a run
+    args = (
+        distill_args(teacher, out, *every_epoch)
+        if script == "distill"
+        else teacher_args(out / "t.pt", "--epochs", "2", *every_epoch)
+    )
     r = run_script("-c", FULL_DISK, script, *args)
     last = r.stderr.strip().splitlines()[-1]
     assert r.returncode == cli.EXIT_PREEMPTED and "No space left on device" in last and "resume" in last, r.stderr
@@ -267,3 +272,75 @@ def test_download_is_the_one_flag_that_goes_online_and_it_says_so(teacher, tmp_p
         capsys,
     )
     assert "cifar100: download into" in err and "failed" in err
+
+
+class Killed(Exception):
+    """Stands for a SIGKILL: the training loop stops where it is, with nothing saved."""
+
+
+class TimedStream:
+    """A stream that advances a fake clock one minute per step, and dies (Killed) before step `kill_at` (global)."""
+
+    def __init__(self, stream, clock, kill_at=None):
+        self.stream, self.clock, self.kill_at = stream, clock, kill_at
+        self.steps_per_epoch, self.views, self.split = stream.steps_per_epoch, stream.views, stream.split
+
+    def epoch(self, epoch, start_step=0):
+        for step, batch in self.stream.epoch(epoch, start_step):
+            if epoch * self.steps_per_epoch + step == self.kill_at:
+                raise Killed
+            self.clock[0] += 60.0
+            yield step, batch
+
+
+def test_checkpoints_follow_the_timer_and_a_kill_between_them_resumes_bit_identically(tmp_path, monkeypatch):
+    """--ckpt-every-min: a checkpoint every N minutes (mid-epoch too), not every epoch; killed between two of them,
+    the run resumes from the last one and ends bit-identical to an uninterrupted run."""
+    split = data.load_split(
+        "synth-fine", "train", "unused", synth=cli.parse_key_values(TINY[1 : TINY.index("--data-root")], "--synth")
+    )
+    aug = data.aug_config_for("synth-fine")
+    clock = [0.0]
+    monkeypatch.setattr(engine, "clock", lambda: clock[0])
+    saved = []
+    real_save = runs.RunDir.save_state
+    monkeypatch.setattr(
+        runs.RunDir, "save_state", lambda run, state: saved.append(state["position"]) or real_save(run, state)
+    )
+
+    def train(folder, kill_at=None):
+        torch.manual_seed(0)
+        model = models.create_model("test_resnet", len(split.classes))[0]
+        run = runs.RunDir(tmp_path / folder, {"what": "timer"})
+        run.start({})
+        objective = lambda logits, batch, t, e, s: engine.label_smoothed_cross_entropy(logits, batch["y_soft"])
+        m = engine.Member(name=folder, run=run, model=model, objective=objective, norm=models.normalization(model))
+        recipe = engine.Recipe(epochs=4, opt="adamw", lr=1e-3, wd=0.0, ckpt_every_s=5 * 60, keep_ckpt=True)
+        stream = TimedStream(data.TrainStream(split, aug, batch_size=12, seed=0), clock, kill_at)
+        engine.train([m], stream, (data.eval_images(split, aug), split.labels, None), recipe, log=lambda s: None)
+        return run.load_state()
+
+    ref = train("ref")  # 3 steps per epoch, 12 in all: checkpoints at minutes 5 and 10, and the kept last one
+    assert saved == [5, 10, 12]
+    saved.clear()
+    with pytest.raises(Killed):
+        train("run", kill_at=8)  # between the checkpoints of steps 5 and 10
+    assert saved == [5] and runs.RunDir(tmp_path / "run", {"what": "timer"}).load_state()["position"] == 5
+    got = train("run")  # resumes at step 5
+    assert got["curve"] == [{**r, "img_per_s": g["img_per_s"]} for r, g in zip(ref["curve"], got["curve"])]
+    assert all(torch.equal(got["model"][k], ref["model"][k]) for k in ref["model"])
+
+
+def test_sigterm_to_the_process_group_with_loader_workers_exits_75_and_resumes(teacher, tmp_path):
+    """Slurm signals the whole process group, DataLoader workers included: the command still checkpoints, says so in
+    one line and exits 75 (no RuntimeError from a killed worker), and the same command resumes."""
+    args = distill_args(teacher, tmp_path, "--T", "3", "--epochs", "12", "--workers", "2", "--augment-on", "workers")
+    p = start_script("distill.py", *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                     start_new_session=True)  # fmt: skip
+    next(line for line in p.stderr if "epoch 2/" in line)  # training, with a loader's workers
+    os.killpg(p.pid, signal.SIGTERM)
+    err = p.communicate(timeout=120)[1]
+    assert p.returncode == cli.EXIT_PREEMPTED and "checkpoints saved" in err.strip().splitlines()[-1], err
+    assert "Traceback" not in err and "RuntimeError" not in err
+    final = run_script("distill.py", *args)
+    assert final.returncode == 0 and "resuming at epoch" in final.stderr, final.stderr

@@ -109,3 +109,29 @@ def test_grayscale_rgba_palette_and_mixed_size_images_train_as_rgb(teacher, tmp_
     assert distill.main(args) == 0
     (result,) = results_in(tmp_path / "runs").values()
     assert result["status"] == "ok" and result["config"]["aug"]["image_size"] == 16
+
+
+def test_a_read_only_data_root_caches_in_cache_dir_and_the_second_run_reuses_it(tmp_path, capsys):
+    """--cache-dir: the decoded images are cached there, never in the (read-only) data root; a second command reads
+    the cache instead of decoding again. Without the flag the cache sits beside the results (.data-cache)."""
+    root = write_image_folder(tmp_path / "folder", ["finch", "wren"], 6, size=12)
+    folders = [root, *(p for p in root.rglob("*") if p.is_dir())]
+    args = ["--dataset", "imagefolder", "--data-root", str(root), "--arch", "test_resnet", "--image-size", "16"]
+    args += ["--epochs", "1", *FAST]
+    for folder in folders:
+        folder.chmod(0o555)
+    try:
+        errs = []
+        for out, cache in (
+            ("t1.pt", ["--cache-dir", str(tmp_path / "cache")]),
+            ("t2.pt", ["--cache-dir", str(tmp_path / "cache")]),
+            ("teachers/t3.pt", []),
+        ):
+            assert train_teacher.main([*args, *cache, "--out", str(tmp_path / out)]) == 0
+            errs.append(capsys.readouterr().err)
+    finally:
+        for folder in folders:
+            folder.chmod(0o755)
+    assert "decoding" in errs[0] and "decoding" not in errs[1] and "could not write cache" not in errs[0], errs
+    assert len(list((tmp_path / "cache").glob("imagefolder-*.pt"))) == 2 and not (root / ".cache").exists()
+    assert "decoding" in errs[2] and len(list((tmp_path / ".data-cache").glob("imagefolder-*.pt"))) == 2
