@@ -176,7 +176,13 @@ def load_split(
 
     root = Path(data_root).expanduser()
     size = store_size(name, image_size, crop_pct)
-    cache = Path(cache_dir or root / ".cache").expanduser() / f"{name}-{split}-{size or 'native'}.pt"
+    stem = f"{name}-{split}-{size or 'native'}"
+    if cache_dir is None:
+        cache = root / ".cache" / f"{stem}.pt"
+    else:  # a cache folder shared by several data roots: each root's own file
+        cache = (
+            Path(cache_dir).expanduser() / f"{stem}-{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]}.pt"
+        )
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("version") == CACHE_VERSION:
