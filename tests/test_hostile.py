@@ -251,7 +251,7 @@ def test_one_process_per_run_folder_and_the_lock_dies_with_its_holder(teacher, t
     assert first.returncode == 0, output
     assert epochs_logged(only_folder(tmp_path / "a")) == [1, 2, 3, 4]
 
-    args = distill_args(teacher, tmp_path / "b", "--T", "2", "--epochs", "4")
+    args = distill_args(teacher, tmp_path / "b", "--T", "2", "--epochs", "4", "--ckpt-every-min", "0")  # per epoch
     killed = start_distill(args)
     wait_for_first_epoch(killed)
     killed.kill()
