@@ -81,61 +81,43 @@ def panels_by(rows, split, column, label=str):
 
 
 def with_labels(rows, kd_rows):
-    """The KD rows plus the labels-only students of the same settings (drawn as a dashed level)."""
-    keys = {(r["dataset"], r["student"], r["init"], r["opt"], r["bs"], r["epochs"]) for r in kd_rows}
-    return kd_rows + [r for r in where(rows, method="labels") if (r["dataset"], r["student"], r["init"], r["opt"],
-                                                                  r["bs"], r["epochs"]) in keys]  # fmt: skip
+    """The KD rows plus the labels-only students of the same settings, drawn in each teacher's panel (T None:
+    a dashed level)."""
+    key = lambda r: (r["dataset"], r["student"], r["init"], r["opt"], r["bs"], r["epochs"])  # noqa: E731
+    teachers = {}
+    for r in kd_rows:
+        teachers.setdefault(key(r), set()).add(r["teacher"])
+    labels = where(rows, method="labels")
+    return kd_rows + [dict(r, teacher=t) for r in labels for t in sorted(teachers.get(key(r), ()))]
 
 
 def make_all(rows, out):
     """Every figure and table the rows allow, into `out`; returns the files written."""
-    out, made = Path(out), []
-    setting = ["dataset", "teacher", "student", "init"]
+    out, setting = Path(out), ["dataset", "teacher", "student", "init"]
     base = kd(rows, init="random", bs=64)
-
-    def add(path):
-        if path:
-            made.append(path)
-
-    methods = [r for r in where(rows, signal="teacher", init="random") if r["method"] != "labels"]
-    if len({r["method"] for r in methods}) > 1:
-        add(
-            save_panels(
-                panels_by(methods, setting + ["opt", "epochs"], "method"),
-                out / "fig1_methods.png",
-                "Fig. 1: KD methods",
-            )
-        )
-    budget = lambda e: f"{e} ep" if e else "labels"  # noqa: E731
-    add(save_panels(panels_by(with_labels(rows, base), setting + ["opt", "bs"], "epochs", budget),
-                    out / "fig2-3_budgets.png", "Figs. 2-3: optimizer x budget"))  # fmt: skip
-    add(softmax_figure(rows, out / "fig4_sorted_softmax.png"))
-    controls = where(rows, method="kd", init="random")
-    if len({r["signal"] for r in controls}) > 1:
-        add(
-            save_panels(
-                panels_by(controls, setting + ["opt", "epochs"], "signal"),
-                out / "fig5_controls.png",
-                "Fig. 5: controls",
-            )
-        )
     longest = max((r["epochs"] for r in base), default=None)
     top = where(kd(rows, bs=64, opt="adamw"), epochs=longest)
-    add(
-        save_panels(
-            panels_by(top, ["dataset", "student", "init"], "teacher"), out / "table1_teachers.png", "Table 1: teachers"
-        )
-    )
-    add(
-        save_panels(
-            panels_by(top, ["dataset", "teacher", "student"], "init"), out / "table2_inits.png", "Table 2: inits"
-        )
-    )
+    methods = [r for r in where(rows, signal="teacher", init="random") if r["method"] != "labels"]
+    controls = where(rows, method="kd", init="random")
+    budget = lambda e: f"{e} ep" if e else "labels"  # noqa: E731
+    # (file, heading, rows, panels by, one line per, line label); figures 1 and 5 only with more than one line
+    specs = [
+        ("fig1_methods", "Fig. 1: KD methods", methods if len({r["method"] for r in methods}) > 1 else [],
+         setting + ["opt", "epochs"], "method", str),
+        ("fig2-3_budgets", "Figs. 2-3: optimizer x budget", with_labels(rows, base), setting + ["opt", "bs"],
+         "epochs", budget),
+        ("fig5_controls", "Fig. 5: controls", controls if len({r["signal"] for r in controls}) > 1 else [],
+         setting + ["opt", "epochs"], "signal", str),
+        ("table1_teachers", "Table 1: teachers", top, ["dataset", "student", "init"], "teacher", str),
+        ("table2_inits", "Table 2: inits", top, ["dataset", "teacher", "student"], "init", str),
+    ]  # fmt: skip
+    made = [save_panels(panels_by(r, split, column, label), out / f"{name}.png", heading)
+            for name, heading, r, split, column, label in specs]  # fmt: skip
     datasets = lines_by(where(top, init="random", teacher_kind="ft"), "dataset")
-    add(save_panels([("datasets", datasets)], out / "fig6-7_datasets.png",
-                    "Figs. 6-7: datasets (briefly and long fine-tuned teachers)"))  # fmt: skip
-    add(teacher_table(rows, out / "table1_teachers.md"))
-    return [str(p) for p in made]
+    made.append(save_panels([("datasets", datasets)], out / "fig6-7_datasets.png",
+                            "Figs. 6-7: datasets (briefly and long fine-tuned teachers)"))  # fmt: skip
+    made += [softmax_figure(rows, out / "fig4_sorted_softmax.png"), teacher_table(rows, out / "table1_teachers.md")]
+    return [str(p) for p in made if p]
 
 
 def softmax_figure(rows, path):
