@@ -425,7 +425,7 @@ def test_the_teachers_resolution_is_the_default_and_another_one_is_said(tmp_path
 
 def test_ctrl_c_checkpoints_and_the_same_command_resumes(teacher, tmp_path, capsys):
     """P10: SIGINT mid-run ended in a KeyboardInterrupt traceback; it is SIGTERM's checkpoint and exit 75."""
-    args = distill_args(teacher, tmp_path, "--T", "2", "--epochs", "6")
+    args = distill_args(teacher, tmp_path, "--T", "2", "--epochs", "20")  # room to interrupt on a loaded machine
     p = start_distill(args)
     wait_for_first_epoch(p)
     p.send_signal(signal.SIGINT)
@@ -435,7 +435,7 @@ def test_ctrl_c_checkpoints_and_the_same_command_resumes(teacher, tmp_path, caps
     capsys.readouterr()
     assert distill.main(args) == 0
     assert "resuming at epoch" in capsys.readouterr().err
-    assert epochs_logged(only_folder(tmp_path)) == [1, 2, 3, 4, 5, 6]
+    assert epochs_logged(only_folder(tmp_path)) == list(range(1, 21))
 
 
 def test_ctrl_c_before_training_is_one_line_and_leaves_nothing(teacher, tmp_path, capsys, monkeypatch):
