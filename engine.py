@@ -236,6 +236,10 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
             if due:
                 timer.saved()
             if stop.signal:
+                if not due:  # the signal came while the records were written: their checkpoints now
+                    for m in members:
+                        if not m.failed and m.position == (epoch + 1) * spe:
+                            m.run.save_state(checkpoint(m))
                 stop.exit(log, f"the end of epoch {epoch + 1}")
     results = []
     for m in members:
