@@ -12,7 +12,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure  # the object API: no pyplot, no backend to choose
 
-from analysis import findings, table
+from analysis import findings, stats, table
 from analysis.findings import kd, line, where
 from runs import atomic_write
 
@@ -22,7 +22,7 @@ MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 
 
 def mean_sd(by_seed):
-    return table.mean_std(list(by_seed.values()))
+    return stats.summary(list(by_seed.values()))[:2]
 
 
 def curves(ax, lines, title):

@@ -16,6 +16,7 @@ import os
 import re
 from pathlib import Path
 
+from analysis import stats
 from runs import atomic_write
 
 # The columns a finding selects on (readable); `cell` is the hash of the whole configuration.
@@ -201,15 +202,6 @@ def describe_run(run):
 # results.csv: mean, std and n over seeds per cell
 
 
-def mean_std(values):
-    """(mean, sample std) of the values; std None for fewer than 2."""
-    n = len(values)
-    if n == 0:
-        return None, None
-    mean = sum(values) / n
-    return mean, ((sum((v - mean) ** 2 for v in values) / (n - 1)) ** 0.5 if n > 1 else None)
-
-
 def write_results_csv(rows, path):
     """One line per cell: its CONFIG columns, top-1 mean/std/n over seeds, and the seeds."""
     cells = {}
@@ -219,7 +211,8 @@ def write_results_csv(rows, path):
     w = csv.writer(text)
     w.writerow(CONFIG + ["cell", "top1_mean", "top1_std", "n", "seeds"])
     for cell, members in sorted(cells.items(), key=lambda kv: [str(kv[1][0][c]) for c in CONFIG]):
-        mean, std = mean_std([r["top1"] for r in members])
+        mean, std, n = stats.summary([r["top1"] for r in members])
+        std = std if n > 1 else None
         seeds = " ".join(str(s) for s in sorted(r["seed"] for r in members))
         w.writerow(
             [members[0][c] for c in CONFIG]
