@@ -197,7 +197,7 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
     with StopSignals() as stop:
         for epoch in range(start // spe, recipe.epochs):
             t_epoch, seen = time.time(), 0
-            for step, batch in stream.epoch(epoch, max(0, start - epoch * spe)):
+            for step, batch in stop.guard(stream.epoch(epoch, max(0, start - epoch * spe))):
                 g = epoch * spe + step  # the global step
                 active = [m for m in members if m.position == g and not m.failed]
                 if not active:  # members resumed further ahead wait here for the others
@@ -219,6 +219,11 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                     timer.saved()
                     if stop.signal:
                         stop.exit(log, f"epoch {epoch + 1} step {step + 1}")
+            if stop.cut_short:  # the signal ended the loader mid-epoch: save every member where it stands
+                for m in members:
+                    if not m.failed:
+                        m.run.save_state(checkpoint(m))
+                stop.exit(log, f"epoch {epoch + 1}")
             img_per_s = seen / max(time.time() - t_epoch, 1e-9)
             due = bool(stop.signal) or timer.due(mid_epoch=False)
             eta = (time.time() - t_start) / max(1, (epoch + 1) * spe - start) * (recipe.epochs - epoch - 1) * spe
@@ -442,12 +447,22 @@ class StopSignals:
     of killing: the loop checkpoints at the next step and exits with EXIT_PREEMPTED; re-running resumes."""
 
     def __enter__(self):
-        self.signal = None
+        self.signal, self.cut_short = None, False
         self.old = {s: signal.signal(s, self._note) for s in (signal.SIGTERM, signal.SIGINT)}
         return self
 
     def _note(self, signum, frame):
         self.signal = signal.Signals(signum).name
+
+    def guard(self, batches):
+        """The stream's batches; an error from it after a signal ends them (cut_short): Slurm signals the whole process
+        group, and a loader worker, or the forkserver that starts them, can die of it before the loop checkpoints."""
+        try:
+            yield from batches
+        except Exception:
+            if self.signal is None:
+                raise
+            self.cut_short = True
 
     def exit(self, log, where):
         log(f"{self.signal}: checkpoints saved at {where}; run the same command again to resume")

@@ -335,9 +335,14 @@ def test_sigterm_to_the_process_group_with_loader_workers_exits_75_and_resumes(t
     """Slurm signals the whole process group, DataLoader workers included: the command still checkpoints, says so in
     one line and exits 75 (no RuntimeError from a killed worker), and the same command resumes."""
     args = distill_args(teacher, tmp_path, "--T", "3", "--epochs", "12", "--workers", "2", "--augment-on", "workers")
-    p = run_script("distill.py", *args, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                   start_new_session=True)  # fmt: skip
-    next(line for line in p.stderr if "epoch 2/" in line)  # training, with a loader's workers
+    # forkserver (Python 3.14's default): a forked worker would inherit the main process's SIGTERM handler
+    forkserver = (
+        "import multiprocessing as mp, runpy, sys; mp.set_start_method('forkserver'); sys.argv[0] = 'distill.py'; "
+    )
+    forkserver += "runpy.run_path('distill.py', run_name='__main__')"
+    p = run_script("-c", forkserver, *args, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                   text=True, start_new_session=True)  # fmt: skip
+    next(line for line in p.stderr if "epoch 2/" in line)
     os.killpg(p.pid, signal.SIGTERM)
     err = p.communicate(timeout=120)[1]
     assert p.returncode == cli.EXIT_PREEMPTED and "checkpoints saved" in err.strip().splitlines()[-1], err
