@@ -341,30 +341,27 @@ WEIGHT = (0.0, None)  # a loss weight: any number >= 0
 
 
 def check_hparam(method, key, value, spec):
-    """`value` of hyperparameter `key` if it has the type and range of spec = (default, low, high), else
-    ValueError. The type is the default's: bool, int, float (ints accepted), a tuple of floats, or a
-    float that may be None (default None). low/high bound every number (None: unbounded)."""
+    """`value` if it has the type of spec = (default, low, high)'s default (bool, int, float, a tuple of floats;
+    None where the default is None) and every number lies in [low, high] (None: unbounded), else ValueError."""
     default, low, high = spec
     where = f"{method} hyperparameter {key}"
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}: expected true or false, got {value!r}")
+    if isinstance(default, bool) != isinstance(value, bool):
+        raise ValueError(
+            f"{where}: expected {'true or false' if isinstance(default, bool) else 'a number'}, got {value!r}"
+        )
+    if isinstance(default, bool) or (value is None and default is None):
         return value
-    if value is None and default is None:
-        return None
-    numbers = value if isinstance(default, tuple) else (value,)
-    if isinstance(default, tuple) and not (isinstance(value, tuple) and value):
-        raise ValueError(f"{where}: expected a non-empty tuple of numbers, got {value!r}")
-    for v in numbers:
-        integer = isinstance(default, int)
-        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or not math.isfinite(v):
-            raise ValueError(f"{where}: expected {'an integer' if integer else 'a finite number'}, got {v!r}")
-        if (low is not None and v < low) or (high is not None and v > high):
-            bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-            raise ValueError(f"{where}: {v!r} is outside its valid range {bounds}")
     if isinstance(default, tuple):
-        return tuple(float(v) for v in value)
-    return value if isinstance(default, int) else float(value)
+        if not (isinstance(value, tuple) and value):
+            raise ValueError(f"{where}: expected a non-empty tuple of numbers, got {value!r}")
+        return tuple(check_hparam(method, key, v, (1.0, low, high)) for v in value)
+    integer = isinstance(default, int)
+    if not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{where}: expected {'an integer' if integer else 'a finite number'}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
+        raise ValueError(f"{where}: {value!r} is outside its valid range {bounds}")
+    return value if integer else float(value)
 
 
 def cross_entropy(logits, labels):
@@ -549,8 +546,7 @@ class DISTLoss(Distiller):
         return dist_loss(s, t, self.T, self.beta, self.gamma, weight=self.kd_weight)
 
 
-# Every method by name (the one list the scripts, the grid and the tests use). The CE each adds by
-# default (ce_weight): kd 0 (none), dkd 1, eakd 0.1, ctkd 0.1, lskd 0.1, mlkd 0.1 per view, rld 1, dist 1.
+# Every method by name: the one list the scripts, the grid and the tests use
 METHODS = {cls.name: cls for cls in (KDLoss, DKDLoss, EAKDLoss, CTKDLoss, LSKDLoss, MLKDLoss, RLDLoss, DISTLoss)}
 
 
