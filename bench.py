@@ -64,14 +64,13 @@ LEVERS = {  # name: engine.Recipe fields (and distill.py flags) that the lever c
 
 
 def show(what, value, ratio=""):
-    print(f"  {what:<62} {value:>14}  {ratio}", flush=True)
+    print(f"  {what:<64} {value:>14}  {ratio}", flush=True)
 
 
 def write_png_folder(split, folder):
-    """Save a Split as PNG files in an ImageFolder layout: folder/<label>/<index>.png, a folder for every class."""
-    for k in range(len(split.classes)):
-        (Path(folder) / f"{k:03d}").mkdir(parents=True, exist_ok=True)
+    """Save a Split as PNG files in an ImageFolder layout: folder/<label>/<index>.png."""
     for i, (img, label) in enumerate(zip(split.images, split.labels.tolist())):
+        (Path(folder) / f"{label:03d}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(img.permute(1, 2, 0).numpy()).save(Path(folder) / f"{label:03d}" / f"{i:05d}.png")
 
 

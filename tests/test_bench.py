@@ -25,7 +25,7 @@ def test_levers_report_student_throughput(setup, tmp_path, monkeypatch):
     with intra_op_threads(2):
         out = bench.section_levers(setup, [1, 4], tmp_path)["levers_student_img_s"]
     results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("lever*/T1/result.json"))]
-    assert list(out.values()) == [2 * r["curve"][-1]["img_per_s"] for r in results]  # 2 students, the last epoch
+    assert out == dict(zip(bench.LEVERS, [2 * r["curve"][-1]["img_per_s"] for r in results]))  # 2 students, last epoch
     levers = [r["levers"] for r in results]  # each sweep ran with its own lever
     assert [lv["channels_last"] for lv in levers] == [bool(v.get("channels_last")) for v in bench.LEVERS.values()]
     assert [lv["batched"] for lv in levers] == [bool(v.get("batched")) for v in bench.LEVERS.values()]
