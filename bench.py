@@ -636,9 +636,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=1, help="epochs per run in the sweep and step sections")
     p.add_argument("--workers", type=int, default=0, help="data loader workers (both loops)")
     p.add_argument("--repeat", type=int, default=2, help="step section: runs of each loop; the fastest counts")
-    p.add_argument(
-        "--channels-last", choices=["auto", "on", "off"], default="auto", help="this loop's, as distill.py's"
-    )
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], default="auto", help="this loop's (distill.py's)")
     p.add_argument("--lab-epochs", type=int, default=16, help="lab step: the epochs of the lab command timed")
     p.add_argument("--gpu", action="store_true", help="only the GPU check: every lever one step, syncs, img/s, parity")
     p.add_argument("--tiny", action="store_true", help="--gpu at toy sizes (automatic without CUDA)")
