@@ -8,69 +8,64 @@ import pytest
 import torch
 
 import bench
-import data
 from helpers import intra_op_threads
 
-SIZES = {"target_train_per_class": 3, "test_per_class": 1}  # 72 images: one batch of 64
+SIZES = ["target_train_per_class=3", "test_per_class=1"]  # 72 images: one batch of 64
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    train = data.load_split("synth-fine", "train", "unused", synth=SIZES)
-    test = data.load_split("synth-fine", "test", "unused", synth=SIZES)
-    return train, test, bench.train_teacher_quickly("test_resnet", train, test, 1, torch.device("cpu"))
+def setup(tmp_path_factory):
+    flags = ["--dataset", "synth-fine", "--synth", *SIZES, "--arch", "test_resnet", "--epochs", "1", "--device", "cpu"]
+    teacher = bench.make_teacher(tmp_path_factory.mktemp("teacher") / "t.pt", *flags)
+    return bench.checkpoint_setup(teacher, "test_resnet", 1, 16, torch.device("cpu"))
 
 
-def test_levers_report_student_throughput(tiny, tmp_path, monkeypatch):
-    train, test, teacher = tiny
+def test_levers_report_student_throughput(setup, tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "LEVERS", {k: v for k, v in bench.LEVERS.items() if "compile" not in k})
     with intra_op_threads(2):
-        out = bench.section_levers(train, test, teacher, "test_resnet", [1, 4], 1, 16, torch.device("cpu"), tmp_path)
-    assert set(out) == set(bench.LEVERS) and all(v > 0 for v in out.values())
-    runs = sorted(tmp_path.glob("lever*/T1/result.json"))
-    levers = [json.loads(p.read_text())["levers"] for p in runs]  # each sweep ran with its own lever
+        out = bench.section_levers(setup, [1, 4], tmp_path)["levers_student_img_s"]
+    results = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("lever*/T1/result.json"))]
+    assert out == dict(zip(bench.LEVERS, [2 * r["curve"][-1]["img_per_s"] for r in results]))  # 2 students, last epoch
+    levers = [r["levers"] for r in results]  # each sweep ran with its own lever
     assert [lv["channels_last"] for lv in levers] == [bool(v.get("channels_last")) for v in bench.LEVERS.values()]
     assert [lv["batched"] for lv in levers] == [bool(v.get("batched")) for v in bench.LEVERS.values()]
 
 
-def test_the_lab_step_times_the_same_runs_with_the_old_and_the_new_defaults(tmp_path):
-    """The lab step runs one lab command twice: the same run ids (the levers are not part of a run's identity), the
-    old defaults without channels_last and measuring the teacher again, the new ones with both; the ratio is theirs."""
+def test_the_lab_step_times_the_same_runs_with_the_old_and_the_new_defaults(tmp_path, capsys):
+    """The lab step runs one lab command, alone and two at once: the same run ids (the levers are not part of a run's
+    identity), the old defaults without channels_last and measuring the teacher again, the new ones with both."""
     tiny = ["groups=2", "classes_per_group=3", "fine_groups=1", "novel_groups=1", "novel_classes_per_group=3",
             "src_train_per_class=4", "target_train_per_class=24", "test_per_class=4"]  # fmt: skip
     with intra_op_threads(1):
         out = bench.section_lab_step(tmp_path, 1, torch.device("cpu"), synth=tiny)
-    assert out["lab_step_ratio"] == out["lab_step_old_s"] / out["lab_step_new_s"]
-    assert out["lab_pair_ratio"] == out["lab_pair_old_s"] / out["lab_pair_new_s"]
-    for variant in ("old", "new"):  # two at once: both commands trained the same runs
-        pair = [
-            sorted(p.parent.name for p in (tmp_path / f"lab-pair-{variant}").glob(f"runs{k}/*/result.json"))
-            for k in (0, 1)
-        ]
-        assert pair[0] == pair[1] and len(pair[0]) == 7
-    old, new = (sorted(tmp_path.glob(f"lab-{name}/*/result.json")) for name in ("old", "new"))
-    assert [p.parent.name for p in old] == [p.parent.name for p in new] and len(new) == 7
-    assert {json.loads(p.read_text())["levers"]["channels_last"] for p in old} == {False}
-    assert {json.loads(p.read_text())["levers"]["channels_last"] for p in new} == {True}
+    printed = capsys.readouterr().out
+    for key in ("step", "pair"):  # the printed ratio is old / new
+        assert f"{out[f'lab_{key}_old_s'] / out[f'lab_{key}_new_s']:.2f}x" in printed
+    ids = []
+    for name in ("old", "new"):  # alone and two at once: every command trained the same 7 runs, with its levers
+        for folder in (f"lab-step-{name}/runs0", f"lab-pair-{name}/runs0", f"lab-pair-{name}/runs1"):
+            paths = sorted((tmp_path / folder).glob("*/result.json"))
+            ids.append([p.parent.name for p in paths])
+            assert {json.loads(p.read_text())["levers"]["channels_last"] for p in paths} == {name == "new"}
+    assert all(i == ids[0] for i in ids) and len(ids[0]) == 7
     assert (tmp_path / "lab-tape" / "eval-logits.pt").is_file()
 
 
-def test_image_folder_path_holds_the_same_images_as_png_files(tiny, tmp_path):
-    train, _, _ = tiny
-    out = bench.section_images(train, 16, tmp_path)
-    assert all(v > 0 for v in out.values())
-    png = sorted((tmp_path / "imagefolder" / "train").glob("*/*.png"))
-    assert len(png) == len(train)
-    first = torch.from_numpy(np.array(bench.Image.open(png[0]))).permute(2, 0, 1)
-    assert torch.equal(first, train.images[0])  # PNG is lossless: the real-image path reads the same pixels
+def test_image_folder_path_holds_the_same_images_as_png_files(setup, tmp_path):
+    out = bench.section_images(setup.train, 16, tmp_path)
+    assert sorted(out) == ["images_png_decode_img_s", "images_png_stream_img_s", "images_synth_generate_img_s",
+                           "images_synth_stream_img_s"]  # fmt: skip
+    png = sorted((tmp_path / "png" / "train").glob("*/*.png"))
+    assert len(png) == len(setup.train)
+    for p in png:  # PNG is lossless: the real-image path reads the same pixels
+        assert torch.equal(
+            torch.from_numpy(np.array(bench.Image.open(p))).permute(2, 0, 1), setup.train.images[int(p.stem)]
+        )
 
 
-def test_parity_verdicts(capsys):
-    bench.print_parity(
-        {"float32": {1.0: [70.0, 71.0, 72.0]}, "bf16": {1.0: [71.5, 70.5, 71.2]}, "worse": {1.0: [60.0, 61.0, 62.0]}}
-    )
-    out = capsys.readouterr().out.splitlines()
-    assert "reference" in out[0] and "parity: kept" in out[1] and "NO parity" in out[2]
+def test_parity_verdicts():
+    top1 = {"float32": {1.0: [70.0, 71.0, 72.0]}, "bf16": {1.0: [71.5, 70.5, 71.2]}, "worse": {1.0: [60.0, 61.0, 62.0]}}
+    assert bench.parity_verdicts(top1) == {"float32": "reference", "bf16": "parity: kept", "worse": "NO parity"}
 
 
 def test_the_gpu_check_runs_at_tiny_sizes_on_the_cpu(capsys):
