@@ -626,7 +626,6 @@ def bf16_kd_error(temps=(1, 4, 40), gaps=(1.0, 0.1, 0.01), seed=0):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="the default sizes, named (32 px built-in data, small models)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--teacher", default="resnet18d", help="teacher architecture of the 32 px sections")
     p.add_argument("--student", default="test_resnet", help="student architecture of the 32 px sections (the lab's)")
