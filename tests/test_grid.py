@@ -96,7 +96,7 @@ def test_the_pool_starts_the_longest_commands_first_and_spreads_the_tapes():
     """xargs runs the manifest in order on --jobs workers: longest first leaves no long command alone at the end;
     equally long commands of different tapes alternate, so two workers rarely record one tape twice."""
     g = grid.build("lab-full", "python", "out", "data", [])
-    order = g.ordered("distill")
+    order = grid.ordered(g, "distill")
     assert sorted(order) == sorted(g.stages["distill"])
     costs = [g.cost[c] for c in order]
     assert costs == sorted(costs, reverse=True) and costs[0] == 3 * 512  # the longest: 3 students x 512 epochs
@@ -154,7 +154,7 @@ def test_every_generated_command_parses_and_passes_the_runtime_checks(preset):
 def test_the_grid_plans_without_torch_and_knows_kd_pys_methods():
     """grid.py spells out kd.py's method names and two-view methods (run_all.sh starts it on every call; torch
     costs 1.5 s there): they must be kd.py's."""
-    assert ["kd", *grid.METHODS] == list(kd.METHODS)
+    assert list(kd.METHODS) == grid.METHODS
     assert {name for name, m in kd.METHODS.items() if m.needs_two_views} == grid.TWO_VIEW_METHODS
     code = "import sys, grid; grid.build('lab-full', 'python', 'out', 'data', []); print('torch' in sys.modules)"
     r = run_script("-c", code)
@@ -193,10 +193,10 @@ def test_the_paper_dry_run_prints_its_gpu_hours_and_disk_consistent_with_its_cou
     """The methods study by hand: 64 runs per (dataset, teacher, student, seed) at the baseline budget, one tape per
     teacher and seed plus MLKD's two-view one, the teachers' fine-tuning; twice the seeds, twice the distillation's
     hours and tapes, the same teachers; the dry-run prints the figures."""
-    rates = grid.ASSUMED_TRAIN_RATES[grid.PAPER_IMAGE_SIZE]
+    rates = grid.ASSUMED_TRAIN_RATES
     students, forward, teachers = 0.0, 0.0, 0.0
     for name in grid.BASELINE_DATASETS:
-        d = grid.DATASETS[name]
+        d = grid.PAPER_DATASETS[name]
         images = d["baseline"] * d["train_images"]
         students += sum(2 * 3 * (7 * 9 + 1) * images / rates[s] for s in grid.STUDENTS)
         forward += sum(3 * (1 + 2) * images / (grid.TEACHER_FORWARD_SPEEDUP * rates[t]) for t in grid.TEACHERS)
