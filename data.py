@@ -85,13 +85,9 @@ def class_relations(split: Split) -> dict:
     different classes, for data that knows them (synth-*); {} otherwise. "sibling" only where some exist."""
     if split.class_groups is None:
         return {}
-    groups, sources = torch.tensor(split.class_groups), torch.tensor(split.class_sources)
-    other = ~torch.eye(len(groups), dtype=torch.bool)
-    relations = {"group": (groups[:, None] == groups[None, :]) & other}
-    sibling = (sources[:, None] == sources[None, :]) & other
-    if sibling.any():
-        relations["sibling"] = sibling
-    return relations
+    same = lambda ids: (torch.tensor(ids)[:, None] == torch.tensor(ids)[None, :]) & ~torch.eye(len(ids), dtype=bool)
+    relations = {"group": same(split.class_groups), "sibling": same(split.class_sources)}
+    return {k: r for k, r in relations.items() if k == "group" or r.any()}
 
 
 def dataset_spec(name: str) -> dict:
@@ -111,12 +107,9 @@ def check_synth_args(name: str, synth: dict):
 
 
 def load_split(name, split, data_root, *, download=False, image_size=None, crop_pct=None, synth=None, cache_dir=None):
-    """Load split "train" or "test" of dataset `name` (synth-*: synth.make_synth(view, split, **synth)).
-
-    Real datasets are decoded once, each image's short side reduced to the evaluation's resize, image_size /
-    crop_pct (256 for 224 at 0.875; native datasets and smaller images keep their size: the transforms enlarge
-    them a batch at a time), and cached in cache_dir (default data_root/.cache; delete it after changing the
-    files). A cache_dir shared by several data roots holds one file per root."""
+    """Split "train" or "test" of dataset `name` (synth-*: synth.make_synth(view, split, **synth)). Files are decoded
+    once, short side reduced to image_size / crop_pct (the evaluation's resize; never enlarged) unless the dataset is
+    native, and cached in cache_dir (default data_root/.cache; delete it after changing the files)."""
     spec = dataset_spec(name)
     if split not in ("train", "test"):
         raise DatasetError(f"{name}: unknown split {split!r}; expected 'train' or 'test'")
@@ -129,12 +122,8 @@ def load_split(name, split, data_root, *, download=False, image_size=None, crop_
 
     root = Path(data_root).expanduser()
     size = None if spec["native"] else round((image_size or spec["image_size"]) / (crop_pct or spec["crop_pct"]))
-    stem = f"{name}-{split}-{size or 'native'}"
-    if cache_dir is None:
-        cache = root / ".cache" / f"{stem}.pt"
-    else:
-        root_id = hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
-        cache = Path(cache_dir).expanduser() / f"{stem}-{root_id}.pt"
+    root_id = "" if cache_dir is None else "-" + hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:10]
+    cache = Path(cache_dir or root / ".cache").expanduser() / f"{name}-{split}-{size or 'native'}{root_id}.pt"
     if cache.is_file():
         saved = torch.load(cache, weights_only=True)
         if saved.get("version") == CACHE_VERSION:
@@ -190,10 +179,7 @@ def decode_images(name: str, paths: list[Path], short_side: int | None):
             with Image.open(path) as pil:
                 image = torch.from_numpy(np.array(pil.convert("RGB"))).permute(2, 0, 1).contiguous()
         except (OSError, ValueError) as e:  # missing, unidentified (UnidentifiedImageError) or truncated
-            raise DatasetError(
-                f"{name}: cannot decode image {path} ({e}); the file is missing, unreadable or truncated: "
-                "restore or re-download it"
-            ) from e
+            raise DatasetError(f"{name}: cannot decode image {path} ({e}); restore or re-download it") from e
         return resize(image) if resize and min(image.shape[-2:]) > short_side else image
 
     print(f"data: decoding {len(paths)} {name} images (cached after this)", file=sys.stderr)
@@ -397,7 +383,7 @@ def fit_square(images, resize_to: int, size: int) -> torch.Tensor:
 
 def augment_samples(split, aug, index, *, seed, epoch, view=0) -> torch.Tensor:
     """uint8 (B,3,S,S): per-sample crop/flip/RandAugment, each seeded by (seed, epoch, index, view)."""
-    rows, size = index.tolist(), aug.image_size
+    rows, size, ops = index.tolist(), aug.image_size, random_ops(aug)
     images = split.images[index] if isinstance(split.images, torch.Tensor) else [split.images[i] for i in rows]
     if aug.crop == "resize":  # the deterministic part first, batched where the images share a shape
         images = fit_square(images, size, size)
@@ -408,7 +394,7 @@ def augment_samples(split, aug, index, *, seed, epoch, view=0) -> torch.Tensor:
         for j, i in enumerate(rows):
             torch.random.default_generator.manual_seed(mix_seed(SAMPLE, seed, epoch, i, view))
             image = images[j]
-            for op in random_ops(aug):
+            for op in ops:
                 image = op(image)
             out[j] = image
     return out
@@ -455,15 +441,14 @@ RANDAUG_OPS = {
 def randaug_op(x: torch.Tensor, name: str, magnitude: float) -> torch.Tensor:
     """RandAugment operation `name` at a signed magnitude on uint8 (...,3,H,W), with torchvision's kernels."""
     nearest = v2.InterpolationMode.NEAREST
-    if name in ("ShearX", "ShearY"):  # shear angle atan(magnitude) about the top-left corner
-        angle = math.degrees(math.atan(magnitude))
-        shear = [angle, 0.0] if name == "ShearX" else [0.0, angle]
-        return TF.affine(x, angle=0.0, translate=[0, 0], scale=1.0, interpolation=nearest, center=[0, 0], shear=shear)
-    if name in ("TranslateX", "TranslateY"):
-        shift = [int(magnitude), 0] if name == "TranslateX" else [0, int(magnitude)]
-        return TF.affine(x, angle=0.0, translate=shift, scale=1.0, shear=[0.0, 0.0], interpolation=nearest)
+    affine = functools.partial(TF.affine, x, angle=0.0, scale=1.0, interpolation=nearest)
+    shear = math.degrees(math.atan(magnitude))  # a shear of angle atan(magnitude) about the top-left corner
     kernels = {
         "Identity": lambda: x,
+        "ShearX": lambda: affine(translate=[0, 0], shear=[shear, 0.0], center=[0, 0]),
+        "ShearY": lambda: affine(translate=[0, 0], shear=[0.0, shear], center=[0, 0]),
+        "TranslateX": lambda: affine(translate=[int(magnitude), 0], shear=[0.0, 0.0]),
+        "TranslateY": lambda: affine(translate=[0, int(magnitude)], shear=[0.0, 0.0]),
         "Rotate": lambda: TF.rotate(x, angle=magnitude, interpolation=nearest),
         "Brightness": lambda: TF.adjust_brightness(x, 1.0 + magnitude),
         "Color": lambda: TF.adjust_saturation(x, 1.0 + magnitude),
@@ -584,18 +569,12 @@ class TrainStream:
     def __init__(self, split: Split, aug: AugConfig, *, batch_size: int, seed: int, views=1, workers=0, device=None):
         if views not in (1, 2):
             raise ValueError(f"views must be 1 or 2, got {views}")
-        self.split, self.aug, self.batch_size, self.seed, self.views, self.workers = (
-            split,
-            aug,
-            batch_size,
-            seed,
-            views,
-            workers,
-        )
+        self.split, self.aug, self.batch_size, self.seed = split, aug, batch_size, seed
+        self.views, self.workers = views, workers
         self.steps_per_epoch = len(split) // batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(
-                f"--bs: batch size {batch_size} exceeds the {len(split)} training samples (incomplete batches are dropped)"
+                f"--bs: batch size {batch_size} exceeds the {len(split)} training samples (incomplete batches dropped)"
             )
         self.device, self.images = (None if device is None else torch.device(device)), None
         if self.device is not None:  # the uint8 images move to the device once, here
@@ -623,13 +602,10 @@ class TrainStream:
 
     def epoch(self, epoch: int, start_step: int = 0):
         """Yield (step, batch) for step in [start_step, steps_per_epoch)."""
-        steps = range(start_step, self.steps_per_epoch)
-        if self.device is not None and self.workers == 0:
-            yield from ((step, self.batch(epoch, step)) for step in steps)
-            return
-        # The workers make whole batches, or only the draws (then they need neither this stream nor its device
-        # images): the loader's items are step numbers, made by collate_fn in the workers. Its own generator:
+        # The workers (or this process, workers=0) make whole batches, or only the draws (then they need neither this
+        # stream nor its device images): the loader's items are step numbers, made by collate_fn. Its own generator:
         # DataLoader would otherwise draw its base seed from the global RNG.
+        steps = range(start_step, self.steps_per_epoch)
         if self.device is None:
             make = functools.partial(self.batch, epoch)
         else:
