@@ -50,7 +50,7 @@ DATASETS = {
     "imagefolder": dict(crop="resize", image_size=224, crop_pct=0.875, native=False),
     **{f"synth-{view}": _SYNTH for view in ("src", "fine", "coarse", "novel")},
 }
-GET = {  # how a user obtains each dataset's files
+HOW_TO_GET = {  # how a user obtains each dataset's files
     "pets": "pass download=True (--download) or see https://www.robots.ox.ac.uk/~vgg/data/pets/",
     "cifar100": "pass download=True (--download) or see https://www.cs.toronto.edu/~kriz/cifar.html",
     "cars": "its URL is gone: get a copy (e.g. a Kaggle mirror) in torchvision's StanfordCars layout",
@@ -165,7 +165,7 @@ def download_dataset(name: str, root: Path):
         elif name == "tiny-imagenet" and not (root / "tiny-imagenet-200").is_dir():
             tvd.utils.download_and_extract_archive(TINY_IMAGENET_URL, download_root=str(root))
     except (OSError, RuntimeError) as e:
-        raise DatasetError(f"{name}: download into {root} failed ({e}); {GET[name]}") from e
+        raise DatasetError(f"{name}: download into {root} failed ({e}); {HOW_TO_GET[name]}") from e
 
 
 def decode_images(name: str, paths: list[Path], short_side: int | None):
@@ -195,7 +195,7 @@ def require(name: str, layout: str, *paths: Path):
     """DatasetError (one line) for the first of `paths` that does not exist: where, what layout, how to get it."""
     for path in paths:
         if not path.exists():
-            raise DatasetError(f"{name}: {path} not found; expected {layout}; {GET[name]}")
+            raise DatasetError(f"{name}: {path} not found; expected {layout}; {HOW_TO_GET[name]}")
 
 
 def read_cifar100(root: Path, split: str):
@@ -724,7 +724,7 @@ def main(argv=None):
     fewshot.add_argument("out", help="output folder (must be empty or absent)")
     fewshot.add_argument("--n-train", type=int, default=30, help="training images per class")
     fewshot.add_argument("--n-test", type=int, default=20, help="test images per class")
-    fewshot.add_argument("--seed", type=int, default=0, help="selection seed")
+    fewshot.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
     fewshot.add_argument("--copy", action="store_true", help="copy files instead of symlinking")
     args = parser.parse_args(argv)
     try:
