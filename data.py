@@ -574,7 +574,8 @@ class TrainStream:
         self.steps_per_epoch = len(split) // batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(
-                f"--bs: batch size {batch_size} exceeds the {len(split)} training samples (incomplete batches dropped)"
+                f"--bs: batch size {batch_size} exceeds the {len(split)} training samples "
+                "(incomplete batches are dropped)"
             )
         self.device, self.images = (None if device is None else torch.device(device)), None
         if self.device is not None:  # the uint8 images move to the device once, here
