@@ -8,6 +8,7 @@ number of loader workers, so resumes, lockstep students and teacher tapes see id
     python data.py export synth-fine OUT [--synth KEY=VALUE ...]     # the built-in data as a PNG image folder
 """
 
+import argparse
 import functools
 import hashlib
 import json
@@ -712,35 +713,37 @@ def export_imagefolder(name: str, out_dir, synth: dict | None = None) -> dict:
 
 
 def main(argv=None):
-    import cli  # cli imports this module: imported here, when the command runs
-
-    parser = cli.ArgumentParser(prog="data.py", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="data.py", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     export = commands.add_parser("export", help="write a built-in synth-* dataset as a PNG image folder")
     export.add_argument("dataset", help="synth-src, synth-fine, synth-coarse or synth-novel")
     export.add_argument("out", help="output folder (must be empty or absent)")
-    cli.add_key_values(export, "--synth", help="built-in dataset sizes")
+    export.add_argument("--synth", nargs="*", default=[], metavar="KEY=VALUE", help="built-in dataset sizes")
     fewshot = commands.add_parser("fewshot", help="write a few-shot imagefolder (train/test per class)")
     fewshot.add_argument("src", help="folder of class folders of images")
     fewshot.add_argument("out", help="output folder (must be empty or absent)")
-    fewshot.add_argument("--n-train", type=int, default=30, help="training images per class")
-    fewshot.add_argument("--n-test", type=int, default=20, help="test images per class")
+    fewshot.add_argument("--n-train", type=int, default=30, help="training images per class (default 30)")
+    fewshot.add_argument("--n-test", type=int, default=20, help="test images per class (default 20)")
     fewshot.add_argument("--seed", type=int, default=0, help="selection seed (default 0)")
     fewshot.add_argument("--copy", action="store_true", help="copy files instead of symlinking")
     args = parser.parse_args(argv)
     try:
         if args.command == "export":
-            synth = cli.parse_key_values(args.synth, "--synth")
-            check_synth_args(args.dataset, synth)
-            summary = export_imagefolder(args.dataset, args.out, synth)
+            sizes = dict(item.split("=", 1) for item in args.synth if "=" in item)
+            if len(sizes) != len(args.synth):
+                raise ValueError(f"--synth: expected KEY=VALUE items, got {' '.join(args.synth)}")
+            sizes = {k: int(v) if v.lstrip("-").isdigit() else v for k, v in sizes.items()}
+            check_synth_args(args.dataset, sizes)
+            summary = export_imagefolder(args.dataset, args.out, sizes)
         else:
-            cli.check_range("--n-train", args.n_train, 1, integer=True)
-            cli.check_range("--n-test", args.n_test, 1, integer=True)
-            summary = make_fewshot(
-                args.src, args.out, n_train=args.n_train, n_test=args.n_test, seed=args.seed, copy=args.copy
-            )
+            for flag, value in (("--n-train", args.n_train), ("--n-test", args.n_test)):
+                if value < 1:
+                    raise ValueError(f"{flag}: must be >= 1, got {value}")
+            kwargs = dict(n_train=args.n_train, n_test=args.n_test, seed=args.seed, copy=args.copy)
+            summary = make_fewshot(args.src, args.out, **kwargs)
     except (ValueError, OSError) as e:
-        cli.fail("data.py", e)
+        print(f"data.py: error: {e}", file=sys.stderr)
+        sys.exit(2)
     print(json.dumps(summary))
 
 
