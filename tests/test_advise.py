@@ -7,7 +7,7 @@ import json
 import pytest
 
 from analysis import advise, stats
-from helpers import TINY, main_error
+from helpers import TINY
 
 SYNTH = TINY[1 : TINY.index("--data-root")]
 
@@ -51,13 +51,3 @@ def test_advice_for_a_teacher_with_the_labs_findings(teacher, tmp_path, capsys):
     ids = [int(ln.split()[4]) for ln in out if ln.startswith("- the lab: finding")]
     assert ids == list(advise.SITUATIONS[situation][2])
     assert out[-1] == f"  bash run_all.sh study --dataset synth-fine --teacher {teacher} --synth " + " ".join(SYNTH)
-
-
-def test_bad_input_is_one_line(tmp_path, capsys):
-    teacher = ["--teacher", str(tmp_path / "missing.pt")]
-    assert "does not exist" in main_error(advise.main, teacher, capsys)
-    assert "cannot read" in main_error(advise.main, [*teacher, "--findings", str(tmp_path / "none.json")], capsys)
-    (tmp_path / "dict.json").write_text('{"id": 3}')
-    assert "not a findings.json" in main_error(
-        advise.main, [*teacher, "--findings", str(tmp_path / "dict.json")], capsys
-    )

@@ -242,16 +242,6 @@ def test_the_report_opens_with_the_answer_and_writes_every_file(lab):
     assert (lab / "results.csv").is_file() and (lab / "figures" / "fig2-3_budgets.png").stat().st_size > 1000
 
 
-def test_two_runs_of_one_cell_and_seed_end_the_report_with_one_line(tmp_path):
-    write_run(tmp_path, 70.0)
-    write_run(tmp_path, 71.0, folder="-copy")
-    out = subprocess.run(
-        [sys.executable, "-m", "analysis.report", str(tmp_path)], cwd=REPO, capture_output=True, text=True
-    )
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "move one out" in out.stderr
-    assert not (tmp_path / "REPORT.md").exists()
-
-
 def test_replicates_are_analysed_alone_and_side_by_side(tmp_path):
     write_line(tmp_path, trend_line(3.0), seeds=range(6))
     write_labels(tmp_path, 60.0, seeds=range(6))

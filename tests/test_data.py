@@ -518,13 +518,6 @@ def test_make_fewshot_is_deterministic_and_loadable(tmp_path):
     assert len(data.load_split("imagefolder", "test", tmp_path / "a", image_size=7)) == 4
 
 
-def test_make_fewshot_refuses_small_classes_naming_them(tmp_path):
-    make_image_folder(tmp_path / "src", {"robin": 6, "jay": 3, "owl": 4})
-    with pytest.raises(data.DatasetError, match=r"fewer than .* 5 images: jay \(3\), owl \(4\)$"):
-        data.make_fewshot(tmp_path / "src", tmp_path / "out", n_train=3, n_test=2)
-    assert not (tmp_path / "out").exists()
-
-
 @pytest.mark.parametrize("source", ["synth-src", "synth-fine", "synth-coarse", "synth-novel", "export", "fewshot"])
 def test_no_image_is_in_both_train_and_test(tmp_path, source):
     """By a hash of the pixels: the built-in data, its export as an image folder, and a few-shot folder picked from

@@ -225,16 +225,6 @@ def test_dry_run_prints_counts_and_commands():
     assert "distill: " in r.stdout and "python" in r.stdout and "distill.py" in r.stdout
 
 
-def test_bad_preset_and_options():
-    for args, needle in [
-        (["nonsense"], "unknown preset"),
-        (["demo", "--jobs", "zero"], "--jobs"),
-        (["demo", "--frobnicate"], "unknown option"),
-    ]:
-        r = run_all(*args)
-        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-
-
 @pytest.mark.slow
 def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_a_kill(tmp_path):
     """Two run_all.sh started together on one folder, one SIGKILLed as it starts a distillation: the other finishes the
