@@ -24,6 +24,15 @@ from helpers import (
 )
 
 
+def teacher_logits(teacher, split_name):
+    """The session teacher's logits and the labels on synth-fine's train or test images, measured here."""
+    ckpt = models.load_checkpoint(teacher)
+    split = data.load_split("synth-fine", split_name, "unused", synth=ckpt["args"]["synth"])
+    model = models.model_from_checkpoint(ckpt, teacher)
+    images = data.eval_images(split, data.aug_config_for("synth-fine"))
+    return models.predict(model, images, models.checkpoint_normalization(ckpt), torch.device("cpu")), split.labels
+
+
 def test_teacher_checkpoint_describes_itself(teacher):
     ckpt = models.load_checkpoint(teacher)
     assert ckpt["arch"] == "test_resnet" and ckpt["dataset"] == "synth-fine"
@@ -32,7 +41,9 @@ def test_teacher_checkpoint_describes_itself(teacher):
     assert ckpt["origination"]["epochs_trained"] == 4 and ckpt["origination"]["target_epochs"] == 2
     assert len(ckpt["normalization"]["mean"]) == 3 and ckpt["code_version"]
     result = json.loads(teacher.with_suffix(".run").joinpath("result.json").read_text())
-    assert result["status"] == "ok" and len(result["curve"]) == 2 and 0 <= result["final"]["top1"] <= 100
+    logits, labels = teacher_logits(teacher, "test")
+    assert result["status"] == "ok" and len(result["curve"]) == 2
+    assert result["final"]["top1"] == pytest.approx(100 * (logits.argmax(1) == labels).double().mean().item())
 
 
 def test_lockstep_sweep_equals_single_runs(teacher, tmp_path):
@@ -139,10 +150,12 @@ def test_result_is_self_describing(teacher, tmp_path):
     (run,) = Path(tmp_path).iterdir()
     r = json.loads((run / "result.json").read_text())
     assert r["config"]["T"] == 2.0 and r["config"]["method"] == "kd" and r["config"]["seed"] == 0
-    assert {"top1", "top5", "agreement"} <= set(r["final"]) and r["best"]["top1"] >= r["final"]["top1"]
-    assert all("top1" in e for e in r["curve"]) and len(r["curve"]) == 2  # --eval-every 1
-    assert r["teacher"]["statistics"]["T"] == 2.0 and 0 <= r["teacher"]["statistics"]["H_rel"] <= 1
-    assert len(r["teacher"]["statistics"]["mean_sorted_softmax"]) == 3
+    assert {"top1", "top5", "agreement"} <= set(r["final"]) and len(r["curve"]) == 2  # --eval-every 1
+    assert r["best"]["top1"] == max(e["top1"] for e in r["curve"]) and r["final"]["top1"] == r["curve"][-1]["top1"]
+    logits = teacher_logits(teacher, "train")[0]  # the teacher's train-set statistics at T = 2
+    statistics = r["teacher"]["statistics"]
+    assert statistics["T"] == 2.0 and statistics["H_rel"] == pytest.approx(kd.relative_entropies(logits, 2.0)[0].mean())
+    assert statistics["mean_sorted_softmax"] == pytest.approx(kd.mean_sorted_softmax(logits, 2.0).tolist(), rel=1e-5)
     assert {"torch", "torchvision", "timm"} <= set(r["versions"]) and r["code_version"] and r["device"]
     assert r["wall_time_s"] > 0 and r["img_per_s"] > 0
     assert json.loads((run / "config.json").read_text())["identity"] == r["config"]
