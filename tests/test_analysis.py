@@ -247,14 +247,12 @@ def test_the_figures_draw_the_planted_means_in_their_panels(lab, tmp_path, monke
     """One file per figure the lab's runs allow (one method, one dataset: no Figs. 1 and 6-7); each panel draws one
     line per setting at its planted means over the seeds, labels-only students as a level (T None)."""
     drawn, draw = {}, figures.curves
-    monkeypatch.setattr(
-        figures, "curves", lambda ax, lines, title: drawn.update({title: lines}) or draw(ax, lines, title)
-    )
+    monkeypatch.setattr(figures, "curves", lambda ax, ls, title: drawn.update({title: ls}) or draw(ax, ls, title))
     made = figures.make_all(table.load_table(lab)[0], tmp_path)
-    assert sorted(Path(p).name for p in made) == ["fig2-3_budgets.png", "fig4_sorted_softmax.png", "fig5_controls.png",
-                                                  "table1_teachers.md", "table1_teachers.png", "table2_inits.png"]  # fmt: skip
-    panel = lambda *words: {label: {T: pytest.approx(sum(s.values()) / 6) for T, s in line.items()} for label, line in
-                            next(v for title, v in drawn.items() if all(w in title for w in words)).items()}  # fmt: skip
+    assert sorted(Path(p).name for p in made) == ["fig2-3_budgets.png", "fig4_sorted_softmax.png",
+        "fig5_controls.png", "table1_teachers.md", "table1_teachers.png", "table2_inits.png"]  # fmt: skip
+    panel = lambda *words: {label: {T: pytest.approx(sum(s.values()) / 6) for T, s in line.items()} for label, line
+                            in next(v for t, v in drawn.items() if all(w in t for w in words)).items()}  # fmt: skip
     brief, controls = trend_line(3.0), {8.0: 66.0, 40.0: 66.0}
     assert panel("ft4 ->", "adamw bs64") == {"128 ep": {**brief, None: 60.0}}  # Figs. 2-3
     assert panel("ft4 ->", "sgd bs64") == {"128 ep": trend_line(0.02), "16 ep": trend_line(-4.0)}
