@@ -1,6 +1,7 @@
 """run_all.sh and grid.py: the grid's arithmetic, the local pool end to end on the built-in data
 (two concurrent invocations, an idempotent re-run, kills at random moments) and failures."""
 
+import csv
 import json
 import os
 import shlex
@@ -241,7 +242,8 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_a_kill(tmp_path
     assert survivor.returncode == 0, err[-3000:]
     expected = json.loads((out / "manifest" / "expected.json").read_text())
     assert len(run_ids(out)) == len(expected) == DEMO_TINY_RUNS
-    assert (out / "REPORT.md").is_file() and (out / "results.csv").is_file()
+    assert sum(int(row["n"]) for row in csv.DictReader((out / "results.csv").open())) == DEMO_TINY_RUNS  # one cell each
+    assert (out / "REPORT.md").read_text().startswith("# Report")
     n_cmds = sum(len(Path(out, "manifest", f"{s}.txt").read_text().splitlines()) for s in MANIFESTS)
     ran = sorted(executions(out).values())
     assert len(ran) == n_cmds and set(ran) <= {1, 2} and ran.count(2) <= 2, ran
