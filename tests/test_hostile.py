@@ -56,14 +56,6 @@ def wait_for_first_epoch(p):
     raise AssertionError("the run ended before its first epoch:\n" + "".join(seen))
 
 
-def error_output(main, args, capsys):
-    """stderr of a script's main() that must refuse `args` with exit code 2."""
-    capsys.readouterr()
-    with pytest.raises(SystemExit, match="^2$"):
-        main(args)
-    return capsys.readouterr().err
-
-
 def checkpoint_dict(teacher, **changes):
     ckpt = torch.load(teacher, weights_only=True)
     ckpt.update(changes)
