@@ -493,20 +493,8 @@ def test_make_fewshot_is_deterministic_and_loadable(tmp_path):
     make_image_folder(tmp_path / "src", {"robin": 6, "jay": 5})
     summary = data.make_fewshot(tmp_path / "src", tmp_path / "a", n_train=3, n_test=2, seed=7)
     assert summary["classes"] == 2 and summary["n_train"] == 3
-    data.main(
-        [
-            "fewshot",
-            str(tmp_path / "src"),
-            str(tmp_path / "b"),
-            "--n-train",
-            "3",
-            "--n-test",
-            "2",
-            "--seed",
-            "7",
-            "--copy",
-        ]
-    )
+    data.main(["fewshot", str(tmp_path / "src"), str(tmp_path / "b"), "--n-train", "3", "--n-test", "2", "--seed", "7",
+               "--copy"])  # fmt: skip
     picked = {
         d: sorted(p.relative_to(tmp_path / d).as_posix() for p in (tmp_path / d).rglob("*.png")) for d in ("a", "b")
     }

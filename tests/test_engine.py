@@ -16,12 +16,7 @@ import kd
 import models
 import runs
 import train_teacher
-from helpers import (
-    distill_args,
-    intra_op_threads,
-    results_in,
-    teacher_args,
-)
+from helpers import distill_args, intra_op_threads, results_in, teacher_args
 
 
 def teacher_logits(teacher, split_name):
@@ -250,41 +245,13 @@ def test_the_logged_loss_is_the_kd_function_of_the_method_or_signal(sharp_teache
 
 
 def test_optimisation_flags_are_applied_and_recorded(teacher, tmp_path):
-    args = distill_args(
-        teacher,
-        tmp_path,
-        "--T",
-        "4",
-        "--opt",
-        "sgd",
-        "--lr",
-        "0.02",
-        "--wd",
-        "0.001",
-        "--warmup-epochs",
-        "1",
-        "--clip",
-        "0",
-        "--ce-weight",
-        "0.5",
-        "--hp",
-        "t2=false",
-        "--seed",
-        "3",
-    )
+    flags = ["--opt", "sgd", "--lr", "0.02", "--wd", "0.001", "--warmup-epochs", "1", "--clip", "0", "--ce-weight"]
+    args = distill_args(teacher, tmp_path, "--T", "4", *flags, "0.5", "--hp", "t2=false", "--seed", "3")
     assert distill.main(args) == 0
     (r,) = results_in(tmp_path).values()
     c = r["config"]
     assert (c["opt"], c["lr"], c["wd"], c["warmup_epochs"], c["clip"], c["ce_weight"], c["hp"], c["seed"]) == (
-        "sgd",
-        0.02,
-        0.001,
-        1,
-        0.0,
-        0.5,
-        {"t2": False},
-        3,
-    )
+        "sgd", 0.02, 0.001, 1, 0.0, 0.5, {"t2": False}, 3)  # fmt: skip
     assert r["curve"][0]["lr"] == pytest.approx(0.02)  # end of the warmup epoch: the peak
     assert r["curve"][1]["lr"] < 0.02
 
@@ -317,34 +284,16 @@ def test_device_flags_do_not_change_cpu_results(teacher, tmp_path):
     assert distill.main(base) == 0
     assert distill.main(distill_args(teacher, tmp_path / "b", "--T", "4", "--workers", "2", "--channels-last")) == 0
     (a,), (b,) = results_in(tmp_path / "a").values(), results_in(tmp_path / "b").values()
-    assert a["final"]["top1"] == b["final"]["top1"] and a["curve"][-1]["train_loss"] == pytest.approx(
-        b["curve"][-1]["train_loss"], rel=1e-5
-    )
+    assert a["final"]["top1"] == b["final"]["top1"]
+    assert a["curve"][-1]["train_loss"] == pytest.approx(b["curve"][-1]["train_loss"], rel=1e-5)
     assert distill.main(distill_args(teacher, tmp_path / "c", "--T", "4", "--amp")) == 0
     (c,) = results_in(tmp_path / "c").values()
     assert c["config"]["amp"] is True and math.isfinite(c["curve"][-1]["train_loss"])
-    assert (
-        distill.main(
-            distill_args(
-                teacher,
-                tmp_path / "d",
-                "--T",
-                "4",
-                "--augment-on",
-                "device",
-                "--workers",
-                "2",
-                "--channels-last",
-                "off",
-            )
-        )
-        == 0
-    )
+    device = ["--augment-on", "device", "--workers", "2", "--channels-last", "off"]
+    assert distill.main(distill_args(teacher, tmp_path / "d", "--T", "4", *device)) == 0
     (d,) = results_in(tmp_path / "d").values()
     without_speed = lambda curve: [{k: v for k, v in row.items() if k != "img_per_s"} for row in curve]
-    assert (
-        without_speed(d["curve"]) == without_speed(a["curve"]) and d["final"]["top1"] == a["final"]["top1"]
-    )  # same batches
+    assert without_speed(d["curve"]) == without_speed(a["curve"]) and d["final"]["top1"] == a["final"]["top1"]
 
 
 def test_bf16_stays_off_on_the_cpu_where_a_strided_conv_sees_one_pixel():

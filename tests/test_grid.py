@@ -82,12 +82,13 @@ def test_lab_grid_shape():
     assert len(longest) == 2 * 3 and all(" --opt sgd " in c for c in longest)  # two halves of the T grid per seed
     assert sum(long.parts["long SGD training (Fig. 3)"].values()) == 6 * 3  # 5 T + labels only, 3 seeds
     full = grid.build("lab-full", "python", "out", "data", [])
-    assert set(full.parts) - set(long.parts) == {
+    added = {
         "methods (Fig. 1)",
         "batch size (Fig. 2)",
         "student initialization (Table 2)",
         "dataset granularity (Fig. 6)",
     }
+    assert set(full.parts) - set(long.parts) == added
     methods = full.parts["methods (Fig. 1)"]
     assert {" --opt adamw " in c for c in methods} == {True, False}  # two settings: "consistently" is testable
     assert set(distill) <= set(long.stages["distill"]) <= set(full.stages["distill"])  # each finishes the last
