@@ -1,5 +1,6 @@
-"""The training loop through its two scripts: end to end on tiny built-in data, lockstep sweeps,
-exact resume after SIGKILL/SIGTERM, self-describing results, and clear errors for bad input."""
+"""The training loop through its two scripts: end to end on tiny built-in data, lockstep sweeps, self-describing
+results, the loss of every method and signal, and the student's initial weights (resumes: test_faults.py; bad input:
+test_bad_input.py)."""
 
 import json
 import math

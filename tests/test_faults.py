@@ -1,5 +1,5 @@
-"""What happens when things go wrong (docs/FAILURES.md): bad input, untrusted files, kills, failing
-writes, divergence and the network. Rows covered elsewhere name their test there."""
+"""What happens when things go wrong (docs/FAILURES.md): kills and resumes, failing writes, divergence and the
+network (bad input and untrusted files: test_bad_input.py). Rows covered elsewhere name their test there."""
 
 import json
 import os
