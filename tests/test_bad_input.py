@@ -136,12 +136,12 @@ BAD_FLAGS = [  # P7, refused by both training scripts
     (["--device", "meta"], "--device"),  # probe: a torch device that failed mid-run with a traceback
     (["--device", "cuda:99"], "--device cuda"),  # refused with CUDA or without
 ]
-T_RANGE = "--T: temperatures must be in [0.5, 100]"
+T_RANGE = "--T: temperatures must be in [0.5, 100] (where every loss is finite and meaningful), got "
 
 CASES = {
     **{f"distill {' '.join(f)}": ("distill.py", D(*f), m) for f, m in BAD_FLAGS},
     **{f"train_teacher {' '.join(f)}": ("train_teacher.py", T(*f), m) for f, m in BAD_FLAGS},
-    **{f"--T {v}": ("distill.py", D("--T", v), T_RANGE) for v in ("0", "1e-30", "101", "nan", "inf")},  # P4
+    **{f"--T {v}": ("distill.py", D("--T", v), T_RANGE + v) for v in ("0", "1e-30", "101", "nan", "inf")},  # P4
     "--T warm": ("distill.py", D("--T", "warm"), "--T: "),
     "--bs many": ("distill.py", D("--bs", "many"), "--bs: "),
     "--epochs 0": ("distill.py", D("--epochs", "0"), "--epochs"),
