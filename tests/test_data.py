@@ -493,20 +493,8 @@ def test_make_fewshot_is_deterministic_and_loadable(tmp_path):
     make_image_folder(tmp_path / "src", {"robin": 6, "jay": 5})
     summary = data.make_fewshot(tmp_path / "src", tmp_path / "a", n_train=3, n_test=2, seed=7)
     assert summary["classes"] == 2 and summary["n_train"] == 3
-    data.main(
-        [
-            "fewshot",
-            str(tmp_path / "src"),
-            str(tmp_path / "b"),
-            "--n-train",
-            "3",
-            "--n-test",
-            "2",
-            "--seed",
-            "7",
-            "--copy",
-        ]
-    )
+    data.main(["fewshot", str(tmp_path / "src"), str(tmp_path / "b"), "--n-train", "3", "--n-test", "2", "--seed", "7",
+               "--copy"])  # fmt: skip
     picked = {
         d: sorted(p.relative_to(tmp_path / d).as_posix() for p in (tmp_path / d).rglob("*.png")) for d in ("a", "b")
     }
@@ -516,13 +504,6 @@ def test_make_fewshot_is_deterministic_and_loadable(tmp_path):
     train = data.load_split("imagefolder", "train", tmp_path / "a", image_size=7)
     assert train.classes == ["jay", "robin"] and train.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert len(data.load_split("imagefolder", "test", tmp_path / "a", image_size=7)) == 4
-
-
-def test_make_fewshot_refuses_small_classes_naming_them(tmp_path):
-    make_image_folder(tmp_path / "src", {"robin": 6, "jay": 3, "owl": 4})
-    with pytest.raises(data.DatasetError, match=r"fewer than .* 5 images: jay \(3\), owl \(4\)$"):
-        data.make_fewshot(tmp_path / "src", tmp_path / "out", n_train=3, n_test=2)
-    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("source", ["synth-src", "synth-fine", "synth-coarse", "synth-novel", "export", "fewshot"])

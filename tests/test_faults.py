@@ -1,9 +1,9 @@
-"""What happens when things go wrong (docs/FAILURES.md): bad input, untrusted files, kills, failing
-writes, divergence and the network. Rows covered elsewhere name their test there."""
+"""What happens when things go wrong (docs/FAILURES.md): kills and resumes, failing writes, divergence and the
+network (bad input and untrusted files: test_bad_input.py). Rows covered elsewhere name their test there."""
 
 import json
 import os
-import shutil
+import re
 import signal
 import subprocess
 
@@ -17,81 +17,7 @@ import engine
 import models
 import runs
 import train_teacher
-from helpers import (
-    FAST,
-    TINY,
-    distill_args,
-    main_error,
-    results_in,
-    run_script,
-    teacher_args,
-    without_synth,
-)
-
-
-class Exploit:
-    """Pickles to a call of os.system: loading it without weights_only=True would run the command."""
-
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (os.system, (f"touch {self.marker}",))
-
-
-def test_checkpoints_with_pickled_code_are_refused_and_never_run(teacher, tmp_path, capsys):
-    marker = tmp_path / "EXECUTED"
-    evil = tmp_path / "evil.pt"
-    torch.save({"format": models.CHECKPOINT_FORMAT, "arch": "test_resnet", "payload": Exploit(marker)}, evil)
-    err = main_error(distill.main, distill_args(evil, tmp_path / "a", "--T", "1"), capsys)
-    assert "weights_only" in err and str(evil) in err
-    err = main_error(
-        distill.main, distill_args(teacher, tmp_path / "b", "--T", "1", "--student-init", str(evil)), capsys
-    )
-    assert "weights_only" in err
-    err = main_error(
-        train_teacher.main,
-        [
-            "--dataset",
-            "synth-fine",
-            *TINY,
-            "--arch",
-            "test_resnet",
-            "--init",
-            str(evil),
-            "--out",
-            str(tmp_path / "t.pt"),
-            *FAST,
-        ],
-        capsys,
-    )
-    assert "weights_only" in err
-    # a run folder's ckpt.pt replaced by the exploit: the resume is refused, nothing runs
-    args = distill_args(teacher, tmp_path / "c", "--T", "1", "--epochs", "1")
-    assert distill.main(args) == 0
-    (run,) = (tmp_path / "c").iterdir()
-    (run / "result.json").unlink()
-    shutil.copy(evil, run / "ckpt.pt")
-    err = main_error(distill.main, args, capsys)
-    assert "ckpt.pt cannot be loaded safely" in err and "delete it" in err
-    assert not marker.exists()
-
-
-def test_missing_dataset_and_unwritable_out(teacher, tmp_path, capsys):
-    err = main_error(
-        distill.main,
-        without_synth(
-            distill_args(
-                teacher, tmp_path / "r", "--T", "1", "--dataset", "cifar100", "--data-root", str(tmp_path / "nowhere")
-            )
-        ),
-        capsys,
-    )
-    assert "cifar100" in err and "nowhere" in err
-    blocker = tmp_path / "a-file"
-    blocker.write_text("not a folder")
-    err = main_error(distill.main, distill_args(teacher, blocker / "runs", "--T", "1"), capsys)
-    assert err.startswith("distill.py: error: --out:") and "not writable" in err
+from helpers import TINY, distill_args, intra_op_threads, results_in, run_script, teacher_args
 
 
 def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
@@ -129,24 +55,11 @@ runs.atomic_write = full_disk
 script = __import__(sys.argv[1])
 sys.exit(script.main(sys.argv[2:]))
 """
-
-
-@pytest.mark.parametrize("script", ["distill", "train_teacher"])
-def test_a_full_disk_during_training_is_one_line_exit_75_and_the_same_command_resumes(teacher, tmp_path, script):
-    out = tmp_path / "out"
-    every_epoch = ["--ckpt-every-min", "0"]  # the default timer would write no checkpoint in so short a run
-    args = (
-        distill_args(teacher, out, *every_epoch)
-        if script == "distill"
-        else teacher_args(out / "t.pt", "--epochs", "2", *every_epoch)
-    )
-    r = run_script("-c", FULL_DISK, script, *args)
-    last = r.stderr.strip().splitlines()[-1]
-    assert r.returncode == cli.EXIT_PREEMPTED and "No space left on device" in last and "resume" in last, r.stderr
-    assert "Traceback" not in r.stderr
-    main = {"distill": distill.main, "train_teacher": train_teacher.main}[script]
-    assert main(args) == 0  # the same command with the disk fixed (in this process: 3 s less)
-    assert results_in(out) if script == "distill" else (out / "t.pt").is_file()
+FORKSERVER = """
+import multiprocessing, sys
+multiprocessing.set_start_method("forkserver")
+sys.exit(__import__(sys.argv[1]).main(sys.argv[2:]))
+"""
 
 
 class Diverging:
@@ -192,86 +105,13 @@ def test_a_diverging_cli_run_exits_3_with_a_failed_result(teacher, tmp_path):
     assert res["status"] == "failed"
 
 
-@pytest.mark.slow
-def test_sigterm_and_sigkill_at_reported_moments_resume_bit_identically(teacher, tmp_path):
-    """One run stopped four times, each at a moment it reports, and resumed each time: by SIGTERM once epoch 1 is
-    reported (checkpoint, one line, exit 75, no result), by SIGKILL once the teacher is measured (the run
-    folder claimed, nothing trained), once an epoch is reported, and once a resume is announced; its final metrics
-    and weights equal those of an uninterrupted run."""
-    args = distill_args(
-        teacher, tmp_path / "run", "--T", "3", "--epochs", "6", "--keep-ckpt", "--synth", "target_train_per_class=40"
-    )
-    ref = run_script("distill.py", *[a if a != str(tmp_path / "run") else str(tmp_path / "ref") for a in args])
-    assert ref.returncode == 0
-    (expected,) = results_in(tmp_path / "ref").values()
-
-    for sig, moment in [(signal.SIGTERM, "epoch 1/"), (signal.SIGKILL, "test top-1"), (signal.SIGKILL, " epoch ")]:
-        p = run_script(
-            "distill.py", *args, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-        )
-        next(line for line in p.stderr if moment in line)
-        p.send_signal(sig)
-        err = p.communicate(timeout=120)[1]
-        if sig == signal.SIGTERM:
-            assert p.returncode == cli.EXIT_PREEMPTED and "checkpoints saved at" in err.splitlines()[-1], err
-            assert next((tmp_path / "run").glob("*/ckpt.pt")).is_file() and not results_in(tmp_path / "run")
-        else:
-            assert p.returncode == -signal.SIGKILL
-    p = run_script("distill.py", *args, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    next(line for line in p.stderr if "resuming at epoch" in line)
-    p.kill()
-    p.communicate()
-    final = run_script("distill.py", *args)
-    assert final.returncode == 0 and "resuming at epoch" in final.stderr, final.stderr
-    (got,) = results_in(tmp_path / "run").values()
-    assert got["final"]["top1"] == expected["final"]["top1"]
-    assert got["final"]["agreement"] == expected["final"]["agreement"]
-    assert [r["epoch"] for r in got["curve"]] == [1, 2, 3, 4, 5, 6]
-    a = torch.load(next((tmp_path / "run").glob("*/ckpt.pt")), weights_only=True)["model"]
-    b = torch.load(next((tmp_path / "ref").glob("*/ckpt.pt")), weights_only=True)["model"]
-    assert all(torch.equal(a[k], b[k]) for k in a)  # the final weights, bit for bit
-
-
-def test_the_network_is_never_needed(tmp_path, capsys):
-    """Sockets are blocked for the whole suite (conftest.py); in1k weights are the one thing that
-    tries to go online, and without --pretrained-file the error says what to do."""
+def test_the_network_is_never_needed():
+    """Sockets are blocked for the whole suite (conftest.py); in1k weights, the one thing that tries to go online,
+    are refused offline with what to do (test_bad_input.py)."""
     import socket
 
     with pytest.raises(OSError, match="blocked"):
         socket.create_connection(("93.184.215.14", 443), timeout=1)  # an IP: no DNS needed
-    r = run_script("train_teacher.py", *teacher_args(tmp_path / "t.pt", "--init", "in1k"), env={"HF_HUB_OFFLINE": "1"})
-    assert r.returncode == 2 and "--pretrained-file" in r.stderr.strip().splitlines()[-1], r.stderr
-    assert not (tmp_path / "t.run").exists()
-
-
-def test_run_all_slurm_without_sbatch(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for tool in ("dirname",):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
-    r = run_script("run_all.sh", "demo", "--slurm", "--out", tmp_path / "o", env={"PATH": str(bin_dir)})
-    assert r.returncode == 2 and "--slurm: sbatch not found" in r.stderr
-
-
-def test_download_is_the_one_flag_that_goes_online_and_it_says_so(teacher, tmp_path, capsys):
-    err = main_error(
-        distill.main,
-        without_synth(
-            distill_args(
-                teacher,
-                tmp_path / "r",
-                "--T",
-                "1",
-                "--dataset",
-                "cifar100",
-                "--data-root",
-                str(tmp_path / "data"),
-                "--download",
-            )
-        ),
-        capsys,
-    )
-    assert "cifar100: download into" in err and "failed" in err
 
 
 class Killed(Exception):
@@ -331,21 +171,119 @@ def test_checkpoints_follow_the_timer_and_a_kill_between_them_resumes_bit_identi
     assert all(torch.equal(got["model"][k], ref["model"][k]) for k in ref["model"])
 
 
-def test_sigterm_to_the_process_group_with_loader_workers_exits_75_and_resumes(teacher, tmp_path):
-    """Slurm signals the whole process group, DataLoader workers included: the command still checkpoints, says so in
-    one line and exits 75 (no RuntimeError from a killed worker), and the same command resumes."""
-    args = distill_args(teacher, tmp_path, "--T", "3", "--epochs", "12", "--workers", "2", "--augment-on", "workers")
-    # forkserver (Python 3.14's default): a forked worker would inherit the main process's SIGTERM handler
-    forkserver = (
-        "import multiprocessing as mp, runpy, sys; mp.set_start_method('forkserver'); sys.argv[0] = 'distill.py'; "
-    )
-    forkserver += "runpy.run_path('distill.py', run_name='__main__')"
-    p = run_script("-c", forkserver, *args, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                   text=True, start_new_session=True)  # fmt: skip
-    next(line for line in p.stderr if "epoch 2/" in line)
-    os.killpg(p.pid, signal.SIGTERM)
-    err = p.communicate(timeout=120)[1]
-    assert p.returncode == cli.EXIT_PREEMPTED and "checkpoints saved" in err.strip().splitlines()[-1], err
-    assert "Traceback" not in err and "RuntimeError" not in err
-    final = run_script("distill.py", *args)
-    assert final.returncode == 0 and "resuming at epoch" in final.stderr, final.stderr
+# Interrupted runs, resumed by the same command: (script, flags, interruptions, each: how, and the line of output
+# it waits for). SIGTERM/SIGINT (Slurm's preemption, Ctrl-C) and a full disk end the command with one line and exit
+# 75, SIGKILL at once; whatever the moment, the finished run equals an uninterrupted one bit for bit.
+RESUMES = {
+    "distill: SIGTERM, SIGKILL before training, SIGINT, SIGKILL mid-training and while resuming": (
+        "distill", [], [("SIGTERM", "epoch 1/"), ("SIGKILL", "test top-1"), ("SIGINT", "epoch 2/"),
+                        ("SIGKILL", " epoch "), ("SIGKILL", "resuming at epoch")]),
+    # Slurm signals the whole process group, DataLoader workers included (started by forkserver, Python 3.14's
+    # default, they do not inherit the SIGTERM handler): no RuntimeError from a killed worker or forkserver
+    "distill: SIGTERM to the process group with loader workers": (
+        "distill", ["--workers", "2", "--augment-on", "workers"], [("SIGTERM group", "epoch 2/")]),
+    "distill: a full disk": ("distill", ["--ckpt-every-min", "0"], [("full disk", None)]),
+    "train_teacher: a full disk": ("train_teacher", ["--ckpt-every-min", "0"], [("full disk", None)]),
+    "train_teacher: SIGTERM": ("train_teacher", [], [("SIGTERM", "epoch 1/")]),
+}  # fmt: skip
+FULL_DISK = """
+import sys
+from pathlib import Path
+import runs
+real_write = runs.atomic_write
+def full_disk(path, data):  # every checkpoint of a run folder fails, as on a full disk
+    if Path(path).name == "ckpt.pt":
+        raise OSError(28, "No space left on device")
+    return real_write(path, data)
+runs.atomic_write = full_disk
+script = __import__(sys.argv[1])
+sys.exit(script.main(sys.argv[2:]))
+"""
+FORKSERVER = """
+import multiprocessing, sys
+multiprocessing.set_start_method("forkserver")
+sys.exit(__import__(sys.argv[1]).main(sys.argv[2:]))
+"""
+
+
+def resume_args(script, teacher, out, flags):
+    if script == "distill":
+        return distill_args(teacher, out, "--T", "3", "--epochs", "6", "--keep-ckpt", "--synth",
+                            "target_train_per_class=40", *flags)  # fmt: skip
+    return teacher_args(out / "t.pt", "--epochs", "3", *flags)
+
+
+def outcome(script, out):
+    """A finished run's curve and final metrics (speed aside) and its final weights."""
+    folder = out / "t.run" if script == "train_teacher" else next(out.iterdir())
+    result = json.loads((folder / "result.json").read_text())
+    weights = torch.load(out / "t.pt", weights_only=True)["state_dict"] if script == "train_teacher" else (
+        torch.load(folder / "ckpt.pt", weights_only=True)["model"])  # fmt: skip
+    no_speed = lambda row: {k: v for k, v in row.items() if k != "img_per_s"}
+    return [no_speed(row) for row in result["curve"]], no_speed(result["final"]), weights
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(teacher, tmp_path_factory):
+    """outcome(script, flags) of an uninterrupted run, each run once."""
+    done = {}
+
+    def get(script, flags):
+        if (script, *flags) not in done:
+            out = tmp_path_factory.mktemp("uninterrupted")
+            with intra_op_threads(1):  # as the interrupted subprocesses run
+                assert {"distill": distill.main, "train_teacher": train_teacher.main}[script](
+                    resume_args(script, teacher, out, flags)) == 0  # fmt: skip
+            done[(script, *flags)] = outcome(script, out)
+        return done[(script, *flags)]
+
+    return get
+
+
+def interrupt(script, args, out, how, moment):
+    """Run the command and interrupt it (how) once it writes the line `moment`; check what it said."""
+    if how == "full disk":
+        r = run_script("-c", FULL_DISK, script, *args)
+        code, err = r.returncode, r.stderr
+    else:
+        group = how.endswith("group")
+        command = ("-c", FORKSERVER, script) if group else (f"{script}.py",)
+        p = run_script(*command, *args, background=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       text=True, start_new_session=group)  # fmt: skip
+        assert next((line for line in p.stderr if moment in line), None), f"the run ended before '{moment}'"
+        sig = signal.Signals[how.split()[0]]
+        os.killpg(p.pid, sig) if group else p.send_signal(sig)
+        err = p.communicate(timeout=120)[1]
+        code = p.returncode
+        if sig == signal.SIGKILL:
+            assert code == -signal.SIGKILL
+            return
+    last = err.strip().splitlines()[-1]
+    assert code == cli.EXIT_PREEMPTED and "Traceback" not in err and "RuntimeError" not in err, err
+    if how == "full disk":
+        assert "No space left on device" in last and "resume" in last, err
+    else:
+        said = (
+            rf"{how.split()[0]}: checkpoints saved at (epoch \d+ step \d+|the end of epoch \d+); run the same command"
+        )
+        assert re.search(said + " again to resume$", last) and list(out.rglob("ckpt.pt")), err
+    assert not list(out.rglob("result.json")), "an interrupted run wrote a result"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", RESUMES)
+def test_an_interrupted_run_resumed_by_the_same_command_equals_an_uninterrupted_one(uninterrupted, teacher, tmp_path,
+                                                                                   capsys, case):  # fmt: skip
+    script, flags, interruptions = RESUMES[case]
+    args = resume_args(script, teacher, tmp_path, flags)
+    for how, moment in interruptions:
+        interrupt(script, args, tmp_path, how, moment)
+    capsys.readouterr()
+    with intra_op_threads(1):
+        assert {"distill": distill.main, "train_teacher": train_teacher.main}[script](args) == 0
+    assert ("resuming at epoch" in capsys.readouterr().err) == (how != "full disk")  # no checkpoint was written
+    curve, final, weights = outcome(script, tmp_path)
+    expected_curve, expected_final, expected_weights = uninterrupted(script, flags)
+    assert curve == expected_curve and final == expected_final
+    assert weights.keys() == expected_weights.keys()
+    assert all(torch.equal(weights[k], expected_weights[k]) for k in weights), "the final weights differ"

@@ -1,6 +1,7 @@
 """run_all.sh and grid.py: the grid's arithmetic, the local pool end to end on the built-in data
 (two concurrent invocations, an idempotent re-run, kills at random moments) and failures."""
 
+import csv
 import json
 import os
 import shlex
@@ -81,12 +82,13 @@ def test_lab_grid_shape():
     assert len(longest) == 2 * 3 and all(" --opt sgd " in c for c in longest)  # two halves of the T grid per seed
     assert sum(long.parts["long SGD training (Fig. 3)"].values()) == 6 * 3  # 5 T + labels only, 3 seeds
     full = grid.build("lab-full", "python", "out", "data", [])
-    assert set(full.parts) - set(long.parts) == {
+    added = {
         "methods (Fig. 1)",
         "batch size (Fig. 2)",
         "student initialization (Table 2)",
         "dataset granularity (Fig. 6)",
     }
+    assert set(full.parts) - set(long.parts) == added
     methods = full.parts["methods (Fig. 1)"]
     assert {" --opt adamw " in c for c in methods} == {True, False}  # two settings: "consistently" is testable
     assert set(distill) <= set(long.stages["distill"]) <= set(full.stages["distill"])  # each finishes the last
@@ -225,16 +227,6 @@ def test_dry_run_prints_counts_and_commands():
     assert "distill: " in r.stdout and "python" in r.stdout and "distill.py" in r.stdout
 
 
-def test_bad_preset_and_options():
-    for args, needle in [
-        (["nonsense"], "unknown preset"),
-        (["demo", "--jobs", "zero"], "--jobs"),
-        (["demo", "--frobnicate"], "unknown option"),
-    ]:
-        r = run_all(*args)
-        assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-
-
 @pytest.mark.slow
 def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_a_kill(tmp_path):
     """Two run_all.sh started together on one folder, one SIGKILLed as it starts a distillation: the other finishes the
@@ -251,7 +243,8 @@ def test_demo_tiny_end_to_end_concurrent_idempotent_and_survives_a_kill(tmp_path
     assert survivor.returncode == 0, err[-3000:]
     expected = json.loads((out / "manifest" / "expected.json").read_text())
     assert len(run_ids(out)) == len(expected) == DEMO_TINY_RUNS
-    assert (out / "REPORT.md").is_file() and (out / "results.csv").is_file()
+    assert sum(int(row["n"]) for row in csv.DictReader((out / "results.csv").open())) == DEMO_TINY_RUNS  # one cell each
+    assert (out / "REPORT.md").read_text().startswith("# Report")
     n_cmds = sum(len(Path(out, "manifest", f"{s}.txt").read_text().splitlines()) for s in MANIFESTS)
     ran = sorted(executions(out).values())
     assert len(ran) == n_cmds and set(ran) <= {1, 2} and ran.count(2) <= 2, ran

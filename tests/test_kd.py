@@ -32,9 +32,8 @@ METHODS = list(kd.METHODS)
 
 def close(x, expected, rel=1e-5, atol=1e-6):
     """x (float32 from kd.py) matches a float64 hand-computed value to ~1e-5 relative."""
-    return torch.allclose(
-        torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64), rtol=rel, atol=atol
-    )
+    x, expected = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
+    return torch.allclose(x, expected, rtol=rel, atol=atol)
 
 
 def label(y):
@@ -43,11 +42,8 @@ def label(y):
 
 def random_logits(seed, B=4, K=5, scale=3.0):
     g = torch.Generator().manual_seed(seed)
-    return (
-        torch.randn(B, K, generator=g) * scale,
-        torch.randn(B, K, generator=g) * scale,
-        torch.randint(0, K, (B,), generator=g),
-    )
+    s, t = (torch.randn(B, K, generator=g) * scale for _ in range(2))
+    return s, t, torch.randint(0, K, (B,), generator=g)
 
 
 def call(loss, s, t, labels, epoch=100):
@@ -238,18 +234,8 @@ def test_ctkd_initial_temperature_and_derivative():
 
 
 def test_ctkd_lambda_schedule():
-    assert [round(kd.cosine_lambda(e, 10), 4) for e in range(1, 11)] == [
-        0.0245,
-        0.0955,
-        0.2061,
-        0.3455,
-        0.5,
-        0.6545,
-        0.7939,
-        0.9045,
-        0.9755,
-        1.0,
-    ]
+    expected = [0.0245, 0.0955, 0.2061, 0.3455, 0.5, 0.6545, 0.7939, 0.9045, 0.9755, 1.0]
+    assert [round(kd.cosine_lambda(e, 10), 4) for e in range(1, 11)] == expected
     assert [round(kd.cosine_lambda(e, 5), 4) for e in range(1, 6)] == [0.0955, 0.3455, 0.6545, 0.9045, 1.0]
     assert kd.cosine_lambda(50, 10) == 1.0
 
@@ -372,9 +358,8 @@ def test_mlkd_faithful_bookkeeping():
     # garbage in the strong view changes only the (4, 3, 5) strong instance terms
     s_g, t_g = s_s * 7 + 1, t_s.flip(1)
     delta = mlkd((s_w, s_s), (t_w, t_s)) - mlkd((s_w, s_g), (t_w, t_g))
-    assert torch.allclose(
-        delta, sum(kd.kd_loss(s_s, t_s, T) - kd.kd_loss(s_g, t_g, T) for T in (4.0, 3.0, 5.0)), atol=1e-5
-    )
+    strong = sum(kd.kd_loss(s_s, t_s, T) - kd.kd_loss(s_g, t_g, T) for T in (4.0, 3.0, 5.0))
+    assert torch.allclose(delta, strong, atol=1e-5)
 
 
 def test_mlkd_ce_on_both_views_and_input_checks():
@@ -429,16 +414,13 @@ def test_rld_fully_masked_row_is_finite():
 
 
 def test_dist_values():
-    inter, intra = kd.dist_relations(
-        torch.tensor([[LN(2), 0.0], [LN(2), 0.0]]), torch.tensor([[LN(3), 0.0], [0.0, LN(3)]]), 1.0
-    )
+    s, t = torch.tensor([[LN(2), 0.0], [LN(2), 0.0]]), torch.tensor([[LN(3), 0.0], [0.0, LN(3)]])
+    inter, intra = kd.dist_relations(s, t, 1.0)
     assert close(inter, 1.0) and close(intra, 1.0)
-    inter, intra = kd.dist_relations(
-        torch.tensor([[0.0, 1, 0], [0, 1, 0]]), torch.tensor([[2.0, 0, 0], [0, 1, 0]]), 1.0
-    )
+    s, t = torch.tensor([[0.0, 1, 0], [0, 1, 0]]), torch.tensor([[2.0, 0, 0], [0, 1, 0]])
+    inter, intra = kd.dist_relations(s, t, 1.0)
     assert close(inter, 0.75) and close(intra, 1.0)
-    dist = kd.build_loss("dist", T=1.0, ce_weight=0.0, kd_weight=1.0)
-    assert close(dist(torch.tensor([[0.0, 1, 0], [0, 1, 0]]), torch.tensor([[2.0, 0, 0], [0, 1, 0]])), 1.75)
+    assert close(kd.build_loss("dist", T=1.0, ce_weight=0.0, kd_weight=1.0)(s, t), 1.75)
 
 
 def test_dist_identical_logits_and_t2_scaling():
@@ -481,15 +463,8 @@ def test_inverse_smoothing_entropy_round_trip(K):
     assert (kd.smoothing_entropy(a, K) - H).abs().max() < 1e-10
 
 
-@pytest.mark.parametrize(
-    "K, H, a, eps",
-    [
-        (10, 1.0, 0.217034, 0.241149),
-        (100, 1.0, 0.132505, 0.133844),
-        (100, 2.0, 0.301949, 0.304999),
-        (1000, 1.0, 0.098271, 0.098369),
-    ],
-)
+@pytest.mark.parametrize("K, H, a, eps", [(10, 1.0, 0.217034, 0.241149), (100, 1.0, 0.132505, 0.133844),
+                                          (100, 2.0, 0.301949, 0.304999), (1000, 1.0, 0.098271, 0.098369)])  # fmt: skip
 def test_inverse_smoothing_entropy_reference_values(K, H, a, eps):
     got = kd.inverse_smoothing_entropy(H, K)
     assert abs(got.item() - a) < 1e-6 and abs(got.item() * K / (K - 1) - eps) < 1e-6  # PyTorch's eps
@@ -559,15 +534,8 @@ def test_bottomk_random_logits_identity_and_reproducibility():
 # Relative entropy diagnostics (§9.3)
 
 
-@pytest.mark.parametrize(
-    "p, full, rest",
-    [
-        ([0.5, 0.25, 0.25], 0.946395, 1.0),
-        ([0.7, 0.1, 0.1, 0.1], 0.678390, 1.0),
-        ([0.6, 0.3, 0.1], 0.817345, 0.811278),
-        ([0.2] * 5, 1.0, 1.0),
-    ],
-)
+@pytest.mark.parametrize("p, full, rest", [([0.5, 0.25, 0.25], 0.946395, 1.0), ([0.7, 0.1, 0.1, 0.1], 0.678390, 1.0),
+                                             ([0.6, 0.3, 0.1], 0.817345, 0.811278), ([0.2] * 5, 1.0, 1.0)])  # fmt: skip
 def test_relative_entropy_values(p, full, rest):
     p = torch.tensor([p])
     h_full, h_rest = kd.relative_entropies(p.log() * 3, 3.0)
@@ -633,15 +601,8 @@ def test_build_loss_interface_and_errors():
         loss = kd.build_loss(name)
         assert isinstance(loss, torch.nn.Module) and loss.name == name
         assert loss.hparams == {key: spec[0] for key, spec in kd.METHODS[name].HPARAMS.items()}
-    flags = {
-        name: (
-            kd.build_loss(name, ce_weight=0.0).needs_labels,
-            kd.build_loss(name).needs_epoch,
-            kd.build_loss(name).needs_two_views,
-            kd.build_loss(name).batch_coupled,
-        )
-        for name in METHODS
-    }
+    flags = {name: (kd.build_loss(name, ce_weight=0.0).needs_labels, *(getattr(kd.build_loss(name), f) for f in
+                    ("needs_epoch", "needs_two_views", "batch_coupled"))) for name in METHODS}  # fmt: skip
     assert flags["kd"] == (False, False, False, False) and not kd.build_loss("kd").needs_labels
     assert flags["dkd"] == flags["rld"] == (True, True, False, False)
     assert flags["ctkd"] == (False, True, False, False)
@@ -707,18 +668,13 @@ def test_every_method_is_float32_under_bf16_autocast(name):
 
 def test_kd_imports_only_torch_and_stdlib():
     tree = ast.parse((ROOT / "kd.py").read_text())
-    modules = {
-        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
-    }
+    modules = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     assert modules - {"torch"} <= set(sys.stdlib_module_names), modules
 
 
 def test_kd_imports_without_numpy_timm_torchvision():
-    code = (
-        "import sys; sys.modules['timm'] = None; sys.modules['torchvision'] = None; "
-        "sys.modules['numpy'] = None; import kd"
-    )
+    code = "import sys; sys.modules['timm'] = sys.modules['torchvision'] = sys.modules['numpy'] = None; import kd"
     result = run_script("-c", code)
     assert result.returncode == 0, result.stderr
 
@@ -760,26 +716,10 @@ def test_forward_errors_say_what_to_pass():
 # Copyable: each method runs from "Math helpers" plus its own section, as kd.py's docstring says
 
 RULE = "# " + "=" * 94 + "\n"
-SECTION_OF = {
-    "kd": "KD --",
-    "dkd": "DKD --",
-    "eakd": "EA-KD --",
-    "ctkd": "CTKD --",
-    "lskd": "LS --",
-    "mlkd": "MLKD --",
-    "rld": "RLD --",
-    "dist": "DIST --",
-}
-PLAIN_FUNCTION = {
-    "kd": kd.kd_loss,
-    "dkd": kd.dkd_loss,
-    "eakd": kd.eakd_loss,
-    "ctkd": kd.ctkd_loss,
-    "lskd": kd.lskd_loss,
-    "mlkd": kd.mlkd_loss,
-    "rld": kd.rld_loss,
-    "dist": kd.dist_loss,
-}
+SECTION_OF = {"kd": "KD --", "dkd": "DKD --", "eakd": "EA-KD --", "ctkd": "CTKD --", "lskd": "LS --", "mlkd": "MLKD --",
+              "rld": "RLD --", "dist": "DIST --"}  # fmt: skip
+PLAIN_FUNCTION = {"kd": kd.kd_loss, "dkd": kd.dkd_loss, "eakd": kd.eakd_loss, "ctkd": kd.ctkd_loss,
+                  "lskd": kd.lskd_loss, "mlkd": kd.mlkd_loss, "rld": kd.rld_loss, "dist": kd.dist_loss}  # fmt: skip
 
 
 def kd_section(title_start):

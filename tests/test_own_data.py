@@ -13,14 +13,7 @@ import train_teacher
 from helpers import FAST, TINY, distill_args, results_in, write_image_folder
 
 SIZES = {k: int(v) for k, v in (s.split("=") for s in TINY[1 : TINY.index("--data-root")])}  # the tiny built-in data
-SYNTH_AUG = [
-    "--crop-pct",
-    "1",
-    "--randaug-n",
-    "1",
-    "--randaug-m",
-    "5",
-]  # the built-in data's evaluation and RandAugment
+SYNTH_AUG = ["--crop-pct", "1", "--randaug-n", "1", "--randaug-m", "5"]  # the built-in data's evaluation, RandAugment
 
 
 def test_export_writes_the_same_pixels_in_the_same_order(tmp_path):
