@@ -223,7 +223,8 @@ def train(members, stream, test, recipe, *, teacher=None, common_result=None, on
                 for m in members:
                     if not m.failed:
                         m.run.save_state(checkpoint(m))
-                stop.exit(log, f"epoch {epoch + 1}")
+                at = min(m.position for m in members)
+                stop.exit(log, f"epoch {at // spe + 1} step {at % spe}")
             img_per_s = seen / max(time.time() - t_epoch, 1e-9)
             due = bool(stop.signal) or timer.due(mid_epoch=False)
             eta = (time.time() - t_start) / max(1, (epoch + 1) * spe - start) * (recipe.epochs - epoch - 1) * spe
