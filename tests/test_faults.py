@@ -42,26 +42,6 @@ def test_a_write_that_fails_midway_keeps_the_previous_checkpoint(tmp_path, monke
     assert not run.file("result.json").exists()
 
 
-FULL_DISK = """
-import sys
-from pathlib import Path
-import runs
-real_write = runs.atomic_write
-def full_disk(path, data):  # every checkpoint of a run folder fails, as on a full disk
-    if Path(path).name == "ckpt.pt":
-        raise OSError(28, "No space left on device")
-    return real_write(path, data)
-runs.atomic_write = full_disk
-script = __import__(sys.argv[1])
-sys.exit(script.main(sys.argv[2:]))
-"""
-FORKSERVER = """
-import multiprocessing, sys
-multiprocessing.set_start_method("forkserver")
-sys.exit(__import__(sys.argv[1]).main(sys.argv[2:]))
-"""
-
-
 class Diverging:
     """An objective that turns NaN in epoch 2 (1-indexed), after a good first epoch."""
 
