@@ -85,7 +85,8 @@ def line(rows):
 
 def name(key):
     """'synth-fine · synth-fine-ft4 -> test_resnet · adamw bs64 128 ep' of a setting key."""
-    recipe = f"{key['opt']} bs{key['bs']} {key['epochs']} ep"
+    parts = (key["opt"], key["bs"] and f"bs{key['bs']}", key["epochs"] and f"{key['epochs']} ep")
+    recipe = " ".join(str(part) for part in parts if part)  # a figure's panel leaves out what its lines vary
     return f"{key['dataset']} · {key['teacher']} -> {key['student']} ({key['init']}) · {recipe}"
 
 

@@ -256,7 +256,7 @@ def test_the_figures_draw_the_planted_means_in_their_panels(lab, tmp_path, monke
     brief, controls = trend_line(3.0), {8.0: 66.0, 40.0: 66.0}
     assert panel("ft4 ->", "adamw bs64") == {"128 ep": {**brief, None: 60.0}}  # Figs. 2-3
     assert panel("ft4 ->", "sgd bs64") == {"128 ep": trend_line(0.02), "16 ep": trend_line(-4.0)}
-    assert panel("ft4 ->", "adamw bs 128") == {"teacher": brief, **dict.fromkeys(kd.SIGNALS[1:], controls)}  # Fig. 5
+    assert panel("ft4 ->", "adamw 128 ep") == {"teacher": brief, **dict.fromkeys(kd.SIGNALS[1:], controls)}  # Fig. 5
     assert panel("synth-fine ·  ->") == {"synth-fine-ft4": brief, "synth-fine-ft32": trend_line(0.0, 68.0),
                                          "synth-fine-scratch": trend_line(-2.0)}  # Table 1  # fmt: skip
 
