@@ -177,6 +177,12 @@ def test_identical_top1_over_seeds_is_no_noise_estimate_not_absent(tmp_path):
     assert f["label"] == stats.NO_NOISE and f["estimate"] == 0
 
 
+@pytest.mark.parametrize("p, df, table", [(0.975, 1, 12.7062), (0.975, 5, 2.5706), (0.975, 30, 2.0423),
+                                           (0.995, 2, 9.9248), (0.995, 10, 3.1693)])  # fmt: skip
+def test_t_quantiles_match_a_printed_t_table(p, df, table):
+    assert stats.t_quantile(p, df) == pytest.approx(table, abs=5e-5)
+
+
 def test_an_undecided_finding_says_how_many_seeds_would_decide_it(tmp_path):
     write_line(tmp_path, trend_line(0.6), noise=3.0)
     f = decide(tmp_path)[3]
