@@ -430,7 +430,7 @@ class Lockstep:
     common: dict  # written into every result.json
 
 
-def lockstep(plan, pending):
+def build_lockstep(plan, pending):
     """The teacher measured once (test accuracy, train-set statistics), then one member per pending run."""
     f, ckpt = plan.flags, plan.teacher
     teacher = models.model_from_checkpoint(ckpt, f.teacher).to(f.device)
@@ -537,7 +537,7 @@ def main(argv=None):
     try:
         plan = make_plan(args)
         pending = claim_runs(plan, claimed, failed)
-        job = lockstep(plan, pending) if pending else None
+        job = build_lockstep(plan, pending) if pending else None
     except (ValueError, OSError, KeyboardInterrupt) as e:
         for run in claimed:  # leave nothing behind
             run.abandon()

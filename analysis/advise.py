@@ -54,7 +54,7 @@ WORDS = {stats.PRESENT: "the lab agrees", stats.OPPOSITE: "the lab found the opp
          stats.ABSENT: "the lab found no effect of 1 point", stats.UNDECIDED: "the lab could not decide"}  # fmt: skip
 
 
-def teacher_statistics(logits, temps):
+def statistics_by_T(logits, temps):
     """Per T: train-set means of H_rel and H_rel^-max, and the first, second and last mean sorted probability."""
     rows = []
     for T in temps:
@@ -179,7 +179,7 @@ def main(argv=None):
         dataset, synth, image_size, split, logits = measure(args, ckpt)
     except ValueError as e:
         cli.fail("advise.py", e)
-    rows, o = teacher_statistics(logits, sorted(args.T)), ckpt["origination"]
+    rows, o = statistics_by_T(logits, sorted(args.T)), ckpt["origination"]
     where = f"{len(split)} {dataset} train images (K = {len(split.classes)}, {image_size} px)"
     print(f"teacher {args.teacher}: {ckpt['arch']} on {ckpt['dataset']}; measured on {where}")
     print(f"{'T':>5} {'H_rel':>7} {'H_rel^-max':>11} {'p(1st)':>8} {'p(2nd)':>8} {'p(last)':>9}")

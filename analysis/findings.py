@@ -2,7 +2,7 @@
 
 Each function selects its cells from the rows (analysis/table.py) and returns a Test: one or more contrasts as
 per-unit values {name: {seed: value}} (> 0 is the paper's claim, points of top-1) and how they combine (one
-contrast, or the smallest of several). evaluate() turns them into intervals and labels (analysis/stats.py).
+contrast, or the smallest of several). decide_all() turns them into intervals and labels (analysis/stats.py).
 Findings 5, 8 and 11 are descriptions (no linear contrast of top-1, or no seed noise): no label from an interval.
 
 One definition of temperature ranges: the usual T <= 5 (the 1-5 most KD work uses), large T > 5. The trend of a
@@ -479,7 +479,7 @@ def decide(finding, test, family, missing):
     return out
 
 
-def evaluate(rows, expected=()):
+def decide_all(rows, expected=()):
     """Every finding decided on the finished rows: a list of dicts (findings.json's objects)."""
     tests = []
     for f in FINDINGS:

@@ -160,10 +160,10 @@ def write_report(root):
     root = Path(root)
     done, rows, trained, problems = table.load_table(root)
     expected, reps = replicates_of(root, done)
-    found = findings.evaluate(done, expected)
+    found = findings.decide_all(done, expected)
     family = sum(f["level"] is not None for f in found)
     which = which_t(done)
-    by_rep = {r: findings.evaluate([x for x in done if x["seed"] in seeds]) for r, seeds in reps.items()}
+    by_rep = {r: findings.decide_all([x for x in done if x["seed"] in seeds]) for r, seeds in reps.items()}
     made = figures.make_all(done, root / "figures")
     failed = [r for r in rows if r["status"] != "ok"]
     missing = table.missing_runs(expected, done) if expected else []

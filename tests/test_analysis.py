@@ -80,7 +80,7 @@ def trend_line(slope, level=70.0):
 
 
 def decide(root, expected=()):
-    return {f["id"]: f for f in findings.evaluate(table.load_table(root)[0], expected)}
+    return {f["id"]: f for f in findings.decide_all(table.load_table(root)[0], expected)}
 
 
 @pytest.fixture(scope="module")

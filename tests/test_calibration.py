@@ -81,12 +81,12 @@ def test_intervals_cover_the_truth_and_labels_hold_family_wise(model):
     expected = expected_runs("lab")
     lines = sorted({line_of(e) for e in expected if e["method"] != "labels"}, key=str)
     slopes = {ln: rng.choice([-1.0, 0.0, 1.0, 2.0]) for ln in lines}  # truths of 0 and of +-m and more
-    truths = {f["id"]: f["estimate"] for f in findings.evaluate(rows_for(expected, lambda r: truth_of(r, slopes)))}
+    truths = {f["id"]: f["estimate"] for f in findings.decide_all(rows_for(expected, lambda r: truth_of(r, slopes)))}
     tested = [i for i, t in truths.items() if t is not None]
     assert {1, 3, 4, 6, 9, 10, 12, 13, 14, 17} <= set(tested)
     covered, any_wrong = dict.fromkeys(tested, 0), 0
     for _ in range(DRAWS):
-        decided = {f["id"]: f for f in findings.evaluate(draw(expected, slopes, model, rng))}
+        decided = {f["id"]: f for f in findings.decide_all(draw(expected, slopes, model, rng))}
         for i in tested:
             f = decided[i]
             covered[i] += f["raw_low"] is not None and f["raw_low"] <= truths[i] <= f["raw_high"]

@@ -35,7 +35,7 @@ CASES = {
 def test_every_finding_a_preset_claims_is_tested_and_the_planted_trend_is_found(case):
     kwargs, claimed = CASES[case]
     rows = rows_for(expected_runs(**kwargs), planted)
-    found = {f["id"]: f for f in findings.evaluate(rows)}
+    found = {f["id"]: f for f in findings.decide_all(rows)}
     untested = {i: found[i]["summary"] for i in claimed if found[i]["label"] == stats.UNTESTED}
     assert not untested
     assert found[1]["estimate"] == pytest.approx(10.0 + 2.0 * 2 / 5, abs=0.2) or "demo" in case
